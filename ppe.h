@@ -1,0 +1,21 @@
+/* ppe.h - the public C interface of ppe, for programs that embed Lua. */
+#ifndef PPE_H
+#define PPE_H
+
+#include "lua.h"
+
+#if defined(__GNUC__)
+#define PPE_API __attribute__((visibility("default")))
+#else
+#define PPE_API
+#endif
+
+/* Opens the module: luaL_requiref(L, "ppe", luaopen_ppe, 0). */
+PPE_API int luaopen_ppe(lua_State *L);
+
+/* Installs the host's hook, called in every new worker on its fresh state
+** (after the standard libraries, before the executor's initializer), so the
+** host can register its own C libraries there. NULL removes it. */
+PPE_API void ppe_set_worker_init(void (*init)(lua_State *L));
+
+#endif

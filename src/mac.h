@@ -1,0 +1,13 @@
+/* mac.h - a keyed tag (SipHash-2-4) that proves bytecode came from this
+** process tree, so a decoder never loads bytecode it did not make. */
+#ifndef PPE_MAC_H
+#define PPE_MAC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Draws the process key once; forked children inherit it. 0 or -errno. */
+int ppe_mac_init(void);
+uint64_t ppe_mac(const void *data, size_t len);
+
+#endif

@@ -1,0 +1,763 @@
+/* wire.c - encoder and decoder of the wire format (see wire.h). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lua.h"
+#include "lauxlib.h"  /* LUA_LOADED_TABLE only: the encoder never raises */
+
+#include "mac.h"
+#include "wire.h"
+
+/* Tags. Small non-negative integers and short strings carry their value or
+** length in the tag byte itself: they are the bulk of most messages. */
+enum {
+  T_NIL = 0, T_FALSE, T_TRUE,
+  T_I8, T_I16, T_I32, T_I64,
+  T_FLT,
+  T_STR,
+  T_TABLE,
+  T_REF,
+  T_LFUNC,
+  T_CFUNC,
+  T_ENV,
+  T_SHORTSTR = 0x20,  /* 0x20..0x3f: string of length tag & 0x1f */
+  T_FIXINT = 0x80     /* 0x80..0xff: integer tag & 0x7f */
+};
+
+#define HEADER_SIZE 7
+
+/* Registry keys: addresses of statics, so no name can collide. */
+static const char dumpcache_key = 'd';  /* function -> tag..bytecode */
+static const char cfname_key = 'c';     /* C function -> "mod\0field" */
+static const char fncache_key = 'f';    /* tag..bytecode -> closure */
+
+static int little_endian(void) {
+  const uint16_t one = 1;
+  return *(const unsigned char *)&one;
+}
+
+/* Fills the registry table under 'key', creating it weak-keyed (mode 'k')
+** or strong, and leaves it on the stack. */
+static void getcache(lua_State *L, const void *key, const char *mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 8);
+  if (mode != NULL) {
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, mode);
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+
+/*
+** {======================================================
+** Encoder
+** =======================================================
+*/
+
+#define PATH_KEEP 6
+
+typedef struct Enc {
+  lua_State *L;
+  ppe_buf *b;
+  int seen;        /* stack slot of the table/function -> id map, or nil */
+  lua_Integer nseen;
+  int depth;
+  int nparts;      /* path components recorded so far */
+  char path[PATH_KEEP][72];
+  char *err;       /* the reason, then the whole message */
+} Enc;
+
+/* Sets the reason of a failure; the path is prepended while unwinding. */
+static int enc_fail(Enc *e, const char *fmt, const char *arg) {
+  snprintf(e->err, PPE_ERRSZ, fmt, arg);
+  e->nparts = 0;
+  return -1;
+}
+
+static int enc_oom(Enc *e) {
+  return enc_fail(e, "%s", "not enough memory");
+}
+
+/* Records one component of the path to the culprit, innermost first. Only
+** the outermost few are kept: they say where to look. */
+static void enc_where(Enc *e, const char *comp) {
+  snprintf(e->path[e->nparts % PATH_KEEP], sizeof(e->path[0]), "%s", comp);
+  e->nparts++;
+}
+
+/* Joins path and reason into err: 'argument #2, field "x": reason'. */
+static void enc_message(Enc *e) {
+  char tmp[PPE_ERRSZ];
+  size_t n = 0;
+  int i, kept = e->nparts < PATH_KEEP ? e->nparts : PATH_KEEP;
+  for (i = 1; i <= kept && n < sizeof(tmp); i++)
+    n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "%s%s", i > 1 ? ", " : "",
+                          e->path[(e->nparts - i) % PATH_KEEP]);
+  if (e->nparts > PATH_KEEP && n < sizeof(tmp))
+    n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, ", ...");
+  if (n < sizeof(tmp))
+    snprintf(tmp + n, sizeof(tmp) - n, "%s%s", kept ? ": " : "", e->err);
+  memcpy(e->err, tmp, PPE_ERRSZ);
+}
+
+/* Names the table key at 'idx' as a path component. */
+static void enc_where_key(Enc *e, int idx) {
+  lua_State *L = e->L;
+  char comp[72];
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+      snprintf(comp, sizeof(comp), "field \"%.48s\"", lua_tostring(L, idx));
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx))
+        snprintf(comp, sizeof(comp), "index %lld",
+                 (long long)lua_tointeger(L, idx));
+      else
+        snprintf(comp, sizeof(comp), "key %.14g", (double)lua_tonumber(L, idx));
+      break;
+    case LUA_TBOOLEAN:
+      snprintf(comp, sizeof(comp), "key %s",
+               lua_toboolean(L, idx) ? "true" : "false");
+      break;
+    default:
+      snprintf(comp, sizeof(comp), "key (%s)", lua_typename(L, lua_type(L, idx)));
+  }
+  enc_where(e, comp);
+}
+
+static int put_byte(Enc *e, int c) {
+  if (ppe_buf_reserve(e->b, 1)) return enc_oom(e);
+  e->b->p[e->b->len++] = (char)c;
+  return 0;
+}
+
+static int put_raw(Enc *e, const void *p, size_t n) {
+  return ppe_buf_add(e->b, p, n) ? enc_oom(e) : 0;
+}
+
+static int put_varint(Enc *e, uint64_t v) {
+  unsigned char tmp[10];
+  int n = 0;
+  do {
+    tmp[n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    v >>= 7;
+  } while (v);
+  return put_raw(e, tmp, (size_t)n);
+}
+
+static int enc_int(Enc *e, lua_Integer v) {
+  unsigned char tmp[1 + sizeof(lua_Integer)];
+  size_t n;
+  if (v >= 0 && v < 0x80)
+    return put_byte(e, T_FIXINT | (int)v);
+  if (v >= INT8_MIN && v <= INT8_MAX) {
+    int8_t x = (int8_t)v; tmp[0] = T_I8; memcpy(tmp + 1, &x, n = 1);
+  }
+  else if (v >= INT16_MIN && v <= INT16_MAX) {
+    int16_t x = (int16_t)v; tmp[0] = T_I16; memcpy(tmp + 1, &x, n = 2);
+  }
+  else if (v >= INT32_MIN && v <= INT32_MAX) {
+    int32_t x = (int32_t)v; tmp[0] = T_I32; memcpy(tmp + 1, &x, n = 4);
+  }
+  else {
+    tmp[0] = T_I64; memcpy(tmp + 1, &v, n = sizeof(v));
+  }
+  return put_raw(e, tmp, n + 1);
+}
+
+static int enc_num(Enc *e, lua_Number v) {
+  unsigned char tmp[1 + sizeof(lua_Number)];
+  tmp[0] = T_FLT;
+  memcpy(tmp + 1, &v, sizeof(v));  /* bit-exact: NaN payloads, -0.0 */
+  return put_raw(e, tmp, sizeof(tmp));
+}
+
+static int enc_str(Enc *e, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(e->L, idx, &len);
+  if (len < 32) {
+    if (ppe_buf_reserve(e->b, len + 1)) return enc_oom(e);
+    e->b->p[e->b->len++] = (char)(T_SHORTSTR | (int)len);
+  }
+  else if (put_byte(e, T_STR) || put_varint(e, len))
+    return -1;
+  return put_raw(e, s, len);
+}
+
+/* If the table or function at idx was sent already in this message, writes
+** a reference to it and returns 1; else gives it the next id, returns 0. */
+static int enc_seen(Enc *e, int idx) {
+  lua_State *L = e->L;
+  if (lua_isnil(L, e->seen)) {
+    lua_createtable(L, 0, 4);
+    lua_replace(L, e->seen);
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
+    lua_Integer id = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return (put_byte(e, T_REF) || put_varint(e, (uint64_t)id)) ? -1 : 1;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, e->nseen++);
+  lua_rawset(L, e->seen);
+  return 0;
+}
+
+static int enc_value(Enc *e, int idx, int allow_env);
+
+static int enc_enter(Enc *e) {
+  if (++e->depth > PPE_MAXDEPTH) {
+    char lim[24];
+    snprintf(lim, sizeof(lim), "%d", PPE_MAXDEPTH);
+    return enc_fail(e, "nesting deeper than %s levels", lim);
+  }
+  if (!lua_checkstack(e->L, 6)) return enc_fail(e, "%s", "Lua stack overflow");
+  return 0;
+}
+
+static int enc_table(Enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_Integer i, n;
+  uint32_t nhash = 0;
+  size_t patch;
+  int r = enc_seen(e, idx);
+  if (r) return r < 0 ? -1 : 0;
+  if (enc_enter(e)) return -1;
+  n = (lua_Integer)lua_rawlen(L, idx);
+  if (put_byte(e, T_TABLE) || put_varint(e, (uint64_t)n)) return -1;
+  patch = e->b->len;  /* hash count, written once known */
+  if (put_raw(e, &nhash, sizeof(nhash))) return -1;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    if (enc_value(e, lua_gettop(L), 0)) {
+      char comp[32];
+      snprintf(comp, sizeof(comp), "index %lld", (long long)i);
+      enc_where(e, comp);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int top = lua_gettop(L);
+    if (lua_isinteger(L, top - 1)) {
+      lua_Integer k = lua_tointeger(L, top - 1);
+      if (k >= 1 && k <= n) { lua_pop(L, 1); continue; }  /* sent above */
+    }
+    if (enc_value(e, top - 1, 0)) {
+      enc_where(e, "table key");
+      return -1;
+    }
+    if (enc_value(e, top, 0)) {
+      enc_where_key(e, top - 1);
+      return -1;
+    }
+    nhash++;
+    lua_pop(L, 1);
+  }
+  memcpy(e->b->p + patch, &nhash, sizeof(nhash));
+  e->depth--;
+  return 0;
+}
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  (void)L;
+  return ppe_buf_add((ppe_buf *)ud, p, sz) ? 1 : 0;
+}
+
+/* Writes tag and bytecode of the Lua function at idx, dumping it only the
+** first time this function is sent (the dump is cached, weak-keyed). */
+static int enc_bytecode(Enc *e, int idx) {
+  lua_State *L = e->L;
+  size_t len, start;
+  uint32_t blen;
+  uint64_t tag = 0;
+  getcache(L, &dumpcache_key, "k");
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) == LUA_TSTRING) {
+    const char *s = lua_tolstring(L, -1, &len);
+    blen = (uint32_t)(len - sizeof(tag));
+    if (put_byte(e, T_LFUNC) || put_raw(e, &blen, sizeof(blen)) ||
+        put_raw(e, s, len))
+      return -1;
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_pop(L, 1);
+  if (put_byte(e, T_LFUNC) || put_raw(e, &tag, sizeof(blen))) return -1;
+  start = e->b->len;
+  if (put_raw(e, &tag, sizeof(tag))) return -1;
+  lua_pushvalue(L, idx);
+  if (lua_dump(L, dump_writer, e->b, 0) != 0) return enc_oom(e);
+  lua_pop(L, 1);
+  len = e->b->len - start - sizeof(tag);
+  if (len > UINT32_MAX) return enc_fail(e, "%s", "function too large");
+  blen = (uint32_t)len;
+  tag = ppe_mac(e->b->p + start + sizeof(tag), len);
+  memcpy(e->b->p + start - sizeof(blen), &blen, sizeof(blen));
+  memcpy(e->b->p + start, &tag, sizeof(tag));
+  lua_pushvalue(L, idx);
+  lua_pushlstring(L, e->b->p + start, len + sizeof(tag));
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int enc_lfunc(Enc *e, int idx) {
+  lua_State *L = e->L;
+  int i, nups, r = enc_seen(e, idx);
+  if (r) return r < 0 ? -1 : 0;
+  if (enc_enter(e) || enc_bytecode(e, idx)) return -1;
+  for (nups = 0; lua_getupvalue(L, idx, nups + 1) != NULL; nups++)
+    lua_pop(L, 1);
+  if (put_varint(e, (uint64_t)nups)) return -1;
+  for (i = 1; i <= nups; i++) {
+    const char *name = lua_getupvalue(L, idx, i);
+    int envlike = (strcmp(name, "_ENV") == 0);
+    if (enc_value(e, lua_gettop(L), envlike)) {
+      char comp[72];
+      snprintf(comp, sizeof(comp), "upvalue \"%.48s\"", name);
+      enc_where(e, comp);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  e->depth--;
+  return 0;
+}
+
+/* Records under its name every C function of every table in package.loaded
+** not yet known, so that the worker finds it again by that name. */
+static void scan_loaded(lua_State *L, int cache) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
+          lua_pushvalue(L, -1);
+          if (lua_rawget(L, cache) == LUA_TNIL) {
+            lua_pushvalue(L, -2);
+            lua_pushvalue(L, -6);
+            lua_pushlstring(L, "", 1);  /* the NUL separator */
+            lua_pushvalue(L, -6);
+            lua_concat(L, 3);
+            lua_rawset(L, cache);
+          }
+          lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static int enc_cfunc(Enc *e, int idx) {
+  lua_State *L = e->L;
+  int cache;
+  getcache(L, &cfname_key, NULL);
+  cache = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, cache) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    scan_loaded(L, cache);
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, cache) != LUA_TSTRING)
+      return enc_fail(e, "%s", "C function cannot be sent "
+                      "(not reachable by name from package.loaded)");
+  }
+  if (put_byte(e, T_CFUNC) || enc_str(e, -1)) return -1;
+  lua_pop(L, 2);
+  return 0;
+}
+
+static int enc_value(Enc *e, int idx, int allow_env) {
+  lua_State *L = e->L;
+  int t = lua_type(L, idx);
+  switch (t) {
+    case LUA_TNIL: return put_byte(e, T_NIL);
+    case LUA_TBOOLEAN:
+      return put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) return enc_int(e, lua_tointeger(L, idx));
+      return enc_num(e, lua_tonumber(L, idx));
+    case LUA_TSTRING: return enc_str(e, idx);
+    case LUA_TTABLE: {
+      /* The globals, or an upvalue named _ENV, become the receiver's
+      ** globals: they are an environment, not data to copy. */
+      int isglobals;
+      if (allow_env) return put_byte(e, T_ENV);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+      isglobals = lua_rawequal(L, idx, -1);
+      lua_pop(L, 1);
+      return isglobals ? put_byte(e, T_ENV) : enc_table(e, idx);
+    }
+    case LUA_TFUNCTION:
+      return lua_iscfunction(L, idx) ? enc_cfunc(e, idx) : enc_lfunc(e, idx);
+    default:
+      return enc_fail(e, "%s cannot be sent", lua_typename(L, t));
+  }
+}
+
+int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
+               const char *label, int base, char *err) {
+  Enc e;
+  unsigned char hdr[HEADER_SIZE] = {'p', 'p', 'e', PPE_WIRE_VERSION, 0,
+                                    sizeof(lua_Integer), sizeof(lua_Number)};
+  int i, top = lua_gettop(L);
+  e.L = L; e.b = b; e.nseen = 0; e.depth = 0; e.nparts = 0; e.err = err;
+  hdr[4] = (unsigned char)little_endian();
+  if (!lua_checkstack(L, 8)) return enc_fail(&e, "%s", "Lua stack overflow");
+  lua_pushnil(L);
+  e.seen = lua_gettop(L);
+  if (put_raw(&e, hdr, sizeof(hdr)) || put_varint(&e, (uint64_t)n))
+    goto fail;
+  for (i = 0; i < n; i++) {
+    if (enc_value(&e, first + i, 0)) {
+      char comp[64];
+      snprintf(comp, sizeof(comp), "%s #%d", label, base + i);
+      enc_where(&e, comp);
+      enc_message(&e);
+      goto fail;
+    }
+  }
+  lua_settop(L, top);
+  return 0;
+fail:
+  lua_settop(L, top);
+  return -1;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Decoder
+** =======================================================
+*/
+
+typedef struct Dec {
+  lua_State *L;
+  const unsigned char *s;
+  size_t len, pos;
+  size_t budget;   /* table slots we may still preallocate on trust */
+  int refs;        /* stack slot of the id -> value array, or nil */
+  lua_Integer nrefs;
+  int depth, flags;
+  char *err;
+} Dec;
+
+static int dec_fail(Dec *d, const char *msg) {
+  snprintf(d->err, PPE_ERRSZ, "%s at byte %zu", msg, d->pos);
+  return -1;
+}
+
+#define REMAINING(d) ((d)->len - (d)->pos)
+
+static int get_raw(Dec *d, void *out, size_t n) {
+  if (n > REMAINING(d)) return dec_fail(d, "truncated message");
+  memcpy(out, d->s + d->pos, n);
+  d->pos += n;
+  return 0;
+}
+
+static int get_varint(Dec *d, uint64_t *out) {
+  uint64_t v = 0;
+  int shift;
+  for (shift = 0; shift < 64; shift += 7) {
+    unsigned char c;
+    if (d->pos >= d->len) return dec_fail(d, "truncated message");
+    c = d->s[d->pos++];
+    v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) { *out = v; return 0; }
+  }
+  return dec_fail(d, "malformed length");
+}
+
+static int dec_lstr(Dec *d, size_t n) {
+  if (n > REMAINING(d)) return dec_fail(d, "truncated string");
+  lua_pushlstring(d->L, (const char *)d->s + d->pos, n);
+  d->pos += n;
+  return 0;
+}
+
+static void dec_register(Dec *d, int idx) {
+  lua_State *L = d->L;
+  if (lua_isnil(L, d->refs)) {
+    lua_createtable(L, 8, 0);
+    lua_replace(L, d->refs);
+  }
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, d->refs, ++d->nrefs);
+}
+
+static int dec_value(Dec *d, int allow_env);
+
+static int dec_enter(Dec *d) {
+  if (++d->depth > PPE_MAXDEPTH) return dec_fail(d, "nesting too deep");
+  if (!lua_checkstack(d->L, 6)) return dec_fail(d, "Lua stack overflow");
+  return 0;
+}
+
+/* A claim of size is trusted for preallocation only within a budget the
+** size of the message, so nested claims cannot multiply memory. */
+static int dec_prealloc(Dec *d, uint64_t claim) {
+  if (claim > d->budget) claim = d->budget;
+  if (claim > INT_MAX / 2) claim = INT_MAX / 2;
+  d->budget -= claim;
+  return (int)claim;
+}
+
+static int dec_table(Dec *d) {
+  lua_State *L = d->L;
+  uint64_t narr, i;
+  uint32_t nhash, j;
+  int t;
+  if (dec_enter(d) || get_varint(d, &narr) ||
+      get_raw(d, &nhash, sizeof(nhash)))
+    return -1;
+  /* Every value takes at least one byte, every pair two. */
+  if (narr > REMAINING(d) || nhash > REMAINING(d) / 2 ||
+      narr > (uint64_t)LUA_MAXINTEGER)
+    return dec_fail(d, "table size beyond message");
+  lua_createtable(L, dec_prealloc(d, narr), dec_prealloc(d, nhash));
+  t = lua_gettop(L);
+  dec_register(d, t);
+  for (i = 1; i <= narr; i++) {
+    if (dec_value(d, 0)) return -1;
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  for (j = 0; j < nhash; j++) {
+    if (dec_value(d, 0)) return -1;
+    if (lua_isnil(L, -1)) return dec_fail(d, "nil table key");
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
+        isnan((double)lua_tonumber(L, -1)))
+      return dec_fail(d, "NaN table key");
+    if (dec_value(d, 0)) return -1;
+    lua_rawset(L, t);
+  }
+  d->depth--;
+  return 0;
+}
+
+static const char *bc_reader(lua_State *L, void *ud, size_t *size) {
+  size_t *left = (size_t *)ud;
+  const char *p = (const char *)left[1];
+  (void)L;
+  *size = left[0];
+  left[0] = 0;
+  return *size ? p : NULL;
+}
+
+/* Loads bytecode (tag first) and leaves the closure on the stack; with
+** PPE_DEC_FNCACHE the closure of earlier identical bytecode is reused. */
+static int dec_load(Dec *d, const char *p, size_t n) {
+  lua_State *L = d->L;
+  size_t rd[2];
+  int cache = 0;
+  if (d->flags & PPE_DEC_FNCACHE) {
+    getcache(L, &fncache_key, NULL);
+    cache = lua_gettop(L);
+    lua_pushlstring(L, p, n);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, cache) == LUA_TFUNCTION) {
+      lua_replace(L, cache);
+      lua_pop(L, 1);
+      return 0;
+    }
+    lua_pop(L, 1);
+  }
+  rd[0] = n - sizeof(uint64_t);
+  rd[1] = (size_t)(p + sizeof(uint64_t));
+  if (lua_load(L, bc_reader, rd, "=(ppe)", "b") != LUA_OK) {
+    if (cache) lua_settop(L, cache - 1);
+    return dec_fail(d, "bytecode does not load");
+  }
+  if (cache) {
+    lua_pushvalue(L, -1);
+    lua_insert(L, cache);      /* result below the cache */
+    lua_rawset(L, cache + 1);  /* cache[bytecode] = closure */
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int dec_lfunc(Dec *d) {
+  lua_State *L = d->L;
+  uint32_t blen;
+  uint64_t tag, nups, i;
+  const char *p;
+  int f;
+  if (dec_enter(d) || get_raw(d, &blen, sizeof(blen))) return -1;
+  if ((uint64_t)blen + sizeof(tag) > REMAINING(d))
+    return dec_fail(d, "truncated function");
+  p = (const char *)d->s + d->pos;
+  memcpy(&tag, p, sizeof(tag));
+  if (tag != ppe_mac(p + sizeof(tag), blen))
+    return dec_fail(d, "function bytecode not made by this process tree");
+  d->pos += sizeof(tag) + blen;
+  if (dec_load(d, p, sizeof(tag) + blen)) return -1;
+  f = lua_gettop(L);
+  dec_register(d, f);
+  if (get_varint(d, &nups)) return -1;
+  for (i = 1; i <= nups; i++) {
+    if (i > 255 || lua_getupvalue(L, f, (int)i) == NULL)
+      return dec_fail(d, "upvalue count does not match the function");
+    lua_pop(L, 1);
+    if (dec_value(d, 1)) return -1;
+    lua_setupvalue(L, f, (int)i);
+  }
+  if (lua_getupvalue(L, f, (int)nups + 1) != NULL)
+    return dec_fail(d, "upvalue count does not match the function");
+  d->depth--;
+  return 0;
+}
+
+static int req_module(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_insert(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* Finds a C function again by its name, "module\0field". */
+static int dec_cfunc(Dec *d) {
+  lua_State *L = d->L;
+  char msg[160];
+  const char *name, *field;
+  size_t len;
+  int tag, top = lua_gettop(L);
+  if (d->pos >= d->len) return dec_fail(d, "truncated message");
+  tag = d->s[d->pos++];
+  if (tag >= T_SHORTSTR && tag < T_SHORTSTR + 32) {
+    if (dec_lstr(d, (size_t)(tag & 0x1f))) return -1;
+  }
+  else {
+    uint64_t n;
+    if (tag != T_STR || get_varint(d, &n)) 
+      return dec_fail(d, "malformed C function name");
+    if (n > REMAINING(d)) return dec_fail(d, "truncated string");
+    if (dec_lstr(d, (size_t)n)) return -1;
+  }
+  name = lua_tolstring(L, -1, &len);
+  field = memchr(name, '\0', len);
+  if (field == NULL) return dec_fail(d, "malformed C function name");
+  field++;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, name);  /* the module name ends at the NUL */
+  if (!lua_istable(L, -1) && (d->flags & PPE_DEC_REQUIRE)) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, req_module);
+    lua_pushstring(L, name);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) lua_pushnil(L);
+  }
+  if (lua_istable(L, -1)) {
+    lua_pushlstring(L, field, len - (size_t)(field - name));
+    lua_rawget(L, -2);
+  }
+  if (!lua_iscfunction(L, -1)) {
+    snprintf(msg, sizeof(msg), "C function \"%.60s.%.60s\" not found",
+             name, field);
+    lua_settop(L, top);
+    return dec_fail(d, msg);
+  }
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+  return 0;
+}
+
+static int dec_value(Dec *d, int allow_env) {
+  lua_State *L = d->L;
+  int tag;
+  if (d->pos >= d->len) return dec_fail(d, "truncated message");
+  tag = d->s[d->pos++];
+  if (tag >= T_FIXINT) { lua_pushinteger(L, tag & 0x7f); return 0; }
+  if (tag >= T_SHORTSTR && tag < T_SHORTSTR + 32)
+    return dec_lstr(d, (size_t)(tag & 0x1f));
+  switch (tag) {
+    case T_NIL: lua_pushnil(L); return 0;
+    case T_FALSE: lua_pushboolean(L, 0); return 0;
+    case T_TRUE: lua_pushboolean(L, 1); return 0;
+    case T_I8: { int8_t v;
+      if (get_raw(d, &v, sizeof(v))) return -1;
+      lua_pushinteger(L, v); return 0; }
+    case T_I16: { int16_t v;
+      if (get_raw(d, &v, sizeof(v))) return -1;
+      lua_pushinteger(L, v); return 0; }
+    case T_I32: { int32_t v;
+      if (get_raw(d, &v, sizeof(v))) return -1;
+      lua_pushinteger(L, v); return 0; }
+    case T_I64: { lua_Integer v;
+      if (get_raw(d, &v, sizeof(v))) return -1;
+      lua_pushinteger(L, v); return 0; }
+    case T_FLT: { lua_Number v;
+      if (get_raw(d, &v, sizeof(v))) return -1;
+      lua_pushnumber(L, v); return 0; }
+    case T_STR: { uint64_t n;
+      if (get_varint(d, &n)) return -1;
+      if (n > REMAINING(d)) return dec_fail(d, "truncated string");
+      return dec_lstr(d, (size_t)n); }
+    case T_TABLE: return dec_table(d);
+    case T_REF: { uint64_t id;
+      if (get_varint(d, &id)) return -1;
+      if (id >= (uint64_t)d->nrefs) return dec_fail(d, "bad reference");
+      lua_rawgeti(L, d->refs, (lua_Integer)id + 1);
+      return 0; }
+    case T_LFUNC: return dec_lfunc(d);
+    case T_CFUNC: return dec_cfunc(d);
+    case T_ENV:
+      if (!allow_env) return dec_fail(d, "environment outside an upvalue");
+      lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+      return 0;
+    default: return dec_fail(d, "unknown tag");
+  }
+}
+
+int ppe_decode(lua_State *L, const char *s, size_t len, int flags,
+               char *err) {
+  Dec d;
+  const unsigned char *u = (const unsigned char *)s;
+  uint64_t n, i;
+  int top = lua_gettop(L);
+  d.L = L; d.s = u; d.len = len; d.pos = 0; d.budget = len;
+  d.nrefs = 0; d.depth = 0; d.flags = flags; d.err = err;
+  if (len < HEADER_SIZE || memcmp(s, "ppe", 3) != 0)
+    return dec_fail(&d, "not a ppe message");
+  if (u[3] != PPE_WIRE_VERSION)
+    return dec_fail(&d, "unsupported format version");
+  if (u[4] != little_endian() || u[5] != sizeof(lua_Integer) ||
+      u[6] != sizeof(lua_Number))
+    return dec_fail(&d, "message from a different number format");
+  d.pos = HEADER_SIZE;
+  if (get_varint(&d, &n)) return -1;
+  if (n > REMAINING(&d)) return dec_fail(&d, "value count beyond message");
+  if (n > INT_MAX / 2 || !lua_checkstack(L, (int)n + 8))
+    return dec_fail(&d, "too many values");
+  lua_pushnil(L);
+  d.refs = lua_gettop(L);
+  for (i = 0; i < n; i++)
+    if (dec_value(&d, 0)) goto fail;
+  if (d.pos != d.len) { dec_fail(&d, "trailing bytes"); goto fail; }
+  lua_remove(L, d.refs);
+  return (int)n;
+fail:
+  lua_settop(L, top);
+  return -1;
+}
+
+/* }====================================================== */

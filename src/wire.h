@@ -1,0 +1,39 @@
+/* wire.h - the wire format: Lua values to bytes and back.
+**
+** A message is a header (magic, format version, byte order and the sizes
+** of lua_Integer and lua_Number) followed by a count of values and the
+** values themselves. Tables and Lua functions get an id on first sight, so
+** shared references and cycles arrive as they left. Lua bytecode carries a
+** keyed tag: a decoder loads only bytecode made by its own process tree. */
+#ifndef PPE_WIRE_H
+#define PPE_WIRE_H
+
+#include "lua.h"
+
+#include "buf.h"
+
+#define PPE_WIRE_VERSION 1
+
+/* Tables and functions nested deeper than this are refused, both ways. */
+#define PPE_MAXDEPTH 1000
+
+/* Room for an error message: a path to the culprit and the reason. */
+#define PPE_ERRSZ 320
+
+/* Decoder flags. */
+#define PPE_DEC_FNCACHE 1  /* reuse a closure per distinct bytecode */
+#define PPE_DEC_REQUIRE 2  /* 'require' modules named by C functions */
+
+/* Appends values first..first+n-1 of L to b. 'label' names them in errors
+** ("argument" gives "argument #2, field "x": ..."), counting from 'base'.
+** Returns 0, or -1 with err set. Raises only on Lua memory errors, so b
+** must be owned by something Lua can free. */
+int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
+               const char *label, int base, char *err);
+
+/* Pushes the values of message s; returns how many, or -1 with err set and
+** the stack as it was. Never trusts s. */
+int ppe_decode(lua_State *L, const char *s, size_t len, int flags,
+               char *err);
+
+#endif
