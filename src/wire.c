@@ -24,6 +24,7 @@ enum {
   T_LFUNC,
   T_CFUNC,
   T_ENV,
+  T_MODULE,
   T_SHORTSTR = 0x20,  /* 0x20..0x3f: string of length tag & 0x1f */
   T_FIXINT = 0x80     /* 0x80..0xff: integer tag & 0x7f */
 };
@@ -214,7 +215,11 @@ static int enc_seen(Enc *e, int idx) {
   return 0;
 }
 
-static int enc_value(Enc *e, int idx, int allow_env);
+/* How a value is being sent: as data, or as an upvalue (named _ENV or
+** not), where environments and modules go by reference. */
+enum { AS_DATA, AS_UPVALUE, AS_ENV };
+
+static int enc_value(Enc *e, int idx, int as);
 
 static int enc_enter(Enc *e) {
   if (++e->depth > PPE_MAXDEPTH) {
@@ -240,7 +245,7 @@ static int enc_table(Enc *e, int idx) {
   if (put_raw(e, &nhash, sizeof(nhash))) return -1;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
-    if (enc_value(e, lua_gettop(L), 0)) {
+    if (enc_value(e, lua_gettop(L), AS_DATA)) {
       char comp[32];
       snprintf(comp, sizeof(comp), "index %lld", (long long)i);
       enc_where(e, comp);
@@ -255,11 +260,11 @@ static int enc_table(Enc *e, int idx) {
       lua_Integer k = lua_tointeger(L, top - 1);
       if (k >= 1 && k <= n) { lua_pop(L, 1); continue; }  /* sent above */
     }
-    if (enc_value(e, top - 1, 0)) {
+    if (enc_value(e, top - 1, AS_DATA)) {
       enc_where(e, "table key");
       return -1;
     }
-    if (enc_value(e, top, 0)) {
+    if (enc_value(e, top, AS_DATA)) {
       enc_where_key(e, top - 1);
       return -1;
     }
@@ -324,8 +329,8 @@ static int enc_lfunc(Enc *e, int idx) {
   if (put_varint(e, (uint64_t)nups)) return -1;
   for (i = 1; i <= nups; i++) {
     const char *name = lua_getupvalue(L, idx, i);
-    int envlike = (strcmp(name, "_ENV") == 0);
-    if (enc_value(e, lua_gettop(L), envlike)) {
+    int as = (strcmp(name, "_ENV") == 0) ? AS_ENV : AS_UPVALUE;
+    if (enc_value(e, lua_gettop(L), as)) {
       char comp[72];
       snprintf(comp, sizeof(comp), "upvalue \"%.48s\"", name);
       enc_where(e, comp);
@@ -385,7 +390,27 @@ static int enc_cfunc(Enc *e, int idx) {
   return 0;
 }
 
-static int enc_value(Enc *e, int idx, int allow_env) {
+/* A table that is a loaded module goes by its name: 'local json =
+** require "cjson"' captured by a task means the worker's own cjson. 1 if
+** sent so, 0 if not a module, -1 on failure. */
+static int enc_module(Enc *e, int idx) {
+  lua_State *L = e->L;
+  int found = 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  while (!found && lua_next(L, -2)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, idx)) {
+      if (put_byte(e, T_MODULE) || enc_str(e, -2)) return -1;
+      found = 1;
+      lua_pop(L, 1);  /* the key stays for the pop below */
+    }
+    else lua_pop(L, 1);
+  }
+  lua_pop(L, found ? 2 : 1);
+  return found;
+}
+
+static int enc_value(Enc *e, int idx, int as) {
   lua_State *L = e->L;
   int t = lua_type(L, idx);
   switch (t) {
@@ -399,12 +424,15 @@ static int enc_value(Enc *e, int idx, int allow_env) {
     case LUA_TTABLE: {
       /* The globals, or an upvalue named _ENV, become the receiver's
       ** globals: they are an environment, not data to copy. */
-      int isglobals;
-      if (allow_env) return put_byte(e, T_ENV);
+      int isglobals, r;
+      if (as == AS_ENV) return put_byte(e, T_ENV);
       lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
       isglobals = lua_rawequal(L, idx, -1);
       lua_pop(L, 1);
-      return isglobals ? put_byte(e, T_ENV) : enc_table(e, idx);
+      if (isglobals) return put_byte(e, T_ENV);
+      if (as == AS_UPVALUE && (r = enc_module(e, idx)) != 0)
+        return r < 0 ? -1 : 0;
+      return enc_table(e, idx);
     }
     case LUA_TFUNCTION:
       return lua_iscfunction(L, idx) ? enc_cfunc(e, idx) : enc_lfunc(e, idx);
@@ -427,7 +455,7 @@ int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
   if (put_raw(&e, hdr, sizeof(hdr)) || put_varint(&e, (uint64_t)n))
     goto fail;
   for (i = 0; i < n; i++) {
-    if (enc_value(&e, first + i, 0)) {
+    if (enc_value(&e, first + i, AS_DATA)) {
       char comp[64];
       snprintf(comp, sizeof(comp), "%s #%d", label, base + i);
       enc_where(&e, comp);
@@ -635,37 +663,66 @@ static int req_module(lua_State *L) {
   return 1;
 }
 
-/* Finds a C function again by its name, "module\0field". */
+/* Pushes a string written by enc_str; the decoder's names come so. */
+static int dec_name(Dec *d) {
+  int tag;
+  uint64_t n;
+  if (d->pos >= d->len) return dec_fail(d, "truncated message");
+  tag = d->s[d->pos++];
+  if (tag >= T_SHORTSTR && tag < T_SHORTSTR + 32)
+    return dec_lstr(d, (size_t)(tag & 0x1f));
+  if (tag != T_STR) return dec_fail(d, "malformed name");
+  if (get_varint(d, &n)) return -1;
+  if (n > REMAINING(d)) return dec_fail(d, "truncated string");
+  return dec_lstr(d, (size_t)n);
+}
+
+/* Pushes the loaded module 'name' (requiring it, if allowed), or nil. */
+static void dec_getmodule(Dec *d, const char *name) {
+  lua_State *L = d->L;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  if (lua_isnil(L, -1) && (d->flags & PPE_DEC_REQUIRE)) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, req_module);
+    lua_pushstring(L, name);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
+  }
+}
+
+/* A module sent by name. */
+static int dec_module(Dec *d) {
+  lua_State *L = d->L;
+  char msg[120];
+  if (dec_name(d)) return -1;
+  dec_getmodule(d, lua_tostring(L, -1));
+  if (!lua_istable(L, -1)) {
+    snprintf(msg, sizeof(msg), "module \"%.60s\" not found",
+             lua_tostring(L, -2));
+    lua_pop(L, 2);
+    return dec_fail(d, msg);
+  }
+  lua_remove(L, -2);
+  return 0;
+}
+
+/* A C function, found again by its name "module\0field". */
 static int dec_cfunc(Dec *d) {
   lua_State *L = d->L;
   char msg[160];
   const char *name, *field;
   size_t len;
-  int tag, top = lua_gettop(L);
-  if (d->pos >= d->len) return dec_fail(d, "truncated message");
-  tag = d->s[d->pos++];
-  if (tag >= T_SHORTSTR && tag < T_SHORTSTR + 32) {
-    if (dec_lstr(d, (size_t)(tag & 0x1f))) return -1;
-  }
-  else {
-    uint64_t n;
-    if (tag != T_STR || get_varint(d, &n)) 
-      return dec_fail(d, "malformed C function name");
-    if (n > REMAINING(d)) return dec_fail(d, "truncated string");
-    if (dec_lstr(d, (size_t)n)) return -1;
-  }
+  int top = lua_gettop(L);
+  if (dec_name(d)) return -1;
   name = lua_tolstring(L, -1, &len);
   field = memchr(name, '\0', len);
   if (field == NULL) return dec_fail(d, "malformed C function name");
   field++;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, -1, name);  /* the module name ends at the NUL */
-  if (!lua_istable(L, -1) && (d->flags & PPE_DEC_REQUIRE)) {
-    lua_pop(L, 1);
-    lua_pushcfunction(L, req_module);
-    lua_pushstring(L, name);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) lua_pushnil(L);
-  }
+  dec_getmodule(d, name);  /* the module name ends at the NUL */
   if (lua_istable(L, -1)) {
     lua_pushlstring(L, field, len - (size_t)(field - name));
     lua_rawget(L, -2);
@@ -720,6 +777,9 @@ static int dec_value(Dec *d, int allow_env) {
       return 0; }
     case T_LFUNC: return dec_lfunc(d);
     case T_CFUNC: return dec_cfunc(d);
+    case T_MODULE:
+      if (!allow_env) return dec_fail(d, "module outside an upvalue");
+      return dec_module(d);
     case T_ENV:
       if (!allow_env) return dec_fail(d, "environment outside an upvalue");
       lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);

@@ -2,7 +2,12 @@
 #ifndef PPE_WORKER_H
 #define PPE_WORKER_H
 
+#include "lua.h"
+
 /* 1..max_workers inside a worker, 0 in the parent. */
 int ppe_worker_id(void);
+
+/* Serves requests from fd on L until end of stream; never returns. */
+void ppe_worker_main(lua_State *L, int fd, int id) __attribute__((noreturn));
 
 #endif

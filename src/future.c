@@ -1,0 +1,95 @@
+/* future.c - task state machine and completion signalling. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "future.h"
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t completion;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* The condition runs on the monotonic clock, so a change of the wall
+** clock neither shortens nor stretches a timeout. */
+static void init_cond(void) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(&completion, &a);
+  pthread_condattr_destroy(&a);
+}
+
+void ppe_lock(void) {
+  pthread_once(&once, init_cond);
+  pthread_mutex_lock(&lock);
+}
+
+void ppe_unlock(void) {
+  pthread_mutex_unlock(&lock);
+}
+
+double ppe_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int ppe_wait_completion(double deadline) {
+  struct timespec ts;
+  int r;
+  if (deadline < 0) {
+    pthread_cond_wait(&completion, &lock);
+    return 0;
+  }
+  ts.tv_sec = (time_t)deadline;
+  ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+  r = pthread_cond_timedwait(&completion, &lock, &ts);
+  return r == ETIMEDOUT ? -ETIMEDOUT : 0;
+}
+
+ppe_task *ppe_task_new(ppe_buf *req) {
+  ppe_task *t = calloc(1, sizeof(*t));
+  if (t == NULL) return NULL;
+  t->state = PPE_PENDING;
+  t->refs = 1;
+  t->req = *req;
+  req->p = NULL;
+  req->len = req->cap = 0;
+  return t;
+}
+
+void ppe_task_ref(ppe_task *t) {
+  t->refs++;
+}
+
+void ppe_task_unref(ppe_task *t) {
+  if (--t->refs > 0) return;
+  ppe_buf_free(&t->req);
+  ppe_buf_free(&t->res);
+  free(t);
+}
+
+int ppe_task_final(const ppe_task *t) {
+  return t->state >= PPE_FINISHED;
+}
+
+void ppe_task_complete(ppe_task *t, int state, int err) {
+  t->state = state;
+  t->err = err;
+  ppe_buf_free(&t->req);  /* a request never sent is not needed now */
+  pthread_cond_broadcast(&completion);
+}
+
+void ppe_task_fail(ppe_task *t, int err, const char *cause) {
+  t->res.len = 0;
+  if (cause != NULL) ppe_buf_add(&t->res, cause, strlen(cause));
+  ppe_task_complete(t, PPE_FAILED, err);
+}
+
+int ppe_task_cancel(ppe_task *t) {
+  if (t->state == PPE_PENDING) ppe_task_complete(t, PPE_CANCELLED, 0);
+  return t->state == PPE_CANCELLED;
+}

@@ -1,0 +1,57 @@
+/* future.h - the task behind each future: its state machine, its result
+** bytes, and the one lock and condition every completion is signalled on. */
+#ifndef PPE_FUTURE_H
+#define PPE_FUTURE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+
+enum { PPE_PENDING, PPE_RUNNING, PPE_FINISHED, PPE_FAILED, PPE_CANCELLED };
+
+/* Why a task failed. */
+enum {
+  PPE_E_NONE, PPE_E_REMOTE, PPE_E_DIED, PPE_E_TIMEOUT, PPE_E_SERIAL,
+  PPE_E_BROKEN
+};
+
+typedef struct ppe_task {
+  uint64_t id;
+  int state;
+  int err;              /* PPE_E_*, when state is PPE_FAILED */
+  int refs;             /* holders: the future, the pool; under the lock */
+  ppe_buf req;          /* frame header and request; freed once sent */
+  ppe_buf res;          /* reply payload, or the text of a cause */
+  int res_text;         /* res is plain text, not a wire message */
+  pid_t pid;            /* the worker that ran it */
+  int signal;           /* PPE_E_DIED: the signal, or 0 */
+  int exit_code;        /* PPE_E_DIED without a signal */
+  struct ppe_task *next;  /* in the pool's queue */
+} ppe_task;
+
+/* One lock guards every pool and task: completions from any executor wake
+** any waiter, so waiting on futures of several executors needs nothing
+** more. The lock is never held across a call into Lua. */
+void ppe_lock(void);
+void ppe_unlock(void);
+/* Waits for a completion until 'deadline' (monotonic seconds; < 0 for
+** ever). Returns 0 when woken, -ETIMEDOUT when the deadline passed. */
+int ppe_wait_completion(double deadline);
+double ppe_now(void);
+
+/* A new task owning the request (frame header then payload): the buffer
+** is moved in and 'req' emptied. One reference, the caller's. */
+ppe_task *ppe_task_new(ppe_buf *req);
+void ppe_task_ref(ppe_task *t);    /* lock held */
+void ppe_task_unref(ppe_task *t);  /* lock held */
+
+int ppe_task_final(const ppe_task *t);
+/* Moves t to a final state and wakes every waiter (lock held). */
+void ppe_task_complete(ppe_task *t, int state, int err);
+/* A failure with a cause text kept in res (lock held). */
+void ppe_task_fail(ppe_task *t, int err, const char *cause);
+/* 1 if t had not started and is (now or already) cancelled. Lock held. */
+int ppe_task_cancel(ppe_task *t);
+
+#endif

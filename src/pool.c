@@ -1,0 +1,671 @@
+/* pool.c - worker lifecycle, task queue, dispatch and the I/O thread. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "transport.h"
+#include "zygote.h"
+
+/* Worker slot states. */
+enum {
+  W_NONE,      /* no process */
+  W_SPAWNING,  /* asked the zygote for one */
+  W_INIT,      /* running the initializer */
+  W_IDLE,
+  W_BUSY,      /* running w->task */
+  W_ENDING     /* channel closed; waiting for the zygote to report its end */
+};
+
+typedef struct wslot {
+  int fd;
+  pid_t pid;
+  int state;
+  int eof;             /* its channel reached end of stream */
+  int timed_out;       /* we killed it for running past task_timeout */
+  ppe_task *task;
+  ppe_reader rd;       /* touched by the I/O thread only */
+  const char *out;     /* request being sent, and how far */
+  size_t outlen, outpos;
+  double deadline;
+  long ntasks;
+} wslot;
+
+struct ppe_pool {
+  int nw;
+  wslot *w;
+  struct pollfd *pfd;  /* wake, zygote, then one per slot */
+  ppe_task *qhead, *qtail;
+  uint64_t nextid;
+  long nrunning, ncompleted, nfailed, nrestarts;
+  int wakefd, zfd;
+  pid_t zpid;
+  pthread_t thread;
+  int thread_on, joined;
+  int shutdown;        /* no more submits */
+  int closing;         /* stop the workers once nothing is left to run */
+  int broken;
+  char cause[160];     /* why it broke, when no worker said it */
+  ppe_buf initerr;     /* the initializer's error reply, if it raised */
+  int max_tasks;
+  double task_timeout;
+  ppe_buf init;        /* initializer request, sent to every new worker */
+};
+
+#define LIVE(w) ((w)->state >= W_INIT && (w)->state <= W_BUSY)
+
+static void wake(ppe_pool *p) {
+  uint64_t one = 1;
+  ssize_t r;
+  do r = write(p->wakefd, &one, sizeof(one));
+  while (r < 0 && errno == EINTR);
+}
+
+
+/*
+** {======================================================
+** Tasks leaving the pool (lock held)
+** =======================================================
+*/
+
+static void finish(ppe_pool *p, ppe_task *t, int state, int err) {
+  p->ncompleted++;
+  if (state == PPE_FAILED) p->nfailed++;
+  ppe_task_complete(t, state, err);
+  ppe_task_unref(t);
+}
+
+/* A broken pool's failure: the initializer's own error if it raised. */
+static void fail_broken(ppe_pool *p, ppe_task *t) {
+  t->res.len = 0;
+  if (p->initerr.len > 0) {
+    ppe_buf_add(&t->res, p->initerr.p, p->initerr.len);
+    t->res_text = 0;
+  }
+  else {
+    ppe_buf_add(&t->res, p->cause, strlen(p->cause));
+    t->res_text = 1;
+  }
+  p->nfailed++;
+  p->ncompleted++;
+  ppe_task_complete(t, PPE_FAILED, PPE_E_BROKEN);
+}
+
+static ppe_task *dequeue(ppe_pool *p) {
+  while (p->qhead != NULL) {
+    ppe_task *t = p->qhead;
+    p->qhead = t->next;
+    if (p->qhead == NULL) p->qtail = NULL;
+    t->next = NULL;
+    if (t->state == PPE_PENDING) return t;
+    p->ncompleted++;  /* cancelled while queued: final, and now dropped */
+    ppe_task_unref(t);
+  }
+  return NULL;
+}
+
+static void fail_queue(ppe_pool *p) {
+  ppe_task *t;
+  while ((t = dequeue(p)) != NULL) {
+    fail_broken(p, t);
+    ppe_task_unref(t);
+  }
+}
+
+static void set_broken(ppe_pool *p, const char *cause) {
+  if (p->broken) return;
+  p->broken = 1;
+  p->closing = 1;
+  if (cause != NULL) snprintf(p->cause, sizeof(p->cause), "%s", cause);
+  fail_queue(p);
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Sending requests (lock held; from either thread)
+** =======================================================
+*/
+
+static void close_channel(wslot *w) {
+  if (w->fd >= 0) close(w->fd);
+  w->fd = -1;
+  w->out = NULL;
+  w->state = W_ENDING;
+}
+
+static void push(wslot *w) {
+  while (w->out != NULL && w->outpos < w->outlen) {
+    long r = ppe_send_some(w->fd, w->out + w->outpos, w->outlen - w->outpos);
+    if (r <= 0) return;  /* full, or dead: its end of stream will tell */
+    w->outpos += (size_t)r;
+  }
+  if (w->out != NULL && w->task != NULL && w->out == w->task->req.p)
+    ppe_buf_free(&w->task->req);  /* sent: the worker has it now */
+  w->out = NULL;
+}
+
+static void start_send(wslot *w, const char *s, size_t len) {
+  w->out = s;
+  w->outlen = len;
+  w->outpos = 0;
+  push(w);
+}
+
+static void run_on(ppe_pool *p, wslot *w, ppe_task *t) {
+  ppe_frame f;
+  memset(&f, 0, sizeof(f));
+  f.type = PPE_F_TASK;
+  f.id = t->id;
+  f.len = t->req.len - sizeof(f);
+  memcpy(t->req.p, &f, sizeof(f));
+  t->state = PPE_RUNNING;
+  t->pid = w->pid;
+  w->task = t;
+  w->state = W_BUSY;
+  w->timed_out = 0;
+  if (p->task_timeout > 0) w->deadline = ppe_now() + p->task_timeout;
+  p->nrunning++;
+  start_send(w, t->req.p, t->req.len);
+}
+
+/* Hands queued tasks to idle workers. Returns 1 if a request is left
+** half-sent, so the I/O thread must watch for room. */
+static int dispatch(ppe_pool *p) {
+  int i, partial = 0;
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    if (w->state == W_IDLE && p->qhead != NULL) {
+      ppe_task *t = dequeue(p);
+      if (t != NULL) run_on(p, w, t);
+    }
+    if (w->out != NULL) partial = 1;
+  }
+  return partial;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Replies and ends of workers (lock held; I/O thread)
+** =======================================================
+*/
+
+static void kill_worker(ppe_pool *p, wslot *w, int sig) {
+  if (w->pid > 0) ppe_zygote_send(p->zfd, PPE_Z_KILL, 0, w->pid, sig);
+}
+
+static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
+                     const char *pl) {
+  ppe_task *t = w->task;
+  int state = PPE_FINISHED, err = PPE_E_NONE;
+  if (w->state == W_INIT) {
+    if (f->type == PPE_F_OK) w->state = W_IDLE;
+    else {
+      ppe_buf_add(&p->initerr, pl, (size_t)f->len);
+      set_broken(p, "the initializer raised");
+    }
+    return;
+  }
+  if (t == NULL || f->id != t->id || w->state != W_BUSY) {
+    kill_worker(p, w, SIGKILL);  /* a worker out of step is not trusted */
+    return;
+  }
+  if (f->type == PPE_F_ERR) { state = PPE_FAILED; err = PPE_E_REMOTE; }
+  else if (f->type != PPE_F_OK) { state = PPE_FAILED; err = PPE_E_SERIAL; }
+  t->res.len = 0;
+  t->res_text = 0;
+  if (ppe_buf_add(&t->res, pl, (size_t)f->len) != 0) {
+    state = PPE_FAILED;
+    err = PPE_E_SERIAL;
+  }
+  w->task = NULL;
+  w->state = W_IDLE;
+  w->ntasks++;
+  p->nrunning--;
+  finish(p, t, state, err);
+  if (p->max_tasks > 0 && w->ntasks >= p->max_tasks)
+    close_channel(w);  /* it leaves on end of stream; a new one follows */
+}
+
+static void take_frames(ppe_pool *p, wslot *w) {
+  ppe_frame f;
+  const char *pl;
+  int r;
+  while ((r = ppe_reader_next(&w->rd, &f, &pl)) == 1) on_frame(p, w, &f, pl);
+  if (r < 0) kill_worker(p, w, SIGKILL);
+}
+
+/* Reads all that is there (fd non-blocking); sets w->eof at the end. */
+static void drain(wslot *w) {
+  for (;;) {
+    long n = ppe_reader_fill(&w->rd, w->fd);
+    if (n == 0 || (n < 0 && n != -EAGAIN)) { w->eof = 1; return; }
+    if (n < 0) return;
+  }
+}
+
+static void respawn(ppe_pool *p, wslot *w) {
+  int id = (int)(w - p->w) + 1;
+  if (p->closing || ppe_zygote_send(p->zfd, PPE_Z_SPAWN, id, 0, 0) != 0) {
+    w->state = W_NONE;
+    return;
+  }
+  w->state = W_SPAWNING;
+  p->nrestarts++;
+}
+
+static void on_exited(ppe_pool *p, pid_t pid, int status) {
+  int i;
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    ppe_task *t = w->task;
+    if (w->pid != pid || w->state == W_NONE || w->state == W_SPAWNING)
+      continue;
+    if (w->fd >= 0) {  /* what it wrote before it ended still counts */
+      drain(w);
+      take_frames(p, w);
+      t = w->task;
+    }
+    if (w->state == W_INIT)
+      set_broken(p, "a worker ended while running the initializer");
+    if (t != NULL) {
+      t->pid = pid;
+      t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      t->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+      t->res.len = 0;
+      w->task = NULL;
+      p->nrunning--;
+      finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
+    }
+    if (w->fd >= 0) close(w->fd);
+    w->fd = -1;
+    w->out = NULL;
+    w->eof = 0;
+    w->pid = 0;
+    w->ntasks = 0;
+    w->rd.pos = w->rd.b.len = 0;
+    respawn(p, w);
+    return;
+  }
+}
+
+static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
+  wslot *w;
+  if (id < 1 || id > p->nw || p->w[id - 1].state != W_SPAWNING) {
+    if (fd >= 0) close(fd);
+    return;
+  }
+  w = &p->w[id - 1];
+  w->pid = pid;
+  w->fd = fd;
+  if (fd < 0 || ppe_set_nonblock(fd, 1) != 0 || p->closing) {
+    close_channel(w);
+    return;
+  }
+  if (p->init.len > 0) {
+    w->state = W_INIT;
+    start_send(w, p->init.p, p->init.len);
+  }
+  else w->state = W_IDLE;
+}
+
+static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
+  char msg[128];
+  switch (m->type) {
+    case PPE_Z_SPAWNED: on_spawned(p, m->id, m->pid, fd); return;
+    case PPE_Z_EXITED: on_exited(p, m->pid, m->status); break;
+    case PPE_Z_SPAWNFAIL:
+      snprintf(msg, sizeof(msg), "cannot fork a worker: %s",
+               strerror(m->status));
+      if (m->id >= 1 && m->id <= p->nw) p->w[m->id - 1].state = W_NONE;
+      set_broken(p, msg);
+      break;
+  }
+  if (fd >= 0) close(fd);
+}
+
+static void check_timeouts(ppe_pool *p, double now) {
+  int i;
+  if (p->task_timeout <= 0) return;
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    if (w->state == W_BUSY && !w->timed_out && now >= w->deadline) {
+      w->timed_out = 1;
+      kill_worker(p, w, SIGKILL);
+    }
+  }
+}
+
+static int poll_timeout(ppe_pool *p, double now) {
+  double first = -1;
+  int i;
+  if (p->task_timeout <= 0) return -1;
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    if (w->state == W_BUSY && !w->timed_out &&
+        (first < 0 || w->deadline < first))
+      first = w->deadline;
+  }
+  if (first < 0) return -1;
+  return first <= now ? 0 : (int)((first - now) * 1000) + 1;
+}
+
+/* Once nothing is queued or running, closing channels ends the workers. */
+static void maybe_close(ppe_pool *p) {
+  int i;
+  if (!p->closing || p->nrunning > 0 || p->qhead != NULL) return;
+  for (i = 0; i < p->nw; i++)
+    if (p->w[i].state == W_IDLE || p->w[i].state == W_INIT)
+      close_channel(&p->w[i]);
+}
+
+static int all_gone(ppe_pool *p) {
+  int i;
+  for (i = 0; i < p->nw; i++)
+    if (p->w[i].state != W_NONE) return 0;
+  return 1;
+}
+
+/* The zygote ended (killed from outside): its workers went with it. */
+static void zygote_gone(ppe_pool *p) {
+  int i;
+  set_broken(p, "the zygote process ended");
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    if (w->state == W_NONE) continue;
+    if (w->fd >= 0) close_channel(w);
+    on_exited(p, w->pid, SIGKILL);  /* as good a status as any now */
+    w->state = W_NONE;
+  }
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** The I/O thread
+** =======================================================
+*/
+
+#define ZBATCH 32
+
+static void *io_main(void *arg) {
+  ppe_pool *p = (ppe_pool *)arg;
+  ppe_lock();
+  while (!(p->closing && all_gone(p))) {
+    ppe_zmsg zm[ZBATCH];
+    int zfds[ZBATCH], nz = 0, i, np = p->nw + 2, zgone = 0;
+    double now = ppe_now();
+    int timeout = poll_timeout(p, now);
+    p->pfd[0].fd = p->wakefd;
+    p->pfd[0].events = POLLIN;
+    p->pfd[1].fd = p->zfd;
+    p->pfd[1].events = POLLIN;
+    for (i = 0; i < p->nw; i++) {
+      wslot *w = &p->w[i];
+      p->pfd[i + 2].fd = w->fd;
+      p->pfd[i + 2].events = POLLIN | (w->out != NULL ? POLLOUT : 0);
+      p->pfd[i + 2].revents = 0;
+    }
+    ppe_unlock();
+    /* Reads happen outside the lock: only this thread reads or closes
+    ** the channels, so the caller's thread keeps submitting meanwhile. */
+    if (poll(p->pfd, (nfds_t)np, timeout) < 0 && errno != EINTR) {
+      ppe_lock();
+      continue;
+    }
+    if (p->pfd[0].revents & POLLIN) {
+      uint64_t v;
+      while (read(p->wakefd, &v, sizeof(v)) > 0)
+        ;
+    }
+    for (i = 0; i < p->nw; i++)
+      if (p->pfd[i + 2].revents & (POLLIN | POLLHUP | POLLERR))
+        drain(&p->w[i]);
+    if (p->pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+      while (nz < ZBATCH) {
+        long n = ppe_recv_packet(p->zfd, &zm[nz], sizeof(zm[0]), &zfds[nz]);
+        if (n == (long)sizeof(zm[0])) nz++;
+        else {
+          if (zfds[nz] >= 0) close(zfds[nz]);
+          if (n == 0 || (n < 0 && n != -EAGAIN)) zgone = 1;
+          break;
+        }
+      }
+    }
+    ppe_lock();
+    for (i = 0; i < p->nw; i++) {
+      wslot *w = &p->w[i];
+      if (w->fd < 0) continue;
+      take_frames(p, w);
+      if (w->fd >= 0 && (p->pfd[i + 2].revents & POLLOUT)) push(w);
+      if (w->eof && w->fd >= 0) close_channel(w);  /* await its status */
+    }
+    for (i = 0; i < nz; i++) on_zmsg(p, &zm[i], zfds[i]);
+    if (zgone) zygote_gone(p);
+    check_timeouts(p, ppe_now());
+    dispatch(p);
+    maybe_close(p);
+  }
+  ppe_unlock();
+  /* Every worker is reaped: the zygote may go, and is reaped here so no
+  ** zombie waits for a join that may come late. */
+  close(p->zfd);
+  p->zfd = -1;
+  while (waitpid(p->zpid, NULL, 0) < 0 && errno == EINTR)
+    ;
+  return NULL;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Public functions
+** =======================================================
+*/
+
+static void pool_release(ppe_pool *p) {
+  int i;
+  for (i = 0; i < p->nw; i++) {
+    if (p->w[i].fd >= 0) close(p->w[i].fd);
+    ppe_reader_free(&p->w[i].rd);
+  }
+  if (p->wakefd >= 0) close(p->wakefd);
+  if (p->zfd >= 0) close(p->zfd);
+  ppe_buf_free(&p->init);
+  ppe_buf_free(&p->initerr);
+  free(p->pfd);
+  free(p->w);
+  free(p);
+}
+
+/* Waits, at construction, until every first worker is up or failed. */
+static int await_workers(ppe_pool *p) {
+  for (;;) {
+    int i, pending = 0, fd;
+    ppe_zmsg m;
+    long n;
+    for (i = 0; i < p->nw; i++)
+      if (p->w[i].state == W_SPAWNING) pending = 1;
+    if (!pending) return p->broken ? -ECHILD : 0;
+    if (ppe_wait_readable(p->zfd, 10000) <= 0) return -ETIMEDOUT;
+    n = ppe_recv_packet(p->zfd, &m, sizeof(m), &fd);
+    if (n != (long)sizeof(m)) {
+      if (fd >= 0) close(fd);
+      return -ECHILD;
+    }
+    on_zmsg(p, &m, fd);
+  }
+}
+
+static int start_thread(ppe_pool *p) {
+  sigset_t all, old;
+  int r;
+  /* The I/O thread runs none of the host's signal handlers. */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  r = pthread_create(&p->thread, NULL, io_main, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (r != 0) return -r;
+  p->thread_on = 1;
+  return 0;
+}
+
+/* Stops the zygote (and so every worker) of a pool that never ran. */
+static void abandon(ppe_pool *p) {
+  if (p->zfd >= 0) close(p->zfd);
+  p->zfd = -1;
+  if (p->zpid > 0)
+    while (waitpid(p->zpid, NULL, 0) < 0 && errno == EINTR)
+      ;
+  pool_release(p);
+}
+
+int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
+  ppe_pool *p = calloc(1, sizeof(*p));
+  int i, r;
+  if (p == NULL) return -ENOMEM;
+  p->zfd = p->wakefd = -1;
+  p->nw = o->max_workers;
+  p->max_tasks = o->max_tasks_per_child;
+  p->task_timeout = o->task_timeout;
+  p->init = o->init;
+  o->init.p = NULL;
+  o->init.len = o->init.cap = 0;
+  p->w = calloc((size_t)p->nw, sizeof(wslot));
+  p->pfd = calloc((size_t)p->nw + 2, sizeof(struct pollfd));
+  if (p->w == NULL || p->pfd == NULL) {
+    p->nw = 0;
+    pool_release(p);
+    return -ENOMEM;
+  }
+  for (i = 0; i < p->nw; i++) p->w[i].fd = -1;
+  p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (p->wakefd < 0) { r = -errno; pool_release(p); return r; }
+  r = ppe_zygote_start(o->path, o->cpath, &p->zpid, &p->zfd);
+  if (r < 0) { pool_release(p); return r; }
+  ppe_lock();
+  for (i = 0; i < p->nw; i++) {
+    p->w[i].state = W_SPAWNING;
+    if (ppe_zygote_send(p->zfd, PPE_Z_SPAWN, i + 1, 0, 0) != 0) {
+      ppe_unlock();
+      abandon(p);
+      return -ECHILD;
+    }
+  }
+  r = await_workers(p);
+  ppe_unlock();
+  if (r == 0) r = ppe_set_nonblock(p->zfd, 1);
+  if (r == 0) r = start_thread(p);
+  if (r < 0) { abandon(p); return r; }
+  *out = p;
+  return 0;
+}
+
+int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
+  int partial;
+  ppe_lock();
+  if (p->broken) {
+    ppe_task_ref(t);
+    fail_broken(p, t);
+    ppe_task_unref(t);
+    ppe_unlock();
+    return 0;
+  }
+  if (p->shutdown) {
+    ppe_unlock();
+    return -ESHUTDOWN;
+  }
+  t->id = ++p->nextid;
+  ppe_task_ref(t);
+  if (p->qtail) p->qtail->next = t;
+  else p->qhead = t;
+  p->qtail = t;
+  partial = dispatch(p);
+  ppe_unlock();
+  if (partial) wake(p);
+  return 0;
+}
+
+static void join(ppe_pool *p) {
+  if (p->thread_on && !p->joined) {
+    pthread_join(p->thread, NULL);
+    p->joined = 1;
+  }
+}
+
+void ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures) {
+  ppe_lock();
+  p->shutdown = 1;
+  p->closing = 1;
+  if (cancel_futures) {
+    ppe_task *t;
+    for (t = p->qhead; t != NULL; t = t->next) ppe_task_cancel(t);
+  }
+  ppe_unlock();
+  wake(p);
+  if (wait) join(p);
+}
+
+void ppe_pool_signal(ppe_pool *p, int sig) {
+  int i;
+  ppe_lock();
+  p->shutdown = 1;
+  snprintf(p->cause, sizeof(p->cause), "the workers were %s",
+           sig == SIGKILL ? "killed" : "terminated");
+  set_broken(p, NULL);
+  for (i = 0; i < p->nw; i++)
+    if (LIVE(&p->w[i])) kill_worker(p, &p->w[i], sig);
+  ppe_unlock();
+  wake(p);
+  join(p);
+}
+
+void ppe_pool_stats(ppe_pool *p, ppe_stats *st) {
+  ppe_task *t;
+  int i;
+  memset(st, 0, sizeof(*st));
+  ppe_lock();
+  for (i = 0; i < p->nw; i++)
+    if (LIVE(&p->w[i])) st->workers++;
+  for (t = p->qhead; t != NULL; t = t->next) {
+    if (t->state == PPE_PENDING) st->pending++;
+    else st->completed++;  /* cancelled, not yet dropped from the queue */
+  }
+  st->running = p->nrunning;
+  st->completed += p->ncompleted;
+  st->failed = p->nfailed;
+  st->restarts = p->nrestarts;
+  ppe_unlock();
+}
+
+int ppe_pool_pids(ppe_pool *p, int *pids, int n) {
+  int i, k = 0;
+  ppe_lock();
+  for (i = 0; i < p->nw && k < n; i++)
+    if (LIVE(&p->w[i])) pids[k++] = (int)p->w[i].pid;
+  ppe_unlock();
+  return k;
+}
+
+void ppe_pool_free(ppe_pool *p) {
+  ppe_pool_shutdown(p, 1, 0);
+  pool_release(p);
+}
+
+/* }====================================================== */

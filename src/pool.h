@@ -1,0 +1,48 @@
+/* pool.h - the executor's engine: worker lifecycle (spawn through the
+** zygote, respawn, reap), the task queue, dispatch, and an I/O thread that
+** moves requests and replies while the caller's Lua code runs. Lua-free:
+** requests and replies are opaque bytes. Returns 0 or -errno. */
+#ifndef PPE_POOL_H
+#define PPE_POOL_H
+
+#include "buf.h"
+#include "future.h"
+
+typedef struct ppe_pool ppe_pool;
+
+typedef struct ppe_pool_opts {
+  int max_workers;
+  const char *path, *cpath;   /* package paths for the workers' states */
+  int max_tasks_per_child;    /* 0: no limit */
+  double task_timeout;        /* seconds; 0: none */
+  ppe_buf init;               /* initializer request (frame + payload), or
+                              ** empty; moved into the pool */
+} ppe_pool_opts;
+
+typedef struct ppe_stats {
+  long workers, pending, running, completed, failed, restarts;
+} ppe_stats;
+
+/* Starts the zygote and the workers, then the I/O thread. */
+int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o);
+
+/* Queues t (the pool takes its own reference). -ESHUTDOWN after shutdown;
+** a broken pool fails t at once with PPE_E_BROKEN and returns 0. */
+int ppe_pool_submit(ppe_pool *p, ppe_task *t);
+
+/* No more submits; cancel_futures cancels what has not started. With
+** wait, returns once every task is final and every worker is reaped. */
+void ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures);
+
+/* Sends sig to every worker, fails what is unfinished, shuts down. */
+void ppe_pool_signal(ppe_pool *p, int sig);
+
+void ppe_pool_stats(ppe_pool *p, ppe_stats *st);
+
+/* Pids of the live workers, up to n of them; returns how many. */
+int ppe_pool_pids(ppe_pool *p, int *pids, int n);
+
+/* Shuts down with wait and frees the pool. */
+void ppe_pool_free(ppe_pool *p);
+
+#endif

@@ -1,0 +1,293 @@
+/* runner.c - the worker's Lua side (see runner.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+#include "lualib.h"
+
+#include "ppe.h"
+#include "runner.h"
+#include "transport.h"
+#include "wire.h"
+
+static void (*host_init)(lua_State *L) = NULL;
+
+PPE_API void ppe_set_worker_init(void (*init)(lua_State *L)) {
+  host_init = init;
+}
+
+/* Registry keys. */
+static const char tb_key = 't';      /* traceback of the last error */
+static const char names_key = 'n';   /* dotted name -> resolved function */
+
+
+/*
+** {======================================================
+** The fresh state
+** =======================================================
+*/
+
+static int build_state(lua_State *L) {
+  const char *path = (const char *)lua_touserdata(L, 1);
+  const char *cpath = (const char *)lua_touserdata(L, 2);
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  if (path != NULL) {
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+  }
+  if (cpath != NULL) {
+    lua_pushstring(L, cpath);
+    lua_setfield(L, -2, "cpath");
+  }
+  /* A host that linked ppe statically has no ppe.so for 'require' to find:
+  ** the worker's state gets it from here. */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_ppe);
+  lua_setfield(L, -2, "ppe");
+  return 0;
+}
+
+lua_State *ppe_runner_state(const char *path, const char *cpath) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) return NULL;
+  lua_pushcfunction(L, build_state);
+  lua_pushlightuserdata(L, (void *)path);
+  lua_pushlightuserdata(L, (void *)cpath);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    lua_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+static int call_hook(lua_State *L) {
+  host_init(L);
+  return 0;
+}
+
+int ppe_runner_hook(lua_State *L) {
+  if (host_init == NULL) return 0;
+  lua_pushcfunction(L, call_hook);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Resolving a dotted name
+** =======================================================
+*/
+
+static int callable(lua_State *L, int idx) {
+  if (lua_isfunction(L, idx)) return 1;
+  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
+/* Walks fields name[from..] (dot-separated) from the value on the top,
+** replacing it with the result, or nil where a step is not a table. */
+static void walk(lua_State *L, const char *name, size_t from, size_t len) {
+  while (from < len && !lua_isnil(L, -1)) {
+    const char *dot = memchr(name + from, '.', len - from);
+    size_t end = dot ? (size_t)(dot - name) : len;
+    if (!lua_istable(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+      return;
+    }
+    lua_pushlstring(L, name + from, end - from);
+    lua_gettable(L, -2);
+    lua_remove(L, -2);
+    from = end + 1;
+  }
+}
+
+/* Resolves the name at index 1: the global path if callable, else the
+** longest prefix 'require' loads. Leaves the function; raises if none. */
+static int resolve(lua_State *L) {
+  size_t len, cut;
+  const char *name = luaL_checklstring(L, 1, &len);
+  lua_settop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
+  }
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, 2) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  lua_pushglobaltable(L);
+  walk(L, name, 0, len);
+  if (callable(L, -1)) goto found;
+  lua_pop(L, 1);
+  lua_pushnil(L);  /* the last 'require' error, to explain a failure */
+  for (cut = len; cut > 0; cut--) {
+    if (name[cut - 1] != '.') continue;
+    lua_getglobal(L, "require");
+    lua_pushlstring(L, name, cut - 1);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      lua_replace(L, 3);
+      continue;
+    }
+    walk(L, name, cut, len);
+    if (callable(L, -1)) goto found;
+    lua_pop(L, 1);
+  }
+  return luaL_error(L, "function '%s' not found: no callable global of "
+                    "that path, nor a module prefix of it to require%s%s",
+                    name, lua_isstring(L, 3) ? "\n" : "",
+                    lua_isstring(L, 3) ? lua_tostring(L, 3) : "");
+found:
+  /* Names resolve once per worker: later tasks skip the walk. */
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 2);
+  return 1;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Running a task
+** =======================================================
+*/
+
+/* Keeps the worker's traceback apart from the error value, so the value
+** itself travels unchanged. */
+static int msgh(lua_State *L) {
+  luaL_traceback(L, L, NULL, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &tb_key);
+  return 1;
+}
+
+/* A readable message for any error value, as lua.c makes one. */
+static void error_message(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
+    lua_pushstring(L, lua_tostring(L, idx));
+  else if (luaL_callmeta(L, idx, "__tostring") && lua_isstring(L, -1))
+    ;
+  else
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+}
+
+typedef struct Run {
+  int type;
+  unsigned long long id;
+  const char *p;
+  size_t len;
+  ppe_buf *out;
+  int reply;
+} Run;
+
+static void reply_start(lua_State *L, Run *r) {
+  ppe_frame f;
+  memset(&f, 0, sizeof(f));
+  r->out->len = 0;
+  if (ppe_buf_add(r->out, &f, sizeof(f)) != 0)
+    luaL_error(L, "not enough memory");
+}
+
+/* Sends the failure of the call as (message, traceback, value); a value
+** that cannot be sent is left out, the message still says what it was. */
+static void reply_error(lua_State *L, Run *r, int err) {
+  char ebuf[PPE_ERRSZ];
+  int top = lua_gettop(L);
+  error_message(L, err);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &tb_key);
+  lua_pushvalue(L, err);
+  r->reply = PPE_F_ERR;
+  if (ppe_encode(L, r->out, top + 1, 3, "error value", 1, ebuf) != 0) {
+    reply_start(L, r);
+    lua_pushnil(L);
+    lua_replace(L, top + 3);
+    if (ppe_encode(L, r->out, top + 1, 3, "error value", 1, ebuf) != 0)
+      luaL_error(L, "%s", ebuf);
+  }
+}
+
+static void reply_serr(lua_State *L, Run *r, const char *msg) {
+  char ebuf[PPE_ERRSZ];
+  reply_start(L, r);
+  lua_pushstring(L, msg);
+  r->reply = PPE_F_SERR;
+  if (ppe_encode(L, r->out, lua_gettop(L), 1, "message", 1, ebuf) != 0)
+    luaL_error(L, "%s", ebuf);
+}
+
+/* The protected body of a run: decode, resolve, call, encode. */
+static int run(lua_State *L) {
+  Run *r = (Run *)lua_touserdata(L, 1);
+  char ebuf[PPE_ERRSZ];
+  int n, base, fn;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, msgh);
+  base = lua_gettop(L);
+  reply_start(L, r);
+  n = ppe_decode(L, r->p, r->len, PPE_DEC_FNCACHE | PPE_DEC_REQUIRE, ebuf);
+  if (n < 1) {
+    reply_serr(L, r, n < 0 ? ebuf : "request without a function");
+    return 0;
+  }
+  fn = base + 1;
+  if (lua_type(L, fn) == LUA_TSTRING) {
+    lua_pushcfunction(L, resolve);
+    lua_pushvalue(L, fn);
+    if (lua_pcall(L, 1, 1, base) != LUA_OK) {
+      reply_error(L, r, lua_gettop(L));
+      return 0;
+    }
+    lua_replace(L, fn);
+  }
+  if (lua_pcall(L, n - 1, LUA_MULTRET, base) != LUA_OK) {
+    reply_error(L, r, lua_gettop(L));
+    return 0;
+  }
+  n = lua_gettop(L) - base;
+  r->reply = PPE_F_OK;
+  if (r->type == PPE_F_INIT) n = 0;  /* an initializer's results are moot */
+  if (ppe_encode(L, r->out, base + 1, n, "result", 1, ebuf) != 0)
+    reply_serr(L, r, ebuf);
+  return 0;
+}
+
+int ppe_runner_run(lua_State *L, int type, unsigned long long id,
+                   const char *p, size_t len, ppe_buf *out) {
+  Run r;
+  ppe_frame f;
+  r.type = type; r.id = id; r.p = p; r.len = len; r.out = out;
+  r.reply = -1;
+  lua_pushcfunction(L, run);
+  lua_pushlightuserdata(L, &r);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    /* Out of memory, most likely. An empty SERR reply still tells the
+    ** parent, and building it needs no Lua. */
+    out->len = 0;
+    memset(&f, 0, sizeof(f));
+    if (ppe_buf_add(out, &f, sizeof(f)) != 0) return -1;
+    r.reply = PPE_F_SERR;
+  }
+  lua_settop(L, 0);
+  if (type == PPE_F_INIT && r.reply != PPE_F_OK) r.reply = PPE_F_INITERR;
+  memset(&f, 0, sizeof(f));
+  f.type = (uint32_t)r.reply;
+  f.id = id;
+  f.len = out->len - sizeof(f);
+  memcpy(out->p, &f, sizeof(f));
+  return r.reply;
+}
+
+/* }====================================================== */
