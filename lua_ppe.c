@@ -3,6 +3,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -135,18 +136,20 @@ static void checkcallable(lua_State *L, int arg) {
 ** =======================================================
 */
 
-/* The future's user value holds what the Lua side made of the outcome:
-** [1] = values table (with n) or the error object. */
+/* A future's user values: 1, what the Lua side made of the outcome (the
+** values table, with n, or the error object); 2, its done-callbacks. */
 typedef struct Future {
   ppe_task *t;
 } Future;
+
+static int run_callbacks(lua_State *L);
 
 static Future *checkfuture(lua_State *L, int arg) {
   return (Future *)luaL_checkudata(L, arg, PPE_FUTURE);
 }
 
 static void newfuture(lua_State *L, ppe_task *t) {
-  Future *f = (Future *)lua_newuserdatauv(L, sizeof(Future), 1);
+  Future *f = (Future *)lua_newuserdatauv(L, sizeof(Future), 2);
   f->t = t;
   luaL_setmetatable(L, PPE_FUTURE);
 }
@@ -323,8 +326,9 @@ static int is_failure(lua_State *L) {
 
 static int f_result(lua_State *L) {
   Future *f = checkfuture(L, 1);
-  int i, n;
-  if (!await(f->t, optdeadline(L, 2)))
+  int i, n, ok = await(f->t, optdeadline(L, 2));
+  run_callbacks(L);
+  if (!ok)
     return raiseerror(L, "TimeoutError", "the future is not done in time");
   push_outcome(L, 1, f->t);
   if (is_failure(L)) return lua_error(L);
@@ -337,7 +341,9 @@ static int f_result(lua_State *L) {
 
 static int f_exception(lua_State *L) {
   Future *f = checkfuture(L, 1);
-  if (!await(f->t, optdeadline(L, 2)))
+  int ok = await(f->t, optdeadline(L, 2));
+  run_callbacks(L);
+  if (!ok)
     return raiseerror(L, "TimeoutError", "the future is not done in time");
   push_outcome(L, 1, f->t);
   if (!is_failure(L)) lua_pushnil(L);
@@ -347,7 +353,9 @@ static int f_exception(lua_State *L) {
 
 static int f_wait(lua_State *L) {
   Future *f = checkfuture(L, 1);
-  lua_pushboolean(L, await(f->t, optdeadline(L, 2)));
+  int ok = await(f->t, optdeadline(L, 2));
+  run_callbacks(L);
+  lua_pushboolean(L, ok);
   return 1;
 }
 
@@ -372,6 +380,7 @@ static int f_cancel(lua_State *L) {
   ppe_lock();
   ok = ppe_task_cancel(f->t);
   ppe_unlock();
+  run_callbacks(L);
   lua_pushboolean(L, ok);
   return 1;
 }
@@ -391,25 +400,6 @@ static int f_tostring(lua_State *L) {
                   state_names[task_state(f->t)]);
   return 1;
 }
-
-static const luaL_Reg future_methods[] = {
-  {"result", f_result},
-  {"exception", f_exception},
-  {"wait", f_wait},
-  {"done", f_done},
-  {"running", f_running},
-  {"cancelled", f_cancelled},
-  {"cancel", f_cancel},
-  {"state", f_state},
-  {NULL, NULL}
-};
-
-static const luaL_Reg future_meta[] = {
-  {"__gc", future_gc},
-  {"__tostring", f_tostring},
-  {"__index", NULL},
-  {NULL, NULL}
-};
 
 /* }====================================================== */
 
@@ -450,6 +440,7 @@ static int e_submit(lua_State *L) {
     return raiseerror(L, "ShutdownError", "cannot submit after shutdown");
   }
   newfuture(L, t);
+  run_callbacks(L);
   return 1;
 }
 
@@ -525,6 +516,640 @@ static int e_tostring(lua_State *L) {
   return 1;
 }
 
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Done-callbacks: run in the caller's state, never from a C thread
+** =======================================================
+*/
+
+static const char watch_key = 'w';  /* future -> true, callbacks pending */
+
+typedef struct Ready {
+  uint64_t seq;
+  int idx;
+} Ready;
+
+static int byseq(const void *a, const void *b) {
+  uint64_t x = ((const Ready *)a)->seq, y = ((const Ready *)b)->seq;
+  return (x > y) - (x < y);
+}
+
+static void call_callbacks(lua_State *L, int fut) {
+  lua_Integer i, n;
+  if (lua_getiuservalue(L, fut, 2) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushnil(L);
+  lua_setiuservalue(L, fut, 2);  /* each callback runs once */
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_pushvalue(L, fut);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      const char *msg = lua_tostring(L, -1);
+      lua_warning(L, "ppe: error in a done-callback: ", 1);
+      lua_warning(L, msg ? msg : "(not a string)", 0);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+/* Runs the callbacks of every watched future now done, in completion
+** order. Returns how many futures had theirs run. */
+static int run_callbacks(lua_State *L) {
+  int watch, list, n = 0, i;
+  Ready *r;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &watch_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  watch = lua_gettop(L);
+  lua_newtable(L);
+  list = lua_gettop(L);
+  ppe_lock();
+  lua_pushnil(L);
+  while (lua_next(L, watch)) {
+    Future *f = (Future *)lua_touserdata(L, -2);
+    lua_pop(L, 1);
+    if (ppe_task_final(f->t)) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, list, ++n);
+    }
+  }
+  ppe_unlock();
+  if (n == 0) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  r = (Ready *)lua_newuserdatauv(L, sizeof(Ready) * (size_t)n, 0);
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, list, i + 1);
+    r[i].seq = ((Future *)lua_touserdata(L, -1))->t->seq;
+    r[i].idx = i + 1;
+    lua_pushnil(L);
+    lua_rawset(L, watch);  /* no longer watched */
+  }
+  qsort(r, (size_t)n, sizeof(Ready), byseq);
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, list, r[i].idx);
+    call_callbacks(L, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 3);
+  return n;
+}
+
+static int f_add_done_callback(lua_State *L) {
+  Future *f = checkfuture(L, 1);
+  luaL_checkany(L, 2);
+  if (task_state(f->t) >= PPE_FINISHED) {
+    lua_settop(L, 2);
+    lua_insert(L, 1);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      const char *msg = lua_tostring(L, -1);
+      lua_warning(L, "ppe: error in a done-callback: ", 1);
+      lua_warning(L, msg ? msg : "(not a string)", 0);
+    }
+    return 0;
+  }
+  if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 2);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &watch_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &watch_key);
+  }
+  lua_pushvalue(L, 1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Waiting on many futures
+** =======================================================
+*/
+
+/* The tasks of the futures in the array at arg, in a Lua-owned array. */
+static ppe_task **checkfutures(lua_State *L, int arg, int *n) {
+  ppe_task **ts;
+  lua_Integer i, len;
+  luaL_checktype(L, arg, LUA_TTABLE);
+  len = luaL_len(L, arg);
+  luaL_argcheck(L, len <= INT32_MAX / 2, arg, "too many futures");
+  ts = (ppe_task **)lua_newuserdatauv(L, sizeof(ppe_task *) *
+                                      (size_t)(len ? len : 1), 0);
+  for (i = 1; i <= len; i++) {
+    Future *f;
+    lua_geti(L, arg, i);
+    f = (Future *)luaL_testudata(L, -1, PPE_FUTURE);
+    if (f == NULL)
+      luaL_error(L, "bad argument #%d (item %d is %s, not a future)", arg,
+                 (int)i, luaL_typename(L, -1));
+    ts[i - 1] = f->t;
+    lua_pop(L, 1);
+  }
+  *n = (int)len;
+  return ts;
+}
+
+static const char *const return_when_names[] = {
+  "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", NULL
+};
+
+static int satisfied(ppe_task **ts, int n, int mode) {
+  int i, done = 0;
+  for (i = 0; i < n; i++) {
+    if (!ppe_task_final(ts[i])) continue;
+    done++;
+    if (mode == 1) return 1;
+    if (mode == 2 && ts[i]->state == PPE_FAILED) return 1;
+  }
+  return done == n;
+}
+
+static int l_wait(lua_State *L) {
+  int n, i;
+  double deadline = optdeadline(L, 2);
+  int mode = luaL_checkoption(L, 3, "ALL_COMPLETED", return_when_names);
+  lua_Integer nd = 0, nn = 0;
+  ppe_task **ts;
+  lua_settop(L, 3);
+  ts = checkfutures(L, 1, &n);
+  run_callbacks(L);
+  ppe_lock();
+  while (!satisfied(ts, n, mode))
+    if (ppe_wait_completion(deadline) == -ETIMEDOUT) break;
+  ppe_unlock();
+  lua_createtable(L, n, 0);
+  lua_createtable(L, 0, 0);
+  for (i = 0; i < n; i++) {
+    int fin;
+    ppe_lock();
+    fin = ppe_task_final(ts[i]);
+    ppe_unlock();
+    lua_geti(L, 1, i + 1);
+    lua_rawseti(L, fin ? -3 : -2, fin ? ++nd : ++nn);
+  }
+  run_callbacks(L);
+  return 2;
+}
+
+/* as_completed's state: the distinct futures, which are yielded. */
+typedef struct Completion {
+  int n;
+  double deadline;
+  ppe_task **ts;   /* in the user value: the array below is kept alive */
+  char *yielded;
+} Completion;
+
+static int as_completed_step(lua_State *L) {
+  Completion *c = (Completion *)lua_touserdata(L, lua_upvalueindex(1));
+  int i, best = -1, left = 0;
+  run_callbacks(L);
+  ppe_lock();
+  for (;;) {
+    for (i = 0; i < c->n; i++) {
+      if (c->yielded[i]) continue;
+      left++;
+      if (ppe_task_final(c->ts[i]) &&
+          (best < 0 || c->ts[i]->seq < c->ts[best]->seq))
+        best = i;
+    }
+    if (best >= 0 || left == 0) break;
+    if (ppe_wait_completion(c->deadline) == -ETIMEDOUT) {
+      ppe_unlock();
+      return raiseerror(L, "TimeoutError",
+                        "futures not completed within the timeout");
+    }
+    left = 0;
+  }
+  ppe_unlock();
+  if (best < 0) return 0;
+  c->yielded[best] = 1;
+  lua_getiuservalue(L, lua_upvalueindex(1), 1);
+  lua_rawgeti(L, -1, best + 1);
+  return 1;
+}
+
+static int l_as_completed(lua_State *L) {
+  int n, i, k = 0;
+  double deadline = optdeadline(L, 2);
+  Completion *c;
+  ppe_task **ts;
+  lua_settop(L, 2);
+  ts = checkfutures(L, 1, &n);
+  c = (Completion *)lua_newuserdatauv(L, sizeof(Completion) + (size_t)n +
+                                      sizeof(ppe_task *) * (size_t)n, 1);
+  c->ts = (ppe_task **)(c + 1);
+  c->yielded = (char *)(c->ts + n);
+  c->deadline = deadline;
+  lua_newtable(L);  /* the distinct futures, kept alive here */
+  lua_newtable(L);  /* those seen */
+  for (i = 0; i < n; i++) {
+    lua_geti(L, 1, i + 1);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) != LUA_TNIL) {  /* a duplicate: yielded once */
+      lua_pop(L, 2);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -4);
+    c->ts[k] = ts[i];
+    c->yielded[k] = 0;
+    lua_rawseti(L, -3, ++k);
+  }
+  lua_pop(L, 1);
+  c->n = k;
+  lua_setiuservalue(L, -2, 1);
+  lua_pushcclosure(L, as_completed_step, 1);
+  return 1;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** map
+** =======================================================
+*/
+
+/* The iteration state of ex:map. User values: 1 executor, 2 fn, 3 items,
+** 4 queue of chunks (3 slots each: future, first index, count). */
+typedef struct MapState {
+  int ordered, spread, chunksize;
+  lua_Integer buffersize;   /* 0: no bound */
+  lua_Integer total;        /* #items for a sequence, -1 for an iterator */
+  lua_Integer nread;        /* items taken from the source */
+  int exhausted;
+  lua_Integer inflight;     /* items sent and not yet yielded */
+  lua_Integer qhead, qtail; /* chunk numbers in the queue */
+  lua_Integer cur;          /* chunk being yielded, 0 if none */
+  lua_Integer cur_item, cur_pos;
+  double deadline;
+} MapState;
+
+#define PPE_MAP "ppe.Map"
+
+/* Reads up to 'want' items onto the stack; returns how many. */
+static int map_read(lua_State *L, MapState *m, int want) {
+  int got = 0;
+  luaL_checkstack(L, want + 4, "chunksize too large");
+  while (got < want && !m->exhausted) {
+    if (m->total >= 0) {
+      if (m->nread >= m->total) { m->exhausted = 1; break; }
+      lua_getiuservalue(L, 1, 3);
+      lua_geti(L, -1, m->nread + 1);
+      lua_remove(L, -2);
+    }
+    else {
+      lua_getiuservalue(L, 1, 3);
+      lua_call(L, 0, 1);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        m->exhausted = 1;
+        break;
+      }
+    }
+    m->nread++;
+    got++;
+  }
+  return got;
+}
+
+static void map_fill(lua_State *L, MapState *m, Executor *e) {
+  while (!m->exhausted &&
+         (m->buffersize == 0 || m->inflight < m->buffersize)) {
+    lua_Integer want = m->chunksize, first = m->nread + 1;
+    int top = lua_gettop(L), got;
+    ppe_buf *b;
+    ppe_task *t;
+    ppe_frame f;
+    if (m->buffersize > 0 && want > m->buffersize - m->inflight)
+      want = m->buffersize - m->inflight;
+    lua_getiuservalue(L, 1, 2);
+    lua_pushboolean(L, m->spread);
+    got = map_read(L, m, (int)want);
+    if (got == 0) { lua_settop(L, top); break; }
+    b = encode_request(L, top + 1, got + 2, "item", (int)first - 2);
+    memset(&f, 0, sizeof(f));
+    f.type = PPE_F_CHUNK;
+    memcpy(b->p, &f, sizeof(f));
+    t = ppe_task_new(b);
+    if (t == NULL) luaL_error(L, "not enough memory");
+    if (ppe_pool_submit(e->pool, t) < 0) {
+      ppe_lock();
+      ppe_task_unref(t);
+      ppe_unlock();
+      raiseerror(L, "ShutdownError", "cannot map after shutdown");
+    }
+    lua_getiuservalue(L, 1, 4);
+    newfuture(L, t);
+    m->qtail++;
+    lua_rawseti(L, -2, 3 * m->qtail - 2);
+    lua_pushinteger(L, first);
+    lua_rawseti(L, -2, 3 * m->qtail - 1);
+    lua_pushinteger(L, got);
+    lua_rawseti(L, -2, 3 * m->qtail);
+    m->inflight += got;
+    lua_settop(L, top);
+  }
+}
+
+/* Pushes chunk k's future (or nil). */
+static Future *map_future(lua_State *L, lua_Integer k) {
+  Future *f;
+  lua_getiuservalue(L, 1, 4);
+  lua_rawgeti(L, -1, 3 * k - 2);
+  lua_remove(L, -2);
+  f = (Future *)lua_touserdata(L, -1);
+  return f;
+}
+
+static lua_Integer map_field(lua_State *L, lua_Integer k, int which) {
+  lua_Integer v;
+  lua_getiuservalue(L, 1, 4);
+  lua_rawgeti(L, -1, 3 * k - 2 + which);
+  v = lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  return v;
+}
+
+/* The next chunk to yield: the oldest, or with ordered=false the first to
+** complete. Waits for it; raises TimeoutError past the map's deadline. */
+static lua_Integer map_pick(lua_State *L, MapState *m) {
+  lua_Integer k, best = 0;
+  ppe_lock();
+  for (;;) {
+    uint64_t bestseq = 0;
+    for (k = m->qhead; k <= m->qtail; k++) {
+      Future *f = map_future(L, k);
+      lua_pop(L, 1);
+      if (f == NULL) continue;
+      if (m->ordered) {
+        if (ppe_task_final(f->t)) best = k;
+        else best = -k;
+        break;
+      }
+      if (ppe_task_final(f->t) && (best == 0 || f->t->seq < bestseq)) {
+        best = k;
+        bestseq = f->t->seq;
+      }
+    }
+    if (best > 0) break;
+    best = 0;
+    if (ppe_wait_completion(m->deadline) == -ETIMEDOUT) {
+      ppe_unlock();
+      raiseerror(L, "TimeoutError", "map did not complete within timeout");
+    }
+  }
+  ppe_unlock();
+  return best;
+}
+
+static void map_drop(lua_State *L, MapState *m, lua_Integer k) {
+  int i;
+  m->inflight -= map_field(L, k, 2);
+  lua_getiuservalue(L, 1, 4);
+  for (i = 0; i < 3; i++) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 3 * k - 2 + i);
+  }
+  lua_pop(L, 1);
+  while (m->qhead <= m->qtail) {  /* skip dropped chunks at the head */
+    lua_getiuservalue(L, 1, 4);
+    if (lua_rawgeti(L, -1, 3 * m->qhead - 2) != LUA_TNIL) {
+      lua_pop(L, 2);
+      break;
+    }
+    lua_pop(L, 2);
+    m->qhead++;
+  }
+  m->cur = 0;
+}
+
+static int map_step(lua_State *L) {
+  MapState *m = (MapState *)luaL_checkudata(L, 1, PPE_MAP);
+  lua_Integer count, k;
+  int vals, i;
+  run_callbacks(L);
+  lua_settop(L, 1);
+  for (;;) {
+    if (m->cur == 0) {
+      Executor *e;
+      lua_getiuservalue(L, 1, 1);
+      e = (Executor *)lua_touserdata(L, -1);
+      lua_pop(L, 1);
+      if (!m->exhausted && e->pool != NULL && !e->shut) map_fill(L, m, e);
+      if (m->qhead > m->qtail) return 0;
+      m->cur = map_pick(L, m);
+      m->cur_item = 0;
+      m->cur_pos = 1;
+    }
+    count = map_field(L, m->cur, 2);
+    if (m->cur_item < count) break;
+    map_drop(L, m, m->cur);
+  }
+  map_future(L, m->cur);
+  push_outcome(L, lua_gettop(L), ((Future *)lua_touserdata(L, -1))->t);
+  if (is_failure(L)) {  /* the whole chunk failed: a worker died, say */
+    map_drop(L, m, m->cur);
+    return lua_error(L);
+  }
+  vals = lua_gettop(L);
+  lua_rawgeti(L, vals, m->cur_pos);
+  k = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_pushinteger(L, map_field(L, m->cur, 1) + m->cur_item);
+  m->cur_item++;
+  if (k < 0) {
+    pusherror(L, "RemoteError", "");
+    lua_rawgeti(L, vals, m->cur_pos + 1);
+    lua_setfield(L, -2, "message");
+    lua_rawgeti(L, vals, m->cur_pos + 2);
+    lua_setfield(L, -2, "traceback");
+    lua_rawgeti(L, vals, m->cur_pos + 3);
+    lua_setfield(L, -2, "value");
+    lua_pushinteger(L, ((Future *)lua_touserdata(L, vals - 1))->t->pid);
+    lua_setfield(L, -2, "pid");
+    m->cur_pos += 4;
+    return lua_error(L);
+  }
+  luaL_checkstack(L, (int)k + 2, "too many results");
+  for (i = 1; i <= k; i++) lua_rawgeti(L, vals, m->cur_pos + i);
+  m->cur_pos += 1 + k;
+  return (int)k + 1;
+}
+
+/* Leaving the loop early cancels what has not started. */
+static int map_close(lua_State *L) {
+  MapState *m = (MapState *)luaL_checkudata(L, 1, PPE_MAP);
+  lua_Integer k;
+  ppe_lock();
+  for (k = m->qhead; k <= m->qtail; k++) {
+    Future *f = map_future(L, k);
+    if (f != NULL) ppe_task_cancel(f->t);
+    lua_pop(L, 1);
+  }
+  ppe_unlock();
+  m->exhausted = 1;
+  return 0;
+}
+
+static const luaL_Reg map_meta[] = {
+  {"__close", map_close},
+  {"__call", map_step},
+  {NULL, NULL}
+};
+
+static lua_Integer mapoption(lua_State *L, const char *key, lua_Integer def) {
+  lua_Integer v = def;
+  if (lua_getfield(L, 4, key) != LUA_TNIL) {
+    int isint;
+    v = lua_tointegerx(L, -1, &isint);
+    if (!isint || lua_type(L, -1) != LUA_TNUMBER || v < 1)
+      luaL_error(L, "map option '%s' must be a positive integer", key);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *const map_options[] = {
+  "chunksize", "timeout", "ordered", "buffersize", "unpack", NULL
+};
+
+static int e_map(lua_State *L) {
+  Executor *e = checkexecutor(L);
+  MapState *m;
+  char err[PPE_ERRSZ];
+  ppe_buf *probe;
+  checkcallable(L, 2);
+  if (lua_type(L, 3) != LUA_TTABLE && lua_type(L, 3) != LUA_TFUNCTION)
+    luaL_typeerror(L, 3, "sequence or iterator function");
+  if (lua_isnoneornil(L, 4)) {
+    lua_settop(L, 3);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 4, LUA_TTABLE);
+  lua_settop(L, 4);
+  lua_pushnil(L);
+  while (lua_next(L, 4)) {
+    int i;
+    lua_pop(L, 1);
+    for (i = 0; map_options[i]; i++)
+      if (lua_type(L, -1) == LUA_TSTRING &&
+          strcmp(lua_tostring(L, -1), map_options[i]) == 0) break;
+    if (map_options[i] == NULL)
+      return luaL_error(L, "unknown map option '%s'", luaL_tolstring(L, -1, NULL));
+  }
+  if (e->shut)
+    return raiseerror(L, "ShutdownError", "cannot map after shutdown");
+  /* The function is checked once here, so its faults name it. */
+  probe = newbuf(L);
+  if (ppe_encode(L, probe, 2, 1, "argument", 1, err) != 0)
+    return raiseerror(L, "SerializationError", err);
+  lua_pop(L, 1);
+  m = (MapState *)lua_newuserdatauv(L, sizeof(MapState), 4);
+  memset(m, 0, sizeof(*m));
+  m->qhead = 1;
+  m->chunksize = (int)mapoption(L, "chunksize", 1);
+  m->buffersize = lua_getfield(L, 4, "buffersize") == LUA_TNIL ? 0 : -1;
+  lua_pop(L, 1);
+  if (m->buffersize) m->buffersize = mapoption(L, "buffersize", 1);
+  m->ordered = getbool(L, 4, "ordered", 1);
+  m->spread = getbool(L, 4, "unpack", 0);
+  m->deadline = -1;
+  if (lua_getfield(L, 4, "timeout") != LUA_TNIL) {
+    double secs = (double)lua_tonumber(L, -1);
+    if (lua_type(L, -1) != LUA_TNUMBER || !(secs >= 0))
+      return luaL_error(L, "map option 'timeout' must be seconds >= 0");
+    m->deadline = ppe_now() + secs;
+  }
+  lua_pop(L, 1);
+  m->total = lua_istable(L, 3) ? luaL_len(L, 3) : -1;
+  luaL_setmetatable(L, PPE_MAP);
+  lua_pushvalue(L, 1); lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 2); lua_setiuservalue(L, -2, 2);
+  lua_pushvalue(L, 3); lua_setiuservalue(L, -2, 3);
+  lua_newtable(L); lua_setiuservalue(L, -2, 4);
+  /* Everything is sent at once, as Python does, unless buffersize says
+  ** how much may be in flight. */
+  lua_replace(L, 1);
+  lua_settop(L, 1);
+  map_fill(L, m, e);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  lua_pushvalue(L, 1);  /* to-be-closed: breaking out cancels the rest */
+  return 4;
+}
+
+/* The state is callable: it is both the iterator and the state. */
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** poll and fileno
+** =======================================================
+*/
+
+static int e_poll(lua_State *L) {
+  Executor *e = checkexecutor(L);
+  ppe_pool_drain_notify(e->pool);
+  lua_pushinteger(L, run_callbacks(L));
+  return 1;
+}
+
+static int e_fileno(lua_State *L) {
+  Executor *e = checkexecutor(L);
+  lua_pushinteger(L, ppe_pool_fileno(e->pool));
+  return 1;
+}
+
+/* }====================================================== */
+
+
+static const luaL_Reg future_methods[] = {
+  {"result", f_result},
+  {"exception", f_exception},
+  {"wait", f_wait},
+  {"done", f_done},
+  {"running", f_running},
+  {"cancelled", f_cancelled},
+  {"cancel", f_cancel},
+  {"state", f_state},
+  {"add_done_callback", f_add_done_callback},
+  {NULL, NULL}
+};
+
+static const luaL_Reg future_meta[] = {
+  {"__gc", future_gc},
+  {"__tostring", f_tostring},
+  {"__index", NULL},
+  {NULL, NULL}
+};
+
+
 static const luaL_Reg executor_methods[] = {
   {"submit", e_submit},
   {"shutdown", e_shutdown},
@@ -532,6 +1157,9 @@ static const luaL_Reg executor_methods[] = {
   {"terminate_workers", e_terminate},
   {"kill_workers", e_kill},
   {"stats", e_stats},
+  {"map", e_map},
+  {"poll", e_poll},
+  {"fileno", e_fileno},
   {NULL, NULL}
 };
 
@@ -726,6 +1354,8 @@ static const luaL_Reg ppe_funcs[] = {
   {"decode", l_decode},
   {"cpu_count", l_cpu_count},
   {"worker_id", l_worker_id},
+  {"wait", l_wait},
+  {"as_completed", l_as_completed},
   {NULL, NULL}
 };
 
@@ -748,13 +1378,15 @@ static void newclass(lua_State *L, const char *name, const luaL_Reg *meta,
 }
 
 PPE_API int luaopen_ppe(lua_State *L) {
-  int r = ppe_mac_init();
+  int i, r = ppe_mac_init();
   if (r < 0)
     return luaL_error(L, "ppe: cannot draw a random key (%s)", strerror(-r));
   newmeta(L, PPE_BUFBOX, buf_meta);
   lua_pop(L, 1);
   newclass(L, PPE_FUTURE, future_meta, future_methods);
   newclass(L, PPE_EXECUTOR, executor_meta, executor_methods);
+  newmeta(L, PPE_MAP, map_meta);
+  lua_pop(L, 1);
   luaL_newlib(L, ppe_funcs);
   newmeta(L, PPE_ERROR, error_meta);
   lua_setfield(L, -2, "Error");
@@ -762,5 +1394,9 @@ PPE_API int luaopen_ppe(lua_State *L) {
   lua_setfield(L, -2, "_VERSION");
   lua_pushinteger(L, PPE_MAXDEPTH);
   lua_setfield(L, -2, "MAX_DEPTH");
+  for (i = 0; return_when_names[i]; i++) {
+    lua_pushstring(L, return_when_names[i]);
+    lua_setfield(L, -2, return_when_names[i]);
+  }
   return 1;
 }

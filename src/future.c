@@ -10,6 +10,7 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t completion;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+static uint64_t completions = 0;  /* orders completions process-wide */
 
 /* The condition runs on the monotonic clock, so a change of the wall
 ** clock neither shortens nor stretches a timeout. */
@@ -79,6 +80,7 @@ int ppe_task_final(const ppe_task *t) {
 void ppe_task_complete(ppe_task *t, int state, int err) {
   t->state = state;
   t->err = err;
+  t->seq = ++completions;
   ppe_buf_free(&t->req);  /* a request never sent is not needed now */
   pthread_cond_broadcast(&completion);
 }

@@ -27,6 +27,7 @@ typedef struct ppe_task {
   pid_t pid;            /* the worker that ran it */
   int signal;           /* PPE_E_DIED: the signal, or 0 */
   int exit_code;        /* PPE_E_DIED without a signal */
+  uint64_t seq;         /* completion order, from 1; 0 while not final */
   struct ppe_task *next;  /* in the pool's queue */
 } ppe_task;
 

@@ -46,6 +46,8 @@ struct ppe_pool {
   uint64_t nextid;
   long nrunning, ncompleted, nfailed, nrestarts;
   int wakefd, zfd;
+  int notifyfd;        /* readable while completions wait for a poll */
+  int notified;
   pid_t zpid;
   pthread_t thread;
   int thread_on, joined;
@@ -75,7 +77,18 @@ static void wake(ppe_pool *p) {
 ** =======================================================
 */
 
+/* Makes the notify descriptor readable, once per batch of completions. */
+static void notify(ppe_pool *p) {
+  uint64_t one = 1;
+  ssize_t r;
+  if (p->notified) return;
+  p->notified = 1;
+  do r = write(p->notifyfd, &one, sizeof(one));
+  while (r < 0 && errno == EINTR);
+}
+
 static void finish(ppe_pool *p, ppe_task *t, int state, int err) {
+  notify(p);
   p->ncompleted++;
   if (state == PPE_FAILED) p->nfailed++;
   ppe_task_complete(t, state, err);
@@ -93,6 +106,7 @@ static void fail_broken(ppe_pool *p, ppe_task *t) {
     ppe_buf_add(&t->res, p->cause, strlen(p->cause));
     t->res_text = 1;
   }
+  notify(p);
   p->nfailed++;
   p->ncompleted++;
   ppe_task_complete(t, PPE_FAILED, PPE_E_BROKEN);
@@ -163,8 +177,8 @@ static void start_send(wslot *w, const char *s, size_t len) {
 
 static void run_on(ppe_pool *p, wslot *w, ppe_task *t) {
   ppe_frame f;
-  memset(&f, 0, sizeof(f));
-  f.type = PPE_F_TASK;
+  memcpy(&f, t->req.p, sizeof(f));  /* the type is the binding's choice */
+  if (f.type == 0) f.type = PPE_F_TASK;
   f.id = t->id;
   f.len = t->req.len - sizeof(f);
   memcpy(t->req.p, &f, sizeof(f));
@@ -486,6 +500,7 @@ static void pool_release(ppe_pool *p) {
     ppe_reader_free(&p->w[i].rd);
   }
   if (p->wakefd >= 0) close(p->wakefd);
+  if (p->notifyfd >= 0) close(p->notifyfd);
   if (p->zfd >= 0) close(p->zfd);
   ppe_buf_free(&p->init);
   ppe_buf_free(&p->initerr);
@@ -540,7 +555,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   ppe_pool *p = calloc(1, sizeof(*p));
   int i, r;
   if (p == NULL) return -ENOMEM;
-  p->zfd = p->wakefd = -1;
+  p->zfd = p->wakefd = p->notifyfd = -1;
   p->nw = o->max_workers;
   p->max_tasks = o->max_tasks_per_child;
   p->task_timeout = o->task_timeout;
@@ -556,7 +571,12 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   }
   for (i = 0; i < p->nw; i++) p->w[i].fd = -1;
   p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (p->wakefd < 0) { r = -errno; pool_release(p); return r; }
+  p->notifyfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (p->wakefd < 0 || p->notifyfd < 0) {
+    r = -errno;
+    pool_release(p);
+    return r;
+  }
   r = ppe_zygote_start(o->path, o->cpath, &p->zpid, &p->zfd);
   if (r < 0) { pool_release(p); return r; }
   ppe_lock();
@@ -661,6 +681,21 @@ int ppe_pool_pids(ppe_pool *p, int *pids, int n) {
     if (LIVE(&p->w[i])) pids[k++] = (int)p->w[i].pid;
   ppe_unlock();
   return k;
+}
+
+int ppe_pool_fileno(ppe_pool *p) {
+  return p->notifyfd;
+}
+
+void ppe_pool_drain_notify(ppe_pool *p) {
+  uint64_t v;
+  ppe_lock();
+  if (p->notified) {
+    while (read(p->notifyfd, &v, sizeof(v)) > 0)
+      ;
+    p->notified = 0;
+  }
+  ppe_unlock();
 }
 
 void ppe_pool_free(ppe_pool *p) {

@@ -228,6 +228,57 @@ static void reply_serr(lua_State *L, Run *r, const char *msg) {
     luaL_error(L, "%s", ebuf);
 }
 
+/* Pushes the arguments of one map item: the item, or with 'spread' the
+** elements of a table item (1..n, or 1..#item). Returns how many. */
+static int push_item(lua_State *L, int item, int spread) {
+  lua_Integer i, n;
+  if (!spread || !lua_istable(L, item)) {
+    lua_pushvalue(L, item);
+    return 1;
+  }
+  if (lua_getfield(L, item, "n") == LUA_TNUMBER) n = lua_tointeger(L, -1);
+  else n = (lua_Integer)lua_rawlen(L, item);
+  lua_pop(L, 1);
+  if (n < 0 || n > 100000 || !lua_checkstack(L, (int)n + 8))
+    luaL_error(L, "map item with too many values to spread");
+  for (i = 1; i <= n; i++) lua_rawgeti(L, item, i);
+  return (int)n;
+}
+
+/* Runs fn on every item of a chunk, leaving per item on the stack either
+** its result count and results, or -1, message, traceback and value: one
+** item's error does not lose the others. */
+static void run_chunk(lua_State *L, int base, int nitems, int spread) {
+  int fn = base + 1, first = base + 3, i;
+  int out = lua_gettop(L);
+  for (i = 0; i < nitems; i++) {
+    int top, nargs;
+    luaL_checkstack(L, 16, "map chunk too large");
+    lua_pushinteger(L, 0);  /* the count, set below */
+    top = lua_gettop(L);
+    lua_pushvalue(L, fn);
+    nargs = push_item(L, first + i, spread);
+    if (lua_pcall(L, nargs, LUA_MULTRET, base) == LUA_OK) {
+      lua_pushinteger(L, lua_gettop(L) - top);
+      lua_replace(L, top);
+    }
+    else {
+      int err = lua_gettop(L);
+      lua_pushinteger(L, -1);
+      lua_replace(L, top);
+      error_message(L, err);
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &tb_key);
+      /* Only plain values travel as an item's error value here: one that
+      ** cannot be sent must not fail the whole chunk. */
+      if (lua_type(L, err) <= LUA_TSTRING && lua_type(L, err) != LUA_TLIGHTUSERDATA)
+        lua_pushvalue(L, err);
+      else lua_pushnil(L);
+      lua_remove(L, err);
+    }
+  }
+  (void)out;
+}
+
 /* The protected body of a run: decode, resolve, call, encode. */
 static int run(lua_State *L) {
   Run *r = (Run *)lua_touserdata(L, 1);
@@ -251,6 +302,20 @@ static int run(lua_State *L) {
       return 0;
     }
     lua_replace(L, fn);
+  }
+  if (r->type == PPE_F_CHUNK) {
+    int spread = lua_toboolean(L, base + 2);
+    int items = n - 2, first = lua_gettop(L) + 1;
+    if (items < 0) {
+      reply_serr(L, r, "malformed map request");
+      return 0;
+    }
+    run_chunk(L, base, items, spread);
+    r->reply = PPE_F_OK;
+    if (ppe_encode(L, r->out, first, lua_gettop(L) - first + 1, "result", 1,
+                   ebuf) != 0)
+      reply_serr(L, r, ebuf);
+    return 0;
   }
   if (lua_pcall(L, n - 1, LUA_MULTRET, base) != LUA_OK) {
     reply_error(L, r, lua_gettop(L));

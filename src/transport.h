@@ -24,7 +24,10 @@ enum {
   PPE_F_OK,         /* worker -> parent: payload is the results */
   PPE_F_ERR,        /* worker -> parent: message, traceback, value */
   PPE_F_SERR,       /* worker -> parent: results could not be sent */
-  PPE_F_INITERR     /* worker -> parent: the initializer raised */
+  PPE_F_INITERR,    /* worker -> parent: the initializer raised */
+  PPE_F_CHUNK       /* parent -> worker: fn, spread, items...; the reply
+                    ** (OK) is per item: count and values, or -1 and
+                    ** message, traceback, value */
 };
 
 /* A payload larger than this is refused: it protects a reader from a peer

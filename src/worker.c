@@ -29,7 +29,9 @@ void ppe_worker_main(lua_State *L, int fd, int id) {
       if (n < 0 && n != -EAGAIN) _exit(n == -ENOMEM ? 4 : 3);
       continue;
     }
-    if (f.type != PPE_F_TASK && f.type != PPE_F_INIT) _exit(3);
+    if (f.type != PPE_F_TASK && f.type != PPE_F_INIT &&
+        f.type != PPE_F_CHUNK)
+      _exit(3);
     if (ppe_runner_run(L, (int)f.type, f.id, payload, (size_t)f.len,
                        &out) < 0)
       _exit(4);
