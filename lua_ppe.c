@@ -106,18 +106,42 @@ static const luaL_Reg buf_meta[] = {
 ** =======================================================
 */
 
+static const char scratch_key = 's';
+
+/* The buffer requests are encoded in, pushed: one kept in the registry
+** and reused, unless it is in use already (a finalizer run by an
+** allocation during an encode may submit too), then a new one. */
+static ppe_buf *scratch(lua_State *L) {
+  ppe_buf *b;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key) == LUA_TUSERDATA) {
+    b = (ppe_buf *)lua_touserdata(L, -1);
+    if (b->len == 0) return b;
+    lua_pop(L, 1);
+    return newbuf(L);
+  }
+  lua_pop(L, 1);
+  b = newbuf(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &scratch_key);
+  return b;
+}
+
 /* Encodes values first..first+n-1 after room for a frame header, into a
-** buffer Lua owns (left on the stack). Raises SerializationError. */
+** buffer Lua owns, whose box is pushed. The caller hands the buffer to
+** ppe_task_new, which empties it for reuse. Raises SerializationError
+** (the buffer emptied too). */
 static ppe_buf *encode_request(lua_State *L, int first, int n,
                                const char *label, int base) {
   char err[PPE_ERRSZ];
   ppe_frame f;
-  ppe_buf *b = newbuf(L);
+  ppe_buf *b = scratch(L);
   memset(&f, 0, sizeof(f));
   if (ppe_buf_add(b, &f, sizeof(f)) != 0)
     luaL_error(L, "not enough memory");
-  if (ppe_encode(L, b, first, n, label, base, err) != 0)
+  if (ppe_encode(L, b, first, n, label, base, err) != 0) {
+    b->len = 0;
     raiseerror(L, "SerializationError", err);
+  }
   return b;
 }
 
@@ -140,7 +164,11 @@ static void checkcallable(lua_State *L, int arg) {
 ** values table, with n, or the error object); 2, its done-callbacks. */
 typedef struct Future {
   ppe_task *t;
+  int form;   /* F_*: what user value 1 holds */
 } Future;
+
+/* Forms of a future's outcome on the Lua side. */
+enum { F_NONE, F_ONE, F_MANY, F_FAIL };
 
 static int run_callbacks(lua_State *L);
 
@@ -151,6 +179,7 @@ static Future *checkfuture(lua_State *L, int arg) {
 static void newfuture(lua_State *L, ppe_task *t) {
   Future *f = (Future *)lua_newuserdatauv(L, sizeof(Future), 2);
   f->t = t;
+  f->form = F_NONE;
   luaL_setmetatable(L, PPE_FUTURE);
 }
 
@@ -290,38 +319,51 @@ static void push_failure(lua_State *L, ppe_task *t) {
   }
 }
 
-/* Pushes the outcome table of a final task, made once and kept in the
-** future's user value: the same values come back on every call. */
-static void push_outcome(lua_State *L, int arg, ppe_task *t) {
-  if (lua_getiuservalue(L, arg, 1) != LUA_TNIL) return;
-  lua_pop(L, 1);
-  if (t->state == PPE_FINISHED) {
-    char err[PPE_ERRSZ];
-    int n, top = lua_gettop(L);
-    n = ppe_decode(L, t->res.p, t->res.len, 0, err);
-    if (n < 0) pusherror(L, "SerializationError", err);
-    else {
-      int i;
-      lua_createtable(L, n, 1);
-      lua_insert(L, top + 1);
-      for (i = n; i >= 1; i--) lua_rawseti(L, top + 1, i);
-      lua_pushinteger(L, n);
-      lua_setfield(L, top + 1, "n");
+/* Makes the Lua side of a final task's outcome, once, and keeps it in the
+** future's user value 1: every call returns the same values. A single
+** plain value is kept as it is; several, or a table or function, in a
+** values table (with n), which 'as_table' always asks for. Pushes it and
+** returns its form. */
+static int outcome(lua_State *L, int arg, Future *f, int as_table) {
+  ppe_task *t = f->t;
+  if (f->form == F_NONE) {
+    int form = F_FAIL;
+    if (t->state == PPE_FINISHED) {
+      char err[PPE_ERRSZ];
+      int top = lua_gettop(L);
+      int n = ppe_decode(L, t->res.p, t->res.len, 0, err);
+      if (n < 0) pusherror(L, "SerializationError", err);
+      else if (n == 1 && !as_table && !lua_istable(L, -1) &&
+               !lua_isfunction(L, -1))
+        form = F_ONE;
+      else {
+        int i;
+        lua_createtable(L, n, 1);
+        lua_insert(L, top + 1);
+        for (i = n; i >= 1; i--) lua_rawseti(L, top + 1, i);
+        lua_pushinteger(L, n);
+        lua_setfield(L, top + 1, "n");
+        form = F_MANY;
+      }
     }
+    else push_failure(L, t);
+    lua_setiuservalue(L, arg, 1);
+    f->form = form;
+    ppe_lock();
+    ppe_buf_free(&t->res);  /* the Lua side holds it now */
+    ppe_unlock();
   }
-  else push_failure(L, t);
-  lua_pushvalue(L, -1);
-  lua_setiuservalue(L, arg, 1);
-  ppe_lock();
-  ppe_buf_free(&t->res);  /* the Lua side holds it now */
-  ppe_unlock();
-}
-
-/* Raises the error object on the top if the outcome is a failure. */
-static int is_failure(lua_State *L) {
-  if (!lua_getmetatable(L, -1)) return 0;
-  lua_pop(L, 1);
-  return 1;
+  else if (as_table && f->form == F_ONE) {
+    lua_createtable(L, 1, 1);
+    lua_getiuservalue(L, arg, 1);
+    lua_rawseti(L, -2, 1);
+    lua_pushinteger(L, 1);
+    lua_setfield(L, -2, "n");
+    lua_setiuservalue(L, arg, 1);
+    f->form = F_MANY;
+  }
+  lua_getiuservalue(L, arg, 1);
+  return f->form;
 }
 
 static int f_result(lua_State *L) {
@@ -330,8 +372,10 @@ static int f_result(lua_State *L) {
   run_callbacks(L);
   if (!ok)
     return raiseerror(L, "TimeoutError", "the future is not done in time");
-  push_outcome(L, 1, f->t);
-  if (is_failure(L)) return lua_error(L);
+  switch (outcome(L, 1, f, 0)) {
+    case F_FAIL: return lua_error(L);
+    case F_ONE: return 1;
+  }
   n = (int)(lua_getfield(L, -1, "n"), lua_tointeger(L, -1));
   lua_pop(L, 1);
   luaL_checkstack(L, n, "too many results");
@@ -345,8 +389,7 @@ static int f_exception(lua_State *L) {
   run_callbacks(L);
   if (!ok)
     return raiseerror(L, "TimeoutError", "the future is not done in time");
-  push_outcome(L, 1, f->t);
-  if (!is_failure(L)) lua_pushnil(L);
+  if (outcome(L, 1, f, 0) != F_FAIL) lua_pushnil(L);
   else if (f->t->state == PPE_CANCELLED) return lua_error(L);
   return 1;
 }
@@ -431,7 +474,10 @@ static int e_submit(lua_State *L) {
     return raiseerror(L, "ShutdownError", "cannot submit after shutdown");
   b = encode_request(L, 2, lua_gettop(L) - 1, "argument", 1);
   t = ppe_task_new(b);
-  if (t == NULL) return luaL_error(L, "not enough memory");
+  if (t == NULL) {
+    b->len = 0;
+    return luaL_error(L, "not enough memory");
+  }
   r = ppe_pool_submit(e->pool, t);
   if (r < 0) {
     ppe_lock();
@@ -855,7 +901,10 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
     f.type = PPE_F_CHUNK;
     memcpy(b->p, &f, sizeof(f));
     t = ppe_task_new(b);
-    if (t == NULL) luaL_error(L, "not enough memory");
+    if (t == NULL) {
+      b->len = 0;
+      luaL_error(L, "not enough memory");
+    }
     if (ppe_pool_submit(e->pool, t) < 0) {
       ppe_lock();
       ppe_task_unref(t);
@@ -949,6 +998,7 @@ static void map_drop(lua_State *L, MapState *m, lua_Integer k) {
 
 static int map_step(lua_State *L) {
   MapState *m = (MapState *)luaL_checkudata(L, 1, PPE_MAP);
+  Future *fut;
   lua_Integer count, k;
   int vals, i;
   run_callbacks(L);
@@ -969,9 +1019,9 @@ static int map_step(lua_State *L) {
     if (m->cur_item < count) break;
     map_drop(L, m, m->cur);
   }
-  map_future(L, m->cur);
-  push_outcome(L, lua_gettop(L), ((Future *)lua_touserdata(L, -1))->t);
-  if (is_failure(L)) {  /* the whole chunk failed: a worker died, say */
+  fut = map_future(L, m->cur);
+  if (outcome(L, lua_gettop(L), fut, 1) == F_FAIL) {
+    /* the whole chunk failed: a worker died, say */
     map_drop(L, m, m->cur);
     return lua_error(L);
   }

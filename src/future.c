@@ -52,14 +52,35 @@ int ppe_wait_completion(double deadline) {
 }
 
 ppe_task *ppe_task_new(ppe_buf *req) {
-  ppe_task *t = calloc(1, sizeof(*t));
+  /* A small request lives in the task's own block: one allocation per
+  ** task. A large one is moved, not copied. */
+  int inl = req->len <= PPE_INLINE_REQ;
+  ppe_task *t = malloc(sizeof(*t) + (inl ? req->len : 0));
   if (t == NULL) return NULL;
+  memset(t, 0, sizeof(*t));
   t->state = PPE_PENDING;
   t->refs = 1;
-  t->req = *req;
-  req->p = NULL;
-  req->len = req->cap = 0;
+  if (inl) {
+    memcpy(t + 1, req->p, req->len);
+    t->req.p = (char *)(t + 1);
+    t->req.len = req->len;
+    t->req_inline = 1;
+    req->len = 0;  /* the caller keeps its buffer for the next one */
+  }
+  else {
+    t->req = *req;
+    req->p = NULL;
+    req->len = req->cap = 0;
+  }
   return t;
+}
+
+static void drop_req(ppe_task *t) {
+  if (t->req_inline) {
+    t->req.p = NULL;
+    t->req.len = 0;
+  }
+  else ppe_buf_free(&t->req);
 }
 
 void ppe_task_ref(ppe_task *t) {
@@ -68,7 +89,7 @@ void ppe_task_ref(ppe_task *t) {
 
 void ppe_task_unref(ppe_task *t) {
   if (--t->refs > 0) return;
-  ppe_buf_free(&t->req);
+  drop_req(t);
   ppe_buf_free(&t->res);
   free(t);
 }
@@ -81,7 +102,7 @@ void ppe_task_complete(ppe_task *t, int state, int err) {
   t->state = state;
   t->err = err;
   t->seq = ++completions;
-  ppe_buf_free(&t->req);  /* a request never sent is not needed now */
+  drop_req(t);  /* a request never sent is not needed now */
   pthread_cond_broadcast(&completion);
 }
 

@@ -24,6 +24,7 @@ typedef struct ppe_task {
   ppe_buf req;          /* frame header and request; freed once sent */
   ppe_buf res;          /* reply payload, or the text of a cause */
   int res_text;         /* res is plain text, not a wire message */
+  int req_inline;       /* req lives in this block, after the struct */
   pid_t pid;            /* the worker that ran it */
   int signal;           /* PPE_E_DIED: the signal, or 0 */
   int exit_code;        /* PPE_E_DIED without a signal */
@@ -41,8 +42,12 @@ void ppe_unlock(void);
 int ppe_wait_completion(double deadline);
 double ppe_now(void);
 
-/* A new task owning the request (frame header then payload): the buffer
-** is moved in and 'req' emptied. One reference, the caller's. */
+/* Requests up to this size are copied into the task's own allocation. */
+#define PPE_INLINE_REQ (64 * 1024)
+
+/* A new task holding the request (frame header then payload): copied if
+** small (req is then emptied for reuse), else moved in (req reset). One
+** reference, the caller's. */
 ppe_task *ppe_task_new(ppe_buf *req);
 void ppe_task_ref(ppe_task *t);    /* lock held */
 void ppe_task_unref(ppe_task *t);  /* lock held */

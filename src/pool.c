@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,10 +20,17 @@ enum {
   W_NONE,      /* no process */
   W_SPAWNING,  /* asked the zygote for one */
   W_INIT,      /* running the initializer */
-  W_IDLE,
-  W_BUSY,      /* running w->task */
+  W_READY,     /* serving tasks: none, one, or a pipeline of them */
   W_ENDING     /* channel closed; waiting for the zygote to report its end */
 };
+
+/* Small tasks are sent several at a time to each worker, as many as it
+** runs in about this long (by the measured average), so messages and
+** system calls are shared; a long task keeps the pipeline at one, so
+** an uneven load still spreads over every worker. */
+#define PIPELINE_US 1000.0
+#define PIPELINE_MAX 256
+#define IOV_BATCH 64
 
 typedef struct wslot {
   int fd;
@@ -30,11 +38,15 @@ typedef struct wslot {
   int state;
   int eof;             /* its channel reached end of stream */
   int timed_out;       /* we killed it for running past task_timeout */
-  ppe_task *task;
+  ppe_task *head, *tail;  /* in flight, oldest (the running one) first */
+  int ninflight;
+  ppe_task *sending;   /* first task in flight not wholly sent */
+  size_t sendpos;      /* bytes of it sent */
   ppe_reader rd;       /* touched by the I/O thread only */
-  const char *out;     /* request being sent, and how far */
+  const char *out;     /* the initializer's request being sent */
   size_t outlen, outpos;
-  double deadline;
+  double deadline;     /* of the running task */
+  double started;      /* when the running task started, about */
   long ntasks;
 } wslot;
 
@@ -51,6 +63,8 @@ struct ppe_pool {
   pid_t zpid;
   pthread_t thread;
   int thread_on, joined;
+  int wake_pending;    /* the I/O thread has a wake-up coming */
+  double ewma_us;      /* average run time of a task, once known */
   int shutdown;        /* no more submits */
   int closing;         /* stop the workers once nothing is left to run */
   int broken;
@@ -61,7 +75,7 @@ struct ppe_pool {
   ppe_buf init;        /* initializer request, sent to every new worker */
 };
 
-#define LIVE(w) ((w)->state >= W_INIT && (w)->state <= W_BUSY)
+#define LIVE(w) ((w)->state == W_INIT || (w)->state == W_READY)
 
 static void wake(ppe_pool *p) {
   uint64_t one = 1;
@@ -154,28 +168,60 @@ static void close_channel(wslot *w) {
   if (w->fd >= 0) close(w->fd);
   w->fd = -1;
   w->out = NULL;
+  w->sending = NULL;
   w->state = W_ENDING;
 }
 
+static int has_output(const wslot *w) {
+  return w->out != NULL || w->sending != NULL;
+}
+
+/* Sends what it can without waiting: the initializer's request, then the
+** requests in flight, many per system call. A full channel stops it; a
+** dead one too (its end of stream will tell). */
 static void push(wslot *w) {
-  while (w->out != NULL && w->outpos < w->outlen) {
+  while (w->out != NULL) {
     long r = ppe_send_some(w->fd, w->out + w->outpos, w->outlen - w->outpos);
-    if (r <= 0) return;  /* full, or dead: its end of stream will tell */
+    if (r <= 0) return;
     w->outpos += (size_t)r;
+    if (w->outpos == w->outlen) w->out = NULL;
   }
-  if (w->out != NULL && w->task != NULL && w->out == w->task->req.p)
-    ppe_buf_free(&w->task->req);  /* sent: the worker has it now */
-  w->out = NULL;
+  while (w->sending != NULL) {
+    struct iovec iov[IOV_BATCH];
+    ppe_task *t = w->sending;
+    size_t off = w->sendpos;
+    long r;
+    int n = 0;
+    for (; t != NULL && n < IOV_BATCH; t = t->next, off = 0) {
+      iov[n].iov_base = t->req.p + off;
+      iov[n].iov_len = t->req.len - off;
+      n++;
+    }
+    r = ppe_sendv_some(w->fd, iov, n);
+    if (r <= 0) return;
+    while (r > 0 && w->sending != NULL) {
+      size_t left = w->sending->req.len - w->sendpos;
+      if ((size_t)r < left) {
+        w->sendpos += (size_t)r;
+        break;
+      }
+      r -= (long)left;
+      w->sending = w->sending->next;
+      w->sendpos = 0;
+    }
+  }
 }
 
-static void start_send(wslot *w, const char *s, size_t len) {
-  w->out = s;
-  w->outlen = len;
-  w->outpos = 0;
-  push(w);
+/* How many tasks a worker may hold at once. */
+static int depth(ppe_pool *p, const wslot *w) {
+  double k = p->ewma_us > 0 ? PIPELINE_US / p->ewma_us : 1;
+  int d = k < 1 ? 1 : k > PIPELINE_MAX ? PIPELINE_MAX : (int)k;
+  if (p->max_tasks > 0 && d > p->max_tasks - w->ntasks)
+    d = (int)(p->max_tasks - w->ntasks);  /* it leaves after its quota */
+  return d;
 }
 
-static void run_on(ppe_pool *p, wslot *w, ppe_task *t) {
+static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   ppe_frame f;
   memcpy(&f, t->req.p, sizeof(f));  /* the type is the binding's choice */
   if (f.type == 0) f.type = PPE_F_TASK;
@@ -184,27 +230,57 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t) {
   memcpy(t->req.p, &f, sizeof(f));
   t->state = PPE_RUNNING;
   t->pid = w->pid;
-  w->task = t;
-  w->state = W_BUSY;
-  w->timed_out = 0;
-  if (p->task_timeout > 0) w->deadline = ppe_now() + p->task_timeout;
+  t->next = NULL;
+  if (w->tail) w->tail->next = t;
+  else {
+    w->head = t;
+    w->timed_out = 0;
+    w->started = now;
+    if (p->task_timeout > 0) w->deadline = now + p->task_timeout;
+  }
+  w->tail = t;
+  if (w->sending == NULL) {
+    w->sending = t;
+    w->sendpos = 0;
+  }
+  w->ninflight++;
   p->nrunning++;
-  start_send(w, t->req.p, t->req.len);
 }
 
-/* Hands queued tasks to idle workers. Returns 1 if a request is left
-** half-sent, so the I/O thread must watch for room. */
-static int dispatch(ppe_pool *p) {
-  int i, partial = 0;
+/* The worker to give the next task: the least loaded one with room. One
+** whose running task has already run long gets no more behind it. */
+static wslot *pick(ppe_pool *p, double now) {
+  wslot *best = NULL;
+  int i;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (w->state == W_IDLE && p->qhead != NULL) {
-      ppe_task *t = dequeue(p);
-      if (t != NULL) run_on(p, w, t);
-    }
-    if (w->out != NULL) partial = 1;
+    if (w->state != W_READY || w->ninflight >= depth(p, w)) continue;
+    if (w->ninflight > 0 && now - w->started > PIPELINE_US * 1e-6) continue;
+    if (best == NULL || w->ninflight < best->ninflight) best = w;
   }
-  return partial;
+  return best;
+}
+
+/* Hands queued tasks to workers. With 'direct' (the caller's thread), a
+** worker that was idle gets its one task sent at once, the shortest path;
+** the rest is left to the I/O thread, which sends in batches. Returns 1 if
+** the I/O thread has sending to do. */
+static int dispatch(ppe_pool *p, int direct) {
+  int i, need = 0;
+  double now = ppe_now();
+  while (p->qhead != NULL) {
+    wslot *w = pick(p, now);
+    ppe_task *t;
+    if (w == NULL || (t = dequeue(p)) == NULL) break;
+    run_on(p, w, t, now);
+  }
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    if (!has_output(w)) continue;
+    if (!direct || (w->ninflight == 1 && w->out == NULL)) push(w);
+    if (has_output(w)) need = 1;
+  }
+  return need;
 }
 
 /* }====================================================== */
@@ -222,19 +298,33 @@ static void kill_worker(ppe_pool *p, wslot *w, int sig) {
 
 static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
                      const char *pl) {
-  ppe_task *t = w->task;
+  ppe_task *t = w->head;
   int state = PPE_FINISHED, err = PPE_E_NONE;
   if (w->state == W_INIT) {
-    if (f->type == PPE_F_OK) w->state = W_IDLE;
+    if (f->type == PPE_F_OK) w->state = W_READY;
     else {
       ppe_buf_add(&p->initerr, pl, (size_t)f->len);
       set_broken(p, "the initializer raised");
     }
     return;
   }
-  if (t == NULL || f->id != t->id || w->state != W_BUSY) {
+  if (t == NULL || f->id != t->id || w->state != W_READY) {
     kill_worker(p, w, SIGKILL);  /* a worker out of step is not trusted */
     return;
+  }
+  /* Replies come in the order of requests: this is the running task. */
+  w->head = t->next;
+  if (w->head == NULL) w->tail = NULL;
+  if (w->sending == t) { w->sending = t->next; w->sendpos = 0; }
+  t->next = NULL;
+  w->ninflight--;
+  p->nrunning--;
+  w->ntasks++;
+  p->ewma_us = p->ewma_us > 0 ? 0.8 * p->ewma_us + 0.2 * (f->aux + 1.0)
+                              : f->aux + 1.0;
+  if (w->head != NULL) {  /* the next one starts now */
+    w->started = ppe_now();
+    if (p->task_timeout > 0) w->deadline = w->started + p->task_timeout;
   }
   if (f->type == PPE_F_ERR) { state = PPE_FAILED; err = PPE_E_REMOTE; }
   else if (f->type != PPE_F_OK) { state = PPE_FAILED; err = PPE_E_SERIAL; }
@@ -244,12 +334,8 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
     state = PPE_FAILED;
     err = PPE_E_SERIAL;
   }
-  w->task = NULL;
-  w->state = W_IDLE;
-  w->ntasks++;
-  p->nrunning--;
   finish(p, t, state, err);
-  if (p->max_tasks > 0 && w->ntasks >= p->max_tasks)
+  if (p->max_tasks > 0 && w->ntasks >= p->max_tasks && w->ninflight == 0)
     close_channel(w);  /* it leaves on end of stream; a new one follows */
 }
 
@@ -280,29 +366,59 @@ static void respawn(ppe_pool *p, wslot *w) {
   p->nrestarts++;
 }
 
+/* Puts the tasks a dead worker held but never started back at the front
+** of the queue, in their order: they lose nothing. */
+static void requeue(ppe_pool *p, ppe_task *first) {
+  ppe_task *t, *last = NULL;
+  for (t = first; t != NULL; t = t->next) {
+    t->state = PPE_PENDING;
+    t->pid = 0;
+    p->nrunning--;
+    last = t;
+  }
+  if (last == NULL) return;
+  last->next = p->qhead;
+  p->qhead = first;
+  if (p->qtail == NULL) p->qtail = last;
+}
+
 static void on_exited(ppe_pool *p, pid_t pid, int status) {
   int i;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    ppe_task *t = w->task;
+    ppe_task *t;
     if (w->pid != pid || w->state == W_NONE || w->state == W_SPAWNING)
       continue;
     if (w->fd >= 0) {  /* what it wrote before it ended still counts */
       drain(w);
       take_frames(p, w);
-      t = w->task;
     }
     if (w->state == W_INIT)
       set_broken(p, "a worker ended while running the initializer");
+    t = w->head;
     if (t != NULL) {
+      ppe_task *rest = t->next;
+      t->next = NULL;
       t->pid = pid;
       t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       t->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
       t->res.len = 0;
-      w->task = NULL;
       p->nrunning--;
       finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
+      if (p->broken) {  /* nowhere to run them now */
+        while (rest != NULL) {
+          ppe_task *n = rest->next;
+          rest->next = NULL;
+          p->nrunning--;
+          fail_broken(p, rest);
+          ppe_task_unref(rest);
+          rest = n;
+        }
+      }
+      requeue(p, rest);
     }
+    w->head = w->tail = w->sending = NULL;
+    w->ninflight = 0;
     if (w->fd >= 0) close(w->fd);
     w->fd = -1;
     w->out = NULL;
@@ -330,9 +446,12 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   }
   if (p->init.len > 0) {
     w->state = W_INIT;
-    start_send(w, p->init.p, p->init.len);
+    w->out = p->init.p;
+    w->outlen = p->init.len;
+    w->outpos = 0;
+    push(w);
   }
-  else w->state = W_IDLE;
+  else w->state = W_READY;
 }
 
 static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
@@ -355,7 +474,7 @@ static void check_timeouts(ppe_pool *p, double now) {
   if (p->task_timeout <= 0) return;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (w->state == W_BUSY && !w->timed_out && now >= w->deadline) {
+    if (w->head != NULL && !w->timed_out && now >= w->deadline) {
       w->timed_out = 1;
       kill_worker(p, w, SIGKILL);
     }
@@ -368,7 +487,7 @@ static int poll_timeout(ppe_pool *p, double now) {
   if (p->task_timeout <= 0) return -1;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (w->state == W_BUSY && !w->timed_out &&
+    if (w->head != NULL && !w->timed_out &&
         (first < 0 || w->deadline < first))
       first = w->deadline;
   }
@@ -381,8 +500,7 @@ static void maybe_close(ppe_pool *p) {
   int i;
   if (!p->closing || p->nrunning > 0 || p->qhead != NULL) return;
   for (i = 0; i < p->nw; i++)
-    if (p->w[i].state == W_IDLE || p->w[i].state == W_INIT)
-      close_channel(&p->w[i]);
+    if (LIVE(&p->w[i])) close_channel(&p->w[i]);
 }
 
 static int all_gone(ppe_pool *p) {
@@ -431,7 +549,7 @@ static void *io_main(void *arg) {
     for (i = 0; i < p->nw; i++) {
       wslot *w = &p->w[i];
       p->pfd[i + 2].fd = w->fd;
-      p->pfd[i + 2].events = POLLIN | (w->out != NULL ? POLLOUT : 0);
+      p->pfd[i + 2].events = POLLIN | (has_output(w) ? POLLOUT : 0);
       p->pfd[i + 2].revents = 0;
     }
     ppe_unlock();
@@ -445,6 +563,9 @@ static void *io_main(void *arg) {
       uint64_t v;
       while (read(p->wakefd, &v, sizeof(v)) > 0)
         ;
+      ppe_lock();
+      p->wake_pending = 0;
+      ppe_unlock();
     }
     for (i = 0; i < p->nw; i++)
       if (p->pfd[i + 2].revents & (POLLIN | POLLHUP | POLLERR))
@@ -471,7 +592,7 @@ static void *io_main(void *arg) {
     for (i = 0; i < nz; i++) on_zmsg(p, &zm[i], zfds[i]);
     if (zgone) zygote_gone(p);
     check_timeouts(p, ppe_now());
-    dispatch(p);
+    dispatch(p, 0);
     maybe_close(p);
   }
   ppe_unlock();
@@ -616,7 +737,8 @@ int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
   if (p->qtail) p->qtail->next = t;
   else p->qhead = t;
   p->qtail = t;
-  partial = dispatch(p);
+  partial = dispatch(p, 1) && !p->wake_pending;
+  if (partial) p->wake_pending = 1;  /* one wake-up serves a burst */
   ppe_unlock();
   if (partial) wake(p);
   return 0;

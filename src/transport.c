@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -47,6 +48,20 @@ long ppe_send_some(int fd, const void *p, size_t n) {
     /* MSG_NOSIGNAL: a dead peer is an error code, not a SIGPIPE that
     ** would change the whole process's behaviour. */
     ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+    if (r >= 0) return (long)r;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return -errno;
+  }
+}
+
+long ppe_sendv_some(int fd, const struct iovec *iov, int n) {
+  struct msghdr mh;
+  memset(&mh, 0, sizeof(mh));
+  mh.msg_iov = (struct iovec *)iov;
+  mh.msg_iovlen = (size_t)n;
+  for (;;) {
+    ssize_t r = sendmsg(fd, &mh, MSG_NOSIGNAL);
     if (r >= 0) return (long)r;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;

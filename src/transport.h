@@ -46,6 +46,10 @@ int ppe_set_nonblock(int fd, int on);
 long ppe_send_some(int fd, const void *p, size_t n);
 long ppe_recv_some(int fd, void *p, size_t n, int *eof);
 
+struct iovec;
+/* Like ppe_send_some, gathering n pieces in one call. */
+long ppe_sendv_some(int fd, const struct iovec *iov, int n);
+
 /* All of it, waiting as needed (blocking descriptors). */
 int ppe_send_all(int fd, const void *p, size_t n);
 int ppe_recv_all(int fd, void *p, size_t n);  /* -EPIPE on end of stream */

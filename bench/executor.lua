@@ -1,0 +1,253 @@
+-- bench/executor.lua - ppe's executor beside its peers, measured in the
+-- same run: Python's ProcessPoolExecutor (fork context, same worker count),
+-- a raw socketpair between two processes, and sequential Lua. Each figure
+-- runs REPS times, alternating ppe and peer; min/median/max are printed and
+-- the ratio of the medians is checked against the target.
+package.cpath = "./?.so;" .. package.cpath
+local ppe = require "ppe"
+
+local REPS = tonumber(os.getenv("BENCH_REPS")) or 3
+local PY = os.getenv("PYTHON") or "/usr/bin/python3"
+local PINGPONG = "bench/pingpong"
+
+local function now()
+  local f = assert(io.open("/proc/uptime"))
+  local t = f:read("n")
+  f:close()
+  return t
+end
+
+local function run(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  p:close()
+  return assert(tonumber(out:match("[%d%.eE+-]+")), cmd .. ": " .. out)
+end
+
+local function stats(xs)
+  table.sort(xs)
+  return xs[1], xs[(#xs + 1) // 2], xs[#xs]
+end
+
+local results = {}
+
+-- Runs each side REPS times, alternating, and prints one line. 'better'
+-- is "higher" or "lower"; the ratio printed is ppe's advantage (> 1 means
+-- ppe is better), checked against 'target' when there is one.
+local function figure(name, unit, better, sides, target, target_text)
+  local vals = {}
+  for _, s in ipairs(sides) do vals[s[1]] = {} end
+  for _ = 1, REPS do
+    for _, s in ipairs(sides) do
+      table.insert(vals[s[1]], (s[2]()))
+    end
+  end
+  local med = {}
+  io.write(string.format("%-34s", name))
+  for _, s in ipairs(sides) do
+    local lo, mid, hi = stats(vals[s[1]])
+    med[s[1]] = mid
+    io.write(string.format("  %s %.4g %s [%.4g..%.4g]", s[1], mid, unit,
+                           lo, hi))
+  end
+  io.write("\n")
+  if target then
+    local ok, text = target(med)
+    io.write(string.format("%-34s  %s  (target %s: %s)\n", "", text,
+                           target_text, ok and "PASS" or "MISS"))
+    results[#results + 1] = { name = name, ok = ok }
+  end
+end
+
+local function ratio(a, b) return a / b end
+
+local function trivial(x) return x end
+
+-- One trivial task at a time: latency of a round trip.
+local ex = ppe.executor { max_workers = 2 }
+ex:submit(trivial, 1):result()
+ex:submit(trivial, 1):result()
+
+local function ppe_rtt()
+  local n = 5000
+  local t0 = now()
+  for i = 1, n do ex:submit(trivial, i):result() end
+  return (now() - t0) / n * 1e6
+end
+
+figure("round trip, trivial task", "us", "lower", {
+  { "ppe", ppe_rtt },
+  { "socketpair", function() return run(PINGPONG .. " rtt 20000") end },
+  { "python", function() return run(PY .. " bench/peer.py rtt 3000") end },
+}, function(m)
+  local a, b = m.ppe / m.socketpair, m.python / m.ppe
+  return a <= 1.3 and b >= 3,
+    string.format("ppe/socketpair %.2fx, python/ppe %.2fx", a, b)
+end, "<= 1.3x socketpair and >= 3x python")
+
+figure("100k trivial tasks at once", "tasks/s", "higher", {
+  { "ppe", function()
+      local n = 100000
+      local fs = {}
+      local t0 = now()
+      for i = 1, n do fs[i] = ex:submit(trivial, i) end
+      for i = 1, n do fs[i]:result() end
+      return n / (now() - t0)
+    end },
+  { "python", function() return run(PY .. " bench/peer.py many 20000") end },
+}, function(m)
+  return m.ppe >= 500000,
+    string.format("ppe/python %.1fx", ratio(m.ppe, m.python))
+end, ">= 500000 tasks/s")
+
+local items = {}
+for i = 1, 1000000 do items[i] = i end
+figure("map 1M ints, chunksize 1000", "items/s", "higher", {
+  { "ppe", function()
+      local t0 = now()
+      local s = 0
+      for _, v in ex:map(trivial, items, { chunksize = 1000 }) do s = s + v end
+      assert(s == 500000500000)
+      return 1000000 / (now() - t0)
+    end },
+  { "python", function()
+      return run(PY .. " bench/peer.py map 1000000 1000")
+    end },
+}, function(m)
+  local r = ratio(m.ppe, m.python)
+  return r >= 3, string.format("ppe/python %.2fx", r)
+end, ">= 3x python")
+items = nil
+
+local big = string.rep("x", 64 * 1024 * 1024)
+figure("echo of a 64 MiB string", "MB/s", "higher", {
+  { "ppe", function()
+      local n = 3
+      local t0 = now()
+      for _ = 1, n do assert(#ex:submit(trivial, big):result() == #big) end
+      return #big * n / (now() - t0) / 1e6
+    end },
+  { "socketpair", function()
+      return run(PINGPONG .. " echo 67108864 5")
+    end },
+  { "python", function()
+      return run(PY .. " bench/peer.py echo 67108864 3")
+    end },
+}, function(m)
+  local r = ratio(m.ppe, m.socketpair)
+  return r >= 0.9, string.format("ppe/socketpair %.2f, ppe/python %.2fx", r,
+                                 ratio(m.ppe, m.python))
+end, ">= 0.9 of socketpair")
+big = nil
+collectgarbage()
+
+local function spin(secs)
+  local t = os.clock()
+  local x = 0
+  while os.clock() - t < secs do x = x + 1 end
+  return x
+end
+local TASK = tonumber(os.getenv("BENCH_CPU_TASK")) or 0.25
+figure(string.format("8 CPU tasks of %.2f s, 2 workers", TASK), "s",
+       "lower", {
+  { "ppe", function()
+      local t0 = now()
+      local fs = {}
+      for i = 1, 8 do fs[i] = ex:submit(spin, TASK) end
+      for i = 1, 8 do fs[i]:result() end
+      return now() - t0
+    end },
+  { "sequential", function()
+      local t0 = now()
+      for _ = 1, 8 do spin(TASK) end
+      return now() - t0
+    end },
+}, function(m)
+  local r = m.sequential / m.ppe
+  return r >= 1.9, string.format("speed-up %.2fx", r)
+end, ">= 1.9x")
+
+figure("executor start to first result", "ms", "lower", {
+  { "ppe", function()
+      local t0 = now()
+      local e <close> = ppe.executor { max_workers = 2 }
+      e:submit(trivial, 1):result()
+      return (now() - t0) * 1e3
+    end },
+  { "python", function() return run(PY .. " bench/peer.py start") end },
+}, function(m)
+  return m.ppe <= 1, string.format("python/ppe %.1fx", m.python / m.ppe)
+end, "<= 1 ms")
+
+local function private_kib(pid)
+  local f = io.open("/proc/" .. pid .. "/smaps_rollup")
+  if not f then return nil end
+  local total = 0
+  for line in f:lines() do
+    local k = line:match("^Private_%a+:%s+(%d+)")
+    if k then total = total + tonumber(k) end
+  end
+  f:close()
+  return total
+end
+
+local function selfpid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("n")
+  f:close()
+  return pid
+end
+
+figure("private RSS of an idle worker", "KiB", "lower", {
+  { "ppe", function()
+      local pids, worst = {}, 0
+      for _ = 1, 8 do pids[ex:submit(selfpid):result()] = true end
+      os.execute("sleep 0.2")
+      for pid in pairs(pids) do
+        worst = math.max(worst, private_kib(pid) or 0)
+      end
+      return worst
+    end },
+  { "python", function() return run(PY .. " bench/peer.py rss") end },
+}, function(m)
+  return m.ppe <= 256, string.format("python/ppe %.1fx", m.python / m.ppe)
+end, "<= 256 KiB")
+
+local function rss_kib()
+  local f = assert(io.open("/proc/self/status"))
+  local v
+  for line in f:lines() do
+    v = v or tonumber(line:match("^VmRSS:%s+(%d+)"))
+  end
+  f:close()
+  return v
+end
+
+-- An endless iterator mapped with buffersize: the parent's memory after
+-- N items and after 4N items must be the same within noise.
+do
+  local function endless()
+    local i = 0
+    return function() i = i + 1; return i end
+  end
+  local n, at1, at4 = 0, nil, nil
+  for _, v in ex:map(trivial, endless(), { chunksize = 100,
+                                           buffersize = 2000 }) do
+    n = n + 1
+    if n == 200000 then collectgarbage(); at1 = rss_kib() end
+    if n == 800000 then collectgarbage(); at4 = rss_kib(); break end
+    local _ = v
+  end
+  local grew = at4 - at1
+  print(string.format("%-34s  ppe RSS %d KiB after 200k items, %d KiB after "
+                      .. "800k", "endless map, buffersize 2000", at1, at4))
+  local ok = grew < 2048
+  print(string.format("%-34s  grew %d KiB  (target flat, < 2 MiB: %s)", "",
+                      grew, ok and "PASS" or "MISS"))
+  results[#results + 1] = { name = "endless map", ok = ok }
+end
+
+ex:close()
+local pass = 0
+for _, r in ipairs(results) do if r.ok then pass = pass + 1 end end
+print(string.format("executor targets met: %d of %d", pass, #results))
