@@ -238,10 +238,11 @@ static const char *signame(int sig) {
 }
 
 /* Decodes a worker's (message, traceback, value) into a RemoteError. */
-static void push_remote(lua_State *L, const ppe_buf *b, pid_t pid) {
+static void push_remote(lua_State *L, const char *s, size_t len,
+                        pid_t pid) {
   char err[PPE_ERRSZ];
   int top = lua_gettop(L);
-  if (ppe_decode(L, b->p, b->len, 0, err) != 3) {
+  if (ppe_decode(L, s, len, 0, err) != 3) {
     lua_settop(L, top);
     pusherror(L, "SerializationError", err);
     return;
@@ -265,7 +266,7 @@ static void push_failure(lua_State *L, ppe_task *t) {
       pusherror(L, "CancelledError", "the future was cancelled");
       break;
     case PPE_E_REMOTE:
-      push_remote(L, &t->res, t->pid);
+      push_remote(L, PPE_RES(t), PPE_RESLEN(t), t->pid);
       break;
     case PPE_E_DIED:
       if (t->signal)
@@ -290,9 +291,9 @@ static void push_failure(lua_State *L, ppe_task *t) {
     case PPE_E_SERIAL: {
       char err[PPE_ERRSZ];
       int top = lua_gettop(L);
-      if (t->res.len == 0)
+      if (PPE_RESLEN(t) == 0)
         pusherror(L, "SerializationError", "the worker ran out of memory");
-      else if (ppe_decode(L, t->res.p, t->res.len, 0, err) == 1) {
+      else if (ppe_decode(L, PPE_RES(t), PPE_RESLEN(t), 0, err) == 1) {
         pusherror(L, "SerializationError", lua_tostring(L, -1));
         lua_replace(L, top + 1);
       }
@@ -301,12 +302,12 @@ static void push_failure(lua_State *L, ppe_task *t) {
     }
     default:  /* PPE_E_BROKEN */
       if (t->res_text) {
-        lua_pushlstring(L, t->res.p, t->res.len);
+        lua_pushlstring(L, PPE_RES(t), PPE_RESLEN(t));
         pusherror(L, "BrokenExecutor", lua_tostring(L, -1));
         lua_remove(L, -2);
       }
       else {
-        push_remote(L, &t->res, t->pid);
+        push_remote(L, PPE_RES(t), PPE_RESLEN(t), t->pid);
         lua_getfield(L, -1, "message");
         pusherror(L, "BrokenExecutor", "");
         lua_pushfstring(L, "the initializer raised: %s", lua_tostring(L, -2));
@@ -331,7 +332,7 @@ static int outcome(lua_State *L, int arg, Future *f, int as_table) {
     if (t->state == PPE_FINISHED) {
       char err[PPE_ERRSZ];
       int top = lua_gettop(L);
-      int n = ppe_decode(L, t->res.p, t->res.len, 0, err);
+      int n = ppe_decode(L, PPE_RES(t), PPE_RESLEN(t), 0, err);
       if (n < 0) pusherror(L, "SerializationError", err);
       else if (n == 1 && !as_table && !lua_istable(L, -1) &&
                !lua_isfunction(L, -1))

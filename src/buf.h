@@ -29,4 +29,15 @@ static inline int ppe_buf_add(ppe_buf *b, const void *s, size_t n) {
 
 void ppe_buf_free(ppe_buf *b);
 
+/* The allocation behind buffers, for other big blocks too: resizes a
+** block of osize bytes (0 for none) to nsize; NULL on failure, the block
+** untouched. Blocks must be freed with the size they have. */
+void *ppe_big_resize(void *p, size_t osize, size_t nsize);
+void ppe_big_free(void *p, size_t size);
+
+/* Returns the kept mappings to the system (when idle). */
+void ppe_big_trim(void);
+/* In a child after fork: the cache's lock and contents are not its own. */
+void ppe_big_after_fork(void);
+
 #endif

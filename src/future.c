@@ -107,7 +107,7 @@ void ppe_task_complete(ppe_task *t, int state, int err) {
 }
 
 void ppe_task_fail(ppe_task *t, int err, const char *cause) {
-  t->res.len = 0;
+  t->res.len = t->res_off = 0;
   if (cause != NULL) ppe_buf_add(&t->res, cause, strlen(cause));
   ppe_task_complete(t, PPE_FAILED, err);
 }

@@ -22,7 +22,9 @@ typedef struct ppe_task {
   int err;              /* PPE_E_*, when state is PPE_FAILED */
   int refs;             /* holders: the future, the pool; under the lock */
   ppe_buf req;          /* frame header and request; freed once sent */
-  ppe_buf res;          /* reply payload, or the text of a cause */
+  ppe_buf res;          /* reply payload from res_off on, or the text of
+                        ** a cause */
+  size_t res_off;       /* a large reply keeps its frame header before */
   int res_text;         /* res is plain text, not a wire message */
   int req_inline;       /* req lives in this block, after the struct */
   pid_t pid;            /* the worker that ran it */
@@ -51,6 +53,9 @@ double ppe_now(void);
 ppe_task *ppe_task_new(ppe_buf *req);
 void ppe_task_ref(ppe_task *t);    /* lock held */
 void ppe_task_unref(ppe_task *t);  /* lock held */
+
+#define PPE_RES(t) ((t)->res.p + (t)->res_off)
+#define PPE_RESLEN(t) ((t)->res.len - (t)->res_off)
 
 int ppe_task_final(const ppe_task *t);
 /* Moves t to a final state and wakes every waiter (lock held). */

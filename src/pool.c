@@ -111,7 +111,7 @@ static void finish(ppe_pool *p, ppe_task *t, int state, int err) {
 
 /* A broken pool's failure: the initializer's own error if it raised. */
 static void fail_broken(ppe_pool *p, ppe_task *t) {
-  t->res.len = 0;
+  t->res.len = t->res_off = 0;
   if (p->initerr.len > 0) {
     ppe_buf_add(&t->res, p->initerr.p, p->initerr.len);
     t->res_text = 0;
@@ -296,8 +296,12 @@ static void kill_worker(ppe_pool *p, wslot *w, int sig) {
   if (w->pid > 0) ppe_zygote_send(p->zfd, PPE_Z_KILL, 0, w->pid, sig);
 }
 
+/* A reply this large, alone in the reader's buffer, is taken with the
+** buffer instead of copied out of it. */
+#define STEAL_MIN (1u << 20)
+
 static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
-                     const char *pl) {
+                     const char *pl, int alone) {
   ppe_task *t = w->head;
   int state = PPE_FINISHED, err = PPE_E_NONE;
   if (w->state == W_INIT) {
@@ -328,9 +332,17 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
   }
   if (f->type == PPE_F_ERR) { state = PPE_FAILED; err = PPE_E_REMOTE; }
   else if (f->type != PPE_F_OK) { state = PPE_FAILED; err = PPE_E_SERIAL; }
-  t->res.len = 0;
+  t->res.len = t->res_off = 0;
   t->res_text = 0;
-  if (ppe_buf_add(&t->res, pl, (size_t)f->len) != 0) {
+  if (alone && f->len >= STEAL_MIN) {
+    ppe_buf_free(&t->res);
+    t->res = w->rd.b;
+    t->res_off = sizeof(*f);
+    w->rd.b.p = NULL;
+    w->rd.b.len = w->rd.b.cap = 0;
+    w->rd.pos = 0;
+  }
+  else if (ppe_buf_add(&t->res, pl, (size_t)f->len) != 0) {
     state = PPE_FAILED;
     err = PPE_E_SERIAL;
   }
@@ -343,7 +355,11 @@ static void take_frames(ppe_pool *p, wslot *w) {
   ppe_frame f;
   const char *pl;
   int r;
-  while ((r = ppe_reader_next(&w->rd, &f, &pl)) == 1) on_frame(p, w, &f, pl);
+  for (;;) {
+    size_t start = w->rd.pos;
+    if ((r = ppe_reader_next(&w->rd, &f, &pl)) != 1) break;
+    on_frame(p, w, &f, pl, start == 0 && w->rd.pos == w->rd.b.len);
+  }
   if (r < 0) kill_worker(p, w, SIGKILL);
 }
 
@@ -402,7 +418,7 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
       t->pid = pid;
       t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       t->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-      t->res.len = 0;
+      t->res.len = t->res_off = 0;
       p->nrunning--;
       finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
       if (p->broken) {  /* nowhere to run them now */
@@ -534,14 +550,19 @@ static void zygote_gone(ppe_pool *p) {
 
 #define ZBATCH 32
 
+#define IDLE_TRIM_MS 200
+
 static void *io_main(void *arg) {
   ppe_pool *p = (ppe_pool *)arg;
+  int trimmed = 0;
   ppe_lock();
   while (!(p->closing && all_gone(p))) {
     ppe_zmsg zm[ZBATCH];
     int zfds[ZBATCH], nz = 0, i, np = p->nw + 2, zgone = 0;
     double now = ppe_now();
-    int timeout = poll_timeout(p, now);
+    int timeout = poll_timeout(p, now), n;
+    /* With nothing running for a while, kept buffers go back. */
+    if (timeout < 0 && p->nrunning == 0 && !trimmed) timeout = IDLE_TRIM_MS;
     p->pfd[0].fd = p->wakefd;
     p->pfd[0].events = POLLIN;
     p->pfd[1].fd = p->zfd;
@@ -555,10 +576,16 @@ static void *io_main(void *arg) {
     ppe_unlock();
     /* Reads happen outside the lock: only this thread reads or closes
     ** the channels, so the caller's thread keeps submitting meanwhile. */
-    if (poll(p->pfd, (nfds_t)np, timeout) < 0 && errno != EINTR) {
+    n = poll(p->pfd, (nfds_t)np, timeout);
+    if (n < 0 && errno != EINTR) {
       ppe_lock();
       continue;
     }
+    if (n == 0 && timeout == IDLE_TRIM_MS) {
+      ppe_big_trim();
+      trimmed = 1;
+    }
+    else if (n > 0) trimmed = 0;
     if (p->pfd[0].revents & POLLIN) {
       uint64_t v;
       while (read(p->wakefd, &v, sizeof(v)) > 0)

@@ -49,9 +49,25 @@ static int build_state(lua_State *L) {
   return 0;
 }
 
+/* The worker's allocator: big blocks (large strings, mostly) come from
+** mappings with huge pages, so a large message does not pay a page fault
+** per 4 KiB; small ones from malloc, as luaL_newstate's do. */
+static void *worker_alloc(void *ud, void *p, size_t osize, size_t nsize) {
+  (void)ud;
+  if (p == NULL) osize = 0;  /* osize then tells the type, not a size */
+  if (nsize == 0) {
+    ppe_big_free(p, osize);
+    return NULL;
+  }
+  return ppe_big_resize(p, osize, nsize);
+}
+
 lua_State *ppe_runner_state(const char *path, const char *cpath) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
+  /* Everything allocated so far is small, so malloc'd: worker_alloc frees
+  ** it as luaL_newstate's allocator would. */
+  lua_setallocf(L, worker_alloc, NULL);
   lua_pushcfunction(L, build_state);
   lua_pushlightuserdata(L, (void *)path);
   lua_pushlightuserdata(L, (void *)cpath);

@@ -16,8 +16,11 @@
 #define REPLY_FLUSH (256 * 1024)
 
 /* A request or reply this large leaves garbage worth collecting at once,
-** so an idle worker does not sit on it. */
+** so its memory is there for the next one. */
 #define BIG_MESSAGE (1024 * 1024)
+
+/* After this long without work, a worker gives its memory back. */
+#define IDLE_MS 200
 
 static int worker_id = 0;  /* 0 in the parent */
 
@@ -57,10 +60,8 @@ static void serve_one(lua_State *L, int fd, const ppe_frame *f,
     flush_replies(fd, one);
   }
   else if (ppe_buf_add(out, one->p, one->len) != 0) _exit(4);
-  if (f->len > BIG_MESSAGE || one->len > BIG_MESSAGE) {
-    ppe_buf_free(one);
+  if (f->len > BIG_MESSAGE || one->len > BIG_MESSAGE)
     lua_gc(L, LUA_GCCOLLECT, 0);
-  }
 }
 
 void ppe_worker_main(lua_State *L, int fd, int id) {
@@ -75,8 +76,14 @@ void ppe_worker_main(lua_State *L, int fd, int id) {
     if (r == 0) {
       long n;
       flush_replies(fd, &out);  /* nothing more buffered: reply now */
-      if (out.cap > BIG_MESSAGE) ppe_buf_free(&out);
-      if (rd.b.cap > BIG_MESSAGE && rd.pos == rd.b.len) ppe_reader_free(&rd);
+      if (rd.pos == rd.b.len && ppe_wait_readable(fd, IDLE_MS) == 0) {
+        /* Idle: an idle worker should cost next to nothing. */
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        ppe_buf_free(&out);
+        ppe_buf_free(&one);
+        ppe_reader_free(&rd);
+        ppe_big_trim();
+      }
       n = ppe_reader_fill(&rd, fd);
       if (n == 0) _exit(0);  /* end of stream: the executor is done */
       if (n < 0 && n != -EAGAIN) _exit(n == -ENOMEM ? 4 : 3);

@@ -14,6 +14,7 @@
 
 #include "lua.h"
 
+#include "buf.h"
 #include "runner.h"
 #include "transport.h"
 #include "worker.h"
@@ -156,6 +157,7 @@ static void zygote_main(int fd, pid_t parent, const char *path,
   sigset_t chld;
   int keep[1], null;
   die_with_parent(parent);
+  ppe_big_after_fork();
   default_signals();
   keep[0] = fd;
   ppe_close_all_but(keep, 1);
