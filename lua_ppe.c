@@ -574,6 +574,10 @@ static int e_tostring(lua_State *L) {
 
 static const char watch_key = 'w';  /* future -> true, callbacks pending */
 
+/* How many futures are watched, in every state of the process: when none
+** is, the frequent calls that run callbacks skip looking. */
+static long nwatched = 0;
+
 typedef struct Ready {
   uint64_t seq;
   int idx;
@@ -611,6 +615,7 @@ static void call_callbacks(lua_State *L, int fut) {
 static int run_callbacks(lua_State *L) {
   int watch, list, n = 0, i;
   Ready *r;
+  if (nwatched == 0) return 0;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &watch_key) != LUA_TTABLE) {
     lua_pop(L, 1);
     return 0;
@@ -640,6 +645,7 @@ static int run_callbacks(lua_State *L) {
     r[i].idx = i + 1;
     lua_pushnil(L);
     lua_rawset(L, watch);  /* no longer watched */
+    nwatched--;
   }
   qsort(r, (size_t)n, sizeof(Ready), byseq);
   for (i = 0; i < n; i++) {
@@ -678,6 +684,9 @@ static int f_add_done_callback(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &watch_key);
   }
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, -2) == LUA_TNIL) nwatched++;
+  lua_pop(L, 1);
   lua_pushvalue(L, 1);
   lua_pushboolean(L, 1);
   lua_rawset(L, -3);
@@ -851,7 +860,10 @@ typedef struct MapState {
   lua_Integer inflight;     /* items sent and not yet yielded */
   lua_Integer qhead, qtail; /* chunk numbers in the queue */
   lua_Integer cur;          /* chunk being yielded, 0 if none */
-  lua_Integer cur_item, cur_pos;
+  lua_Integer cur_first, cur_count;  /* its items */
+  lua_Integer cur_item, cur_pos;     /* next item, its place in values */
+  lua_Integer nvals;        /* values in the values table (user value 5) */
+  pid_t cur_pid;
   double deadline;
 } MapState;
 
@@ -997,56 +1009,90 @@ static void map_drop(lua_State *L, MapState *m, lua_Integer k) {
   m->cur = 0;
 }
 
-static int map_step(lua_State *L) {
-  MapState *m = (MapState *)luaL_checkudata(L, 1, PPE_MAP);
+/* Moves to the next chunk to yield and decodes its reply into the values
+** table (user value 5, reused from chunk to chunk). Returns 0 when the map
+** is done; raises the failure of a whole chunk (a worker died, say). */
+static int map_next_chunk(lua_State *L, MapState *m) {
+  char err[PPE_ERRSZ];
+  Executor *e;
   Future *fut;
-  lua_Integer count, k;
-  int vals, i;
-  run_callbacks(L);
-  lua_settop(L, 1);
-  for (;;) {
-    if (m->cur == 0) {
-      Executor *e;
-      lua_getiuservalue(L, 1, 1);
-      e = (Executor *)lua_touserdata(L, -1);
-      lua_pop(L, 1);
-      if (!m->exhausted && e->pool != NULL && !e->shut) map_fill(L, m, e);
-      if (m->qhead > m->qtail) return 0;
-      m->cur = map_pick(L, m);
-      m->cur_item = 0;
-      m->cur_pos = 1;
-    }
-    count = map_field(L, m->cur, 2);
-    if (m->cur_item < count) break;
-    map_drop(L, m, m->cur);
-  }
+  ppe_task *t;
+  lua_Integer i;
+  int n, top;
+  if (m->cur != 0) map_drop(L, m, m->cur);
+  lua_getiuservalue(L, 1, 1);
+  e = (Executor *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!m->exhausted && e->pool != NULL && !e->shut) map_fill(L, m, e);
+  if (m->qhead > m->qtail) return 0;
+  m->cur = map_pick(L, m);
+  m->cur_first = map_field(L, m->cur, 1);
+  m->cur_count = map_field(L, m->cur, 2);
+  m->cur_item = 0;
+  m->cur_pos = 1;
   fut = map_future(L, m->cur);
-  if (outcome(L, lua_gettop(L), fut, 1) == F_FAIL) {
-    /* the whole chunk failed: a worker died, say */
+  t = fut->t;
+  m->cur_pid = t->pid;
+  top = lua_gettop(L);
+  if (t->state != PPE_FINISHED) {
+    outcome(L, top, fut, 1);
     map_drop(L, m, m->cur);
     return lua_error(L);
   }
-  vals = lua_gettop(L);
-  lua_rawgeti(L, vals, m->cur_pos);
-  k = lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  lua_pushinteger(L, map_field(L, m->cur, 1) + m->cur_item);
-  m->cur_item++;
-  if (k < 0) {
+  n = ppe_decode(L, PPE_RES(t), PPE_RESLEN(t), 0, err);
+  if (n < 0) {
+    map_drop(L, m, m->cur);
+    return raiseerror(L, "SerializationError", err);
+  }
+  if (lua_getiuservalue(L, 1, 5) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, n, 0);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 5);
+  }
+  lua_insert(L, top + 1);
+  for (i = n; i >= 1; i--) lua_rawseti(L, top + 1, i);
+  for (i = n + 1; i <= m->nvals; i++) {  /* let go of the last chunk's */
+    lua_pushnil(L);
+    lua_rawseti(L, top + 1, i);
+  }
+  m->nvals = n;
+  lua_settop(L, 1);
+  ppe_lock();
+  ppe_buf_free(&t->res);
+  t->res_off = 0;
+  ppe_unlock();
+  return 1;
+}
+
+/* The iterator: the map state is its own __call, so argument 1 is always
+** the state. Yields the item's index and the values fn returned for it. */
+static int map_step(lua_State *L) {
+  MapState *m = (MapState *)lua_touserdata(L, 1);
+  lua_Integer k, i;
+  run_callbacks(L);
+  lua_settop(L, 1);
+  while (m->cur == 0 || m->cur_item >= m->cur_count)
+    if (!map_next_chunk(L, m)) return 0;
+  lua_getiuservalue(L, 1, 5);
+  lua_rawgeti(L, 2, m->cur_pos);
+  k = lua_tointeger(L, 3);
+  lua_pushinteger(L, m->cur_first + m->cur_item++);
+  if (k < 0) {  /* this item raised: -1, message, traceback, value */
     pusherror(L, "RemoteError", "");
-    lua_rawgeti(L, vals, m->cur_pos + 1);
+    lua_rawgeti(L, 2, m->cur_pos + 1);
     lua_setfield(L, -2, "message");
-    lua_rawgeti(L, vals, m->cur_pos + 2);
+    lua_rawgeti(L, 2, m->cur_pos + 2);
     lua_setfield(L, -2, "traceback");
-    lua_rawgeti(L, vals, m->cur_pos + 3);
+    lua_rawgeti(L, 2, m->cur_pos + 3);
     lua_setfield(L, -2, "value");
-    lua_pushinteger(L, ((Future *)lua_touserdata(L, vals - 1))->t->pid);
+    lua_pushinteger(L, m->cur_pid);
     lua_setfield(L, -2, "pid");
     m->cur_pos += 4;
     return lua_error(L);
   }
   luaL_checkstack(L, (int)k + 2, "too many results");
-  for (i = 1; i <= k; i++) lua_rawgeti(L, vals, m->cur_pos + i);
+  for (i = 1; i <= k; i++) lua_rawgeti(L, 2, m->cur_pos + i);
   m->cur_pos += 1 + k;
   return (int)k + 1;
 }
@@ -1119,7 +1165,7 @@ static int e_map(lua_State *L) {
   if (ppe_encode(L, probe, 2, 1, "argument", 1, err) != 0)
     return raiseerror(L, "SerializationError", err);
   lua_pop(L, 1);
-  m = (MapState *)lua_newuserdatauv(L, sizeof(MapState), 4);
+  m = (MapState *)lua_newuserdatauv(L, sizeof(MapState), 5);
   memset(m, 0, sizeof(*m));
   m->qhead = 1;
   m->chunksize = (int)mapoption(L, "chunksize", 1);
