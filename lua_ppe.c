@@ -588,6 +588,21 @@ static int byseq(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Reports the error on the top (left there) through warn: a callback's
+** failure must not break the call that happened to run it. */
+static void warn_callback(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  if (msg == NULL && luaL_callmeta(L, -1, "__tostring")) {
+    msg = lua_tostring(L, -1);
+    lua_warning(L, "ppe: error in a done-callback: ", 1);
+    lua_warning(L, msg ? msg : "?", 0);
+    lua_pop(L, 1);
+    return;
+  }
+  lua_warning(L, "ppe: error in a done-callback: ", 1);
+  lua_warning(L, msg ? msg : luaL_typename(L, -1), 0);
+}
+
 static void call_callbacks(lua_State *L, int fut) {
   lua_Integer i, n;
   if (lua_getiuservalue(L, fut, 2) != LUA_TTABLE) {
@@ -601,9 +616,7 @@ static void call_callbacks(lua_State *L, int fut) {
     lua_rawgeti(L, -1, i);
     lua_pushvalue(L, fut);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-      const char *msg = lua_tostring(L, -1);
-      lua_warning(L, "ppe: error in a done-callback: ", 1);
-      lua_warning(L, msg ? msg : "(not a string)", 0);
+      warn_callback(L);
       lua_pop(L, 1);
     }
   }
@@ -663,11 +676,7 @@ static int f_add_done_callback(lua_State *L) {
   if (task_state(f->t) >= PPE_FINISHED) {
     lua_settop(L, 2);
     lua_insert(L, 1);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-      const char *msg = lua_tostring(L, -1);
-      lua_warning(L, "ppe: error in a done-callback: ", 1);
-      lua_warning(L, msg ? msg : "(not a string)", 0);
-    }
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) warn_callback(L);
     return 0;
   }
   if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +52,18 @@ static void default_signals(void) {
     if (s != SIGKILL && s != SIGSTOP) sigaction(s, &sa, NULL);
 }
 
+/* Forks without running the atfork handlers libraries registered in the
+** caller: they would act on descriptors that in the zygote are ours (libuv
+** re-creates "its" signal pipe on the numbers of a worker's channel). The
+** zygote is single-threaded, so there is no lock for them to fix. */
+static pid_t fork_plain(void) {
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
+  return _Fork();
+#else
+  return (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+#endif
+}
+
 static void spawn(Zyg *z, int id) {
   int sv[2], r = ppe_channel(sv);
   pid_t pid, self = getpid();
@@ -69,7 +82,7 @@ static void spawn(Zyg *z, int id) {
     z->live = nl;
     z->cap = ncap;
   }
-  pid = fork();
+  pid = fork_plain();
   if (pid == 0) {
     sigset_t none;
     close(sv[0]);

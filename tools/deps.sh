@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what building and testing ppe needs on Debian, or says how.
 set -e
-PKGS="lua5.4 liblua5.4-dev lua-busted lua-cjson gcc make"
+PKGS="lua5.4 liblua5.4-dev lua-busted lua-cjson lua-luv gcc make"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
