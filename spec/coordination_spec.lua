@@ -1,0 +1,361 @@
+-- Waiting, mapping, callbacks and event-loop integration.
+local ppe = require "ppe"
+
+local function now()
+  local f = assert(io.open("/proc/uptime"))
+  local t = f:read("n")
+  f:close()
+  return t
+end
+
+local function spin(secs, v)
+  local t = os.clock()
+  while os.clock() - t < secs do end
+  return v
+end
+
+-- The counter of an eventfd, from the kernel's own account of it: the
+-- descriptor is readable exactly when it is not zero.
+local function eventfd_count(fd)
+  local f = assert(io.open("/proc/self/fdinfo/" .. fd))
+  local s = f:read("a")
+  f:close()
+  return tonumber(s:match("eventfd%-count:%s*(%x+)"), 16)
+end
+
+describe("ppe.wait", function()
+  local ex
+  before_each(function() ex = ppe.executor { max_workers = 3 } end)
+  after_each(function() ex:close() end)
+
+  it("has the return_when constants", function()
+    assert.are.equal("ALL_COMPLETED", ppe.ALL_COMPLETED)
+    assert.are.equal("FIRST_COMPLETED", ppe.FIRST_COMPLETED)
+    assert.are.equal("FIRST_EXCEPTION", ppe.FIRST_EXCEPTION)
+  end)
+
+  it("waits for all by default, arrays in input order", function()
+    local fs = {}
+    for i = 1, 5 do fs[i] = ex:submit(spin, 0.01 * (6 - i), i) end
+    local done, not_done = ppe.wait(fs, 10)
+    assert.are.equal(5, #done)
+    assert.are.equal(0, #not_done)
+    for i = 1, 5 do assert.are.equal(fs[i], done[i]) end
+  end)
+
+  it("returns at the first completion with FIRST_COMPLETED", function()
+    local slow = ex:submit(spin, 1.0, "slow")
+    local fast = ex:submit(spin, 0.05, "fast")
+    local t0 = now()
+    local done, not_done = ppe.wait({ slow, fast }, 10, ppe.FIRST_COMPLETED)
+    assert.is_true(now() - t0 < 0.8)
+    assert.are.same({ fast }, done)
+    assert.are.same({ slow }, not_done)
+    assert.are.equal("fast", fast:result())
+  end)
+
+  it("returns at the first failure with FIRST_EXCEPTION", function()
+    local slow = ex:submit(spin, 1.0)
+    local bad = ex:submit(function() error("boom") end)
+    local ok = ex:submit(spin, 0.01, 1)
+    local t0 = now()
+    local done, not_done = ppe.wait({ slow, bad, ok }, 10,
+                                    "FIRST_EXCEPTION")
+    assert.is_true(now() - t0 < 0.8)
+    local where = {}
+    for _, f in ipairs(done) do where[f] = "done" end
+    for _, f in ipairs(not_done) do where[f] = "not_done" end
+    assert.are.equal("done", where[bad])
+    assert.are.equal("not_done", where[slow])
+    assert.are.equal("RemoteError", bad:exception().kind)
+    assert.are.equal(3, #done + #not_done)
+    local _ = ok
+  end)
+
+  it("splits what is done on a timeout, without raising", function()
+    local slow = ex:submit(spin, 1.0)
+    local fast = ex:submit(spin, 0.0, 1)
+    fast:result(10)
+    local done, not_done = ppe.wait({ slow, fast }, 0.1)
+    assert.are.same({ fast }, done)
+    assert.are.same({ slow }, not_done)
+  end)
+
+  it("blocks without burning the CPU", function()
+    local f = ex:submit(spin, 0.6)
+    local c0 = os.clock()
+    ppe.wait({ f }, 10)
+    assert.is_true(os.clock() - c0 < 0.15)
+  end)
+
+  it("rejects what is not a future and an unknown return_when", function()
+    assert.has_error(function() ppe.wait({ 1 }) end)
+    local f = ex:submit(spin, 0, 1)
+    assert.has_error(function() ppe.wait({ f }, 1, "SOMETIMES") end)
+  end)
+end)
+
+describe("ppe.as_completed", function()
+  local ex
+  before_each(function() ex = ppe.executor { max_workers = 3 } end)
+  after_each(function() ex:close() end)
+
+  it("yields in completion order, each future once", function()
+    local a = ex:submit(spin, 0.45, "a")
+    local b = ex:submit(spin, 0.05, "b")
+    local c = ex:submit(spin, 0.25, "c")
+    local got = {}
+    for f in ppe.as_completed({ a, b, c, a, b }, 10) do
+      got[#got + 1] = f:result()
+    end
+    assert.are.same({ "b", "c", "a" }, got)
+  end)
+
+  it("raises TimeoutError when the time runs out", function()
+    local slow = ex:submit(spin, 1.0)
+    local ok, err = pcall(function()
+      for _ in ppe.as_completed({ slow }, 0.1) do end
+    end)
+    assert.is_false(ok)
+    assert.are.equal("TimeoutError", err.kind)
+    assert.are.equal(ppe.Error, getmetatable(err))
+  end)
+
+  it("yields futures already done at once", function()
+    local f = ex:submit(spin, 0, 7)
+    f:result(10)
+    local n = 0
+    for g in ppe.as_completed({ f }, 0) do n = n + g:result() end
+    assert.are.equal(7, n)
+  end)
+end)
+
+describe("ex:map", function()
+  local ex
+  before_each(function() ex = ppe.executor { max_workers = 2 } end)
+  after_each(function() ex:close() end)
+
+  local function square(x) return x * x end
+
+  it("yields index and every value, in input order", function()
+    local got = {}
+    for i, v, w in ex:map(function(x) return x * x, -x end, { 3, 1, 2 }) do
+      got[#got + 1] = { i, v, w }
+    end
+    assert.are.same({ { 1, 9, -3 }, { 2, 1, -1 }, { 3, 4, -2 } }, got)
+  end)
+
+  it("sends chunksize items per message", function()
+    local before = ex:stats().completed
+    local n = 0
+    local items = {}
+    for i = 1, 100 do items[i] = i end
+    for i, v in ex:map(square, items, { chunksize = 10 }) do
+      assert.are.equal(i * i, v)
+      n = n + 1
+    end
+    assert.are.equal(100, n)
+    assert.are.equal(10, ex:stats().completed - before)
+  end)
+
+  it("yields in completion order with ordered = false", function()
+    local got = {}
+    for i in ex:map(spin, { { 0.5, 1 }, { 0.05, 2 }, { 0.1, 3 } },
+                    { ordered = false, unpack = true }) do
+      got[#got + 1] = i
+    end
+    assert.are.equal(1, got[3])
+  end)
+
+  it("spreads table items with unpack = true", function()
+    local got = {}
+    for i, s in ex:map(function(a, b) return a .. b end,
+                       { { "x", "y" }, { "p", "q" } }, { unpack = true }) do
+      got[i] = s
+    end
+    assert.are.same({ "xy", "pq" }, got)
+  end)
+
+  it("takes an iterator function", function()
+    local k = 0
+    local function gen() k = k + 1; if k <= 50 then return k end end
+    local sum, count = 0, 0
+    for _, v in ex:map(square, gen, { chunksize = 7 }) do
+      sum = sum + v
+      count = count + 1
+    end
+    assert.are.equal(50, count)
+    assert.are.equal(42925, sum)
+  end)
+
+  it("raises a task's error when its item is reached", function()
+    local seen = {}
+    local ok, err = pcall(function()
+      for i, v in ex:map(function(x)
+          if x == 3 then error("bad item " .. x) end
+          return x
+        end, { 1, 2, 3, 4 }, { chunksize = 2 }) do
+        seen[#seen + 1] = v
+      end
+    end)
+    assert.is_false(ok)
+    assert.are.same({ 1, 2 }, seen)
+    assert.are.equal("RemoteError", err.kind)
+    assert.truthy(err.message:find("bad item 3", 1, true))
+    assert.truthy(err.traceback:find("stack traceback", 1, true))
+    assert.is_true(err.pid > 0)
+  end)
+
+  it("raises TimeoutError past its timeout", function()
+    local ok, err = pcall(function()
+      for _ in ex:map(spin, { 1.0, 1.0 }, { timeout = 0.1 }) do end
+    end)
+    assert.is_false(ok)
+    assert.are.equal("TimeoutError", err.kind)
+  end)
+
+  it("keeps memory bounded on an endless iterator with buffersize", function()
+    local i = 0
+    local function endless() i = i + 1; return i end
+    local n, mem1 = 0, nil
+    for _, v in ex:map(square, endless, { chunksize = 50,
+                                          buffersize = 500 }) do
+      n = n + 1
+      assert.are.equal(n * n, v)
+      if n == 20000 then collectgarbage(); mem1 = collectgarbage("count") end
+      if n == 80000 then break end
+    end
+    collectgarbage()
+    local mem2 = collectgarbage("count")
+    assert.are.equal(80000, n)
+    assert.is_true(i <= 80000 + 500)  -- never read far ahead
+    assert.is_true(mem2 - mem1 < 1024, "grew " .. (mem2 - mem1) .. " KiB")
+  end)
+
+  it("cancels what has not started when the loop is left", function()
+    local items = {}
+    for k = 1, 200 do items[k] = 0.01 end
+    for _ in ex:map(spin, items) do break end
+    -- the executor drains quickly: most items were cancelled
+    local t0 = now()
+    ex:shutdown()
+    assert.is_true(now() - t0 < 1.0)
+  end)
+
+  it("checks its options", function()
+    for _, opts in ipairs { { chunksize = 0 }, { chunksize = 1.5 },
+                            { buffersize = 0 }, { bogus = 1 },
+                            { timeout = -1 }, { ordered = 1 } } do
+      assert.has_error(function() ex:map(square, { 1 }, opts) end)
+    end
+    assert.has_error(function() ex:map(square, 42) end)
+  end)
+
+  it("raises ShutdownError after shutdown", function()
+    ex:shutdown()
+    local ok, err = pcall(ex.map, ex, square, { 1 })
+    assert.is_false(ok)
+    assert.are.equal("ShutdownError", err.kind)
+  end)
+end)
+
+describe("done-callbacks, poll and fileno", function()
+  local ex
+  before_each(function() ex = ppe.executor { max_workers = 2 } end)
+  after_each(function() ex:close() end)
+
+  it("runs at once on a future already done", function()
+    local f = ex:submit(spin, 0, 5)
+    f:result(10)
+    local got
+    f:add_done_callback(function(g) got = g:result() end)
+    assert.are.equal(5, got)
+  end)
+
+  it("runs only inside a ppe call, never from a thread", function()
+    local f = ex:submit(spin, 0.05, 1)
+    local n = 0
+    f:add_done_callback(function() n = n + 1 end)
+    local t0 = now()
+    while not f:done() and now() - t0 < 10 do end  -- done() runs none
+    spin(0.05)
+    assert.are.equal(0, n)
+    assert.are.equal(1, ex:poll())
+    assert.are.equal(1, n)
+    assert.are.equal(0, ex:poll())
+  end)
+
+  it("runs inside result, wait and submit", function()
+    local order = {}
+    local a = ex:submit(spin, 0, "a")
+    local b = ex:submit(spin, 0.1, "b")
+    a:add_done_callback(function(f) order[#order + 1] = f:result() end)
+    b:add_done_callback(function(f) order[#order + 1] = f:result() end)
+    b:result(10)
+    assert.are.same({ "a", "b" }, order)
+  end)
+
+  it("runs every callback of a future, in order, with the future", function()
+    local f = ex:submit(spin, 0.05, 1)
+    local seen = {}
+    for k = 1, 3 do
+      f:add_done_callback(function(g)
+        assert.are.equal(f, g)
+        seen[#seen + 1] = k
+      end)
+    end
+    f:wait(10)
+    assert.are.same({ 1, 2, 3 }, seen)
+  end)
+
+  it("swallows a callback's error and goes on", function()
+    local f = ex:submit(spin, 0.05, 1)
+    local after = false
+    f:add_done_callback(function() error({ "not a string" }) end)
+    f:add_done_callback(function() after = true end)
+    assert.are.equal(1, f:result(10))
+    assert.is_true(after)
+  end)
+
+  it("runs the callbacks of a cancelled future", function()
+    local busy = ex:submit(spin, 0.3)
+    local busy2 = ex:submit(spin, 0.3)
+    local queued = ex:submit(spin, 0, 1)
+    local state
+    queued:add_done_callback(function(f) state = f:state() end)
+    assert.is_true(queued:cancel())
+    assert.are.equal("cancelled", state)
+    busy:wait(10); busy2:wait(10)
+  end)
+
+  it("makes fileno readable while completions await poll", function()
+    local fd = ex:fileno()
+    assert.are.equal("number", math.type(fd) and "number")
+    assert.are.equal(0, eventfd_count(fd))
+    local f = ex:submit(spin, 0, 1)
+    f:wait(10)
+    spin(0.02)
+    assert.is_true(eventfd_count(fd) > 0)
+    ex:poll()
+    assert.are.equal(0, eventfd_count(fd))
+  end)
+
+  it("poll never blocks", function()
+    ex:submit(spin, 1.0)
+    local t0 = now()
+    assert.are.equal(0, ex:poll())
+    assert.is_true(now() - t0 < 0.05)
+  end)
+end)
+
+describe("a host library's fork handlers", function()
+  it("do not reach the workers (libuv's atfork re-creates fds)", function()
+    local ok = pcall(require, "luv")
+    if not ok then return pending("lua-luv not installed") end
+    local ex <close> = ppe.executor { max_workers = 2 }
+    local fs = {}
+    for i = 1, 6 do fs[i] = ex:submit(function(x) return x + 1 end, i) end
+    for i = 1, 6 do assert.are.equal(i + 1, fs[i]:result(10)) end
+    assert.are.equal(0, ex:stats().restarts)
+  end)
+end)
