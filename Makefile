@@ -23,7 +23,19 @@ SRC = lua_ppe.c $(wildcard src/*.c)
 OBJ = $(SRC:.c=.o)
 HDR = ppe.h $(wildcard src/*.h)
 
-.PHONY: all deps demo test bench fuzz install clean
+.PHONY: all deps demo test bench fuzz install clean check-asan check-valgrind
+
+# The specs again under AddressSanitizer and UndefinedBehaviorSanitizer:
+# the module built apart, the runtimes preloaded into the interpreter (and
+# so into every worker it forks).
+SAN_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+  -fno-omit-frame-pointer
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)"
+VALGRIND = valgrind -q --trace-children=yes --leak-check=full \
+  --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+  --error-exitcode=99
 
 all: ppe.so libppe.a
 
@@ -47,8 +59,22 @@ demo: deps all
 test: deps all
 	$(LUA) $(BUSTED)
 
-bench: deps all
+build/asan/ppe.so: $(SRC) $(HDR)
+	@mkdir -p build/asan
+	$(CC) $(SAN_CFLAGS) $(PPE_CFLAGS) $(LIBFLAG) -o $@ $(SRC) $(PPE_LIBS)
+
+check-asan: deps build/asan/ppe.so
+	$(SAN_ENV) $(LUA) $(BUSTED) --cpath='build/asan/?.so' --exclude-tags=slow
+
+# Slow under valgrind: the specs tagged 'slow' (huge values, soaks) stay out.
+check-valgrind: deps all
+	$(VALGRIND) $(LUA) $(BUSTED) --exclude-tags=slow,novalgrind
+
+bench: deps all bench/pingpong
 	$(LUA) bench/run.lua
+
+bench/pingpong: bench/pingpong.c
+	$(CC) -O2 -o $@ bench/pingpong.c
 
 install: ppe.so
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)
@@ -56,4 +82,4 @@ install: ppe.so
 	install -m 0644 ppe.h $(DESTDIR)$(INCDIR)/ppe.h
 
 clean:
-	rm -f $(OBJ) ppe.so libppe.a fuzz/fuzz_decode
+	rm -rf $(OBJ) ppe.so libppe.a fuzz/fuzz_decode build bench/pingpong

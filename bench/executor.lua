@@ -169,10 +169,15 @@ end, ">= 1.9x")
 
 figure("executor start to first result", "ms", "lower", {
   { "ppe", function()
-      local t0 = now()
-      local e <close> = ppe.executor { max_workers = 2 }
-      e:submit(trivial, 1):result()
-      return (now() - t0) * 1e3
+      local n, total = 40, 0  -- the clock ticks in 10 ms: sum many starts
+      for _ = 1, n do
+        local t0 = now()
+        local e = ppe.executor { max_workers = 2 }
+        e:submit(trivial, 1):result()
+        total = total + (now() - t0)
+        e:close()
+      end
+      return total * 1e3 / n
     end },
   { "python", function() return run(PY .. " bench/peer.py start") end },
 }, function(m)
