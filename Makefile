@@ -56,18 +56,24 @@ demo: deps all
 	$(LUA) examples/process_pool.lua
 	$(LUA) examples/context_manager.lua
 
-test: deps all
+# C modules the specs use to misbehave on purpose (spec/fixtures/*.c).
+TEST_MODS = $(patsubst %.c,%.so,$(wildcard spec/fixtures/*.c))
+
+spec/fixtures/%.so: spec/fixtures/%.c
+	$(CC) $(CFLAGS) $(PPE_CFLAGS) $(LIBFLAG) -o $@ $<
+
+test: deps all $(TEST_MODS)
 	$(LUA) $(BUSTED)
 
 build/asan/ppe.so: $(SRC) $(HDR)
 	@mkdir -p build/asan
 	$(CC) $(SAN_CFLAGS) $(PPE_CFLAGS) $(LIBFLAG) -o $@ $(SRC) $(PPE_LIBS)
 
-check-asan: deps build/asan/ppe.so
+check-asan: deps build/asan/ppe.so $(TEST_MODS)
 	$(SAN_ENV) $(LUA) $(BUSTED) --cpath='build/asan/?.so' --exclude-tags=slow
 
 # Slow under valgrind: the specs tagged 'slow' (huge values, soaks) stay out.
-check-valgrind: deps all
+check-valgrind: deps all $(TEST_MODS)
 	$(VALGRIND) $(LUA) $(BUSTED) --exclude-tags=slow,novalgrind
 
 bench: deps all bench/pingpong
@@ -82,4 +88,5 @@ install: ppe.so
 	install -m 0644 ppe.h $(DESTDIR)$(INCDIR)/ppe.h
 
 clean:
-	rm -rf $(OBJ) ppe.so libppe.a fuzz/fuzz_decode build bench/pingpong
+	rm -rf $(OBJ) ppe.so libppe.a fuzz/fuzz_decode build bench/pingpong \
+	  $(TEST_MODS)
