@@ -23,7 +23,8 @@ SRC = lua_ppe.c $(wildcard src/*.c)
 OBJ = $(SRC:.c=.o)
 HDR = ppe.h $(wildcard src/*.h)
 
-.PHONY: all deps demo test bench fuzz install clean check-asan check-valgrind
+.PHONY: all deps demo test bench fuzz install clean check-asan check-valgrind \
+  host
 
 # The specs again under AddressSanitizer and UndefinedBehaviorSanitizer:
 # the module built apart, the runtimes preloaded into the interpreter (and
@@ -48,6 +49,15 @@ ppe.so: $(OBJ)
 # For hosts that link ppe statically.
 libppe.a: $(OBJ)
 	$(AR) rcs $@ $(OBJ)
+
+# A C program embedding Lua and ppe, linked statically with libppe.a.
+examples/host/host: examples/host/host.c libppe.a ppe.h
+	$(CC) $(CFLAGS) -std=c99 -Wall -Wextra -I$(LUA_INCDIR) -I. -o $@ \
+	  examples/host/host.c libppe.a -L$(LUA_LIBDIR) -llua$(LUA_VERSION) \
+	  $(PPE_LIBS) -lm -ldl
+
+host: examples/host/host
+	examples/host/host
 
 deps:
 	@sh tools/deps.sh
@@ -89,4 +99,5 @@ install: ppe.so
 
 clean:
 	rm -rf $(OBJ) ppe.so libppe.a fuzz/fuzz_decode build bench/pingpong \
+	  examples/host/host \
 	  $(TEST_MODS)
