@@ -455,23 +455,39 @@ static int f_tostring(lua_State *L) {
 */
 
 typedef struct Executor {
-  ppe_pool *pool;  /* NULL once collected */
+  ppe_pool *pool;  /* NULL once closed (its workers reaped) */
   int shut;        /* shutdown was called */
+  ppe_stats last;  /* the figures at close, for stats() afterwards */
 } Executor;
 
+static Executor *toexecutor(lua_State *L) {
+  return (Executor *)luaL_checkudata(L, 1, PPE_EXECUTOR);
+}
+
+/* An executor whose workers still exist: what signals and fileno need. */
 static Executor *checkexecutor(lua_State *L) {
-  Executor *e = (Executor *)luaL_checkudata(L, 1, PPE_EXECUTOR);
+  Executor *e = toexecutor(L);
   if (e->pool == NULL) luaL_error(L, "attempt to use a closed executor");
   return e;
 }
 
+/* Waits for all work, reaps the workers and releases every resource. */
+static void release(Executor *e) {
+  if (e->pool == NULL) return;
+  e->shut = 1;
+  ppe_pool_shutdown(e->pool, 1, 0);
+  ppe_pool_stats(e->pool, &e->last);
+  ppe_pool_free(e->pool);
+  e->pool = NULL;
+}
+
 static int e_submit(lua_State *L) {
-  Executor *e = checkexecutor(L);
+  Executor *e = toexecutor(L);
   ppe_buf *b;
   ppe_task *t;
   int r;
   checkcallable(L, 2);
-  if (e->shut)
+  if (e->shut || e->pool == NULL)
     return raiseerror(L, "ShutdownError", "cannot submit after shutdown");
   b = encode_request(L, 2, lua_gettop(L) - 1, "argument", 1);
   t = ppe_task_new(b);
@@ -505,37 +521,29 @@ static int getbool(lua_State *L, int arg, const char *key, int def) {
 }
 
 static int e_shutdown(lua_State *L) {
-  Executor *e = checkexecutor(L);
+  Executor *e = toexecutor(L);
   int wait = getbool(L, 2, "wait", 1);
   int cancel = getbool(L, 2, "cancel_futures", 0);
   e->shut = 1;
-  ppe_pool_shutdown(e->pool, wait, cancel);
+  if (e->pool == NULL) return 0;  /* idempotent */
+  ppe_pool_shutdown(e->pool, 0, cancel);
+  if (wait) release(e);
   return 0;
 }
 
-/* __gc, __close and close: finish pending work, reap every worker. */
+/* close, __close and __gc: finish pending work, reap every worker, and
+** release all the executor holds. Copes with a closed executor. */
 static int e_close(lua_State *L) {
-  Executor *e = (Executor *)luaL_checkudata(L, 1, PPE_EXECUTOR);
-  if (e->pool != NULL) {
-    e->shut = 1;
-    ppe_pool_shutdown(e->pool, 1, 0);
-  }
-  return 0;
-}
-
-static int e_gc(lua_State *L) {
-  Executor *e = (Executor *)luaL_checkudata(L, 1, PPE_EXECUTOR);
-  if (e->pool != NULL) {
-    ppe_pool_free(e->pool);
-    e->pool = NULL;
-  }
+  release(toexecutor(L));
   return 0;
 }
 
 static int e_signal(lua_State *L, int sig) {
-  Executor *e = checkexecutor(L);
+  Executor *e = toexecutor(L);
   e->shut = 1;
+  if (e->pool == NULL) return 0;  /* nothing left to signal */
   ppe_pool_signal(e->pool, sig);
+  release(e);
   return 0;
 }
 
@@ -543,9 +551,9 @@ static int e_terminate(lua_State *L) { return e_signal(L, SIGTERM); }
 static int e_kill(lua_State *L) { return e_signal(L, SIGKILL); }
 
 static int e_stats(lua_State *L) {
-  Executor *e = checkexecutor(L);
-  ppe_stats st;
-  ppe_pool_stats(e->pool, &st);
+  Executor *e = toexecutor(L);
+  ppe_stats st = e->last;
+  if (e->pool != NULL) ppe_pool_stats(e->pool, &st);
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, st.workers); lua_setfield(L, -2, "workers");
   lua_pushinteger(L, st.pending); lua_setfield(L, -2, "pending");
@@ -557,7 +565,7 @@ static int e_stats(lua_State *L) {
 }
 
 static int e_tostring(lua_State *L) {
-  Executor *e = (Executor *)luaL_checkudata(L, 1, PPE_EXECUTOR);
+  Executor *e = toexecutor(L);
   lua_pushfstring(L, "ppe.executor: %p%s", (void *)e,
                   e->pool == NULL ? " (closed)" : e->shut ? " (shut down)" : "");
   return 1;
@@ -1144,7 +1152,7 @@ static const char *const map_options[] = {
 };
 
 static int e_map(lua_State *L) {
-  Executor *e = checkexecutor(L);
+  Executor *e = toexecutor(L);
   MapState *m;
   char err[PPE_ERRSZ];
   ppe_buf *probe;
@@ -1167,7 +1175,7 @@ static int e_map(lua_State *L) {
     if (map_options[i] == NULL)
       return luaL_error(L, "unknown map option '%s'", luaL_tolstring(L, -1, NULL));
   }
-  if (e->shut)
+  if (e->shut || e->pool == NULL)
     return raiseerror(L, "ShutdownError", "cannot map after shutdown");
   /* The function is checked once here, so its faults name it. */
   probe = newbuf(L);
@@ -1220,8 +1228,8 @@ static int e_map(lua_State *L) {
 */
 
 static int e_poll(lua_State *L) {
-  Executor *e = checkexecutor(L);
-  ppe_pool_drain_notify(e->pool);
+  Executor *e = toexecutor(L);
+  if (e->pool != NULL) ppe_pool_drain_notify(e->pool);
   lua_pushinteger(L, run_callbacks(L));
   return 1;
 }
@@ -1270,7 +1278,7 @@ static const luaL_Reg executor_methods[] = {
 };
 
 static const luaL_Reg executor_meta[] = {
-  {"__gc", e_gc},
+  {"__gc", e_close},
   {"__close", e_close},
   {"__tostring", e_tostring},
   {"__index", NULL},
@@ -1394,8 +1402,7 @@ static int l_executor(lua_State *L) {
   o.path = pkgpath(L, "path");              /* stack 3 */
   o.cpath = pkgpath(L, "cpath");            /* stack 4 */
   e = (Executor *)lua_newuserdatauv(L, sizeof(Executor), 0);
-  e->pool = NULL;
-  e->shut = 0;
+  memset(e, 0, sizeof(*e));
   luaL_setmetatable(L, PPE_EXECUTOR);
   o.init = *init;  /* moved into the pool, whatever happens */
   init->p = NULL;

@@ -192,8 +192,10 @@ static int msgh(lua_State *L) {
 
 /* A readable message for any error value, as lua.c makes one. */
 static void error_message(lua_State *L, int idx) {
-  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
-    lua_pushstring(L, lua_tostring(L, idx));
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);
+    lua_tolstring(L, -1, NULL);  /* converts the copy: the value travels */
+  }
   else if (luaL_callmeta(L, idx, "__tostring") && lua_isstring(L, -1))
     ;
   else
@@ -217,8 +219,11 @@ static void reply_start(lua_State *L, Run *r) {
     luaL_error(L, "not enough memory");
 }
 
-/* Sends the failure of the call as (message, traceback, value); a value
-** that cannot be sent is left out, the message still says what it was. */
+static void reply_serr(lua_State *L, Run *r, const char *msg);
+
+/* Sends the failure of the call as (message, traceback, value). An error
+** value that cannot be sent fails the future with SerializationError
+** instead, whose message still tells what the task raised. */
 static void reply_error(lua_State *L, Run *r, int err) {
   char ebuf[PPE_ERRSZ];
   int top = lua_gettop(L);
@@ -227,11 +232,9 @@ static void reply_error(lua_State *L, Run *r, int err) {
   lua_pushvalue(L, err);
   r->reply = PPE_F_ERR;
   if (ppe_encode(L, r->out, top + 1, 3, "error value", 1, ebuf) != 0) {
-    reply_start(L, r);
-    lua_pushnil(L);
-    lua_replace(L, top + 3);
-    if (ppe_encode(L, r->out, top + 1, 3, "error value", 1, ebuf) != 0)
-      luaL_error(L, "%s", ebuf);
+    lua_pushfstring(L, "%s (the task raised %s)", ebuf,
+                    lua_tostring(L, top + 1));
+    reply_serr(L, r, lua_tostring(L, -1));
   }
 }
 

@@ -1,0 +1,833 @@
+-- The executor and its futures: workers, results, errors, worker deaths,
+-- cancellation, timeouts, scheduling, big messages, shutdown, what is left
+-- behind, options and stats. Every executor is closed and every wait has a
+-- timeout, so that a broken ppe fails these specs instead of hanging them.
+local ppe = require "ppe"
+local H = require "helpers"
+
+local ME = H.pid()
+local MiB = 1024 * 1024
+
+-- The task module spec/fixtures/mytasks.lua as "mytasks": the path must be
+-- in place before an executor is created for its workers to see it.
+local FIXTURES_PATH = "./spec/fixtures/?.lua;"
+
+local function with_fixtures(fn)
+  local saved = package.path
+  package.path = FIXTURES_PATH .. saved
+  local ok, err = pcall(fn)
+  package.path = saved
+  if not ok then error(err, 0) end
+end
+
+-- A task: the worker's pid and id.
+local function whoami()
+  local f = io.open("/proc/self/stat")
+  local pid = f:read("n")
+  f:close()
+  return pid, require("ppe").worker_id()
+end
+
+-- A task: sleeps 'secs' (no CPU), then returns the worker's pid and id.
+local function nap_whoami(secs)
+  os.execute("sleep " .. secs)
+  local f = io.open("/proc/self/stat")
+  local pid = f:read("n")
+  f:close()
+  return pid, require("ppe").worker_id()
+end
+
+-- A task that never returns by itself.
+local function forever()
+  while true do end
+end
+
+describe("workers", function()
+  it("are processes other than the caller, one per worker", function()
+    local ex <close> = ppe.executor { max_workers = 2 }
+    local fs = {}
+    for i = 1, 4 do fs[i] = ex:submit(nap_whoami, 0.2) end
+    local pids, ids = {}, {}
+    for i = 1, 4 do
+      local pid, id = fs[i]:result(10)
+      assert.are.equal("integer", math.type(pid))
+      assert.are_not.equal(ME, pid)
+      assert.are.equal("integer", math.type(id))
+      assert.is_true(id >= 1 and id <= 2, "worker_id " .. tostring(id))
+      -- A worker keeps its id.
+      if pids[pid] then assert.are.equal(pids[pid], id) end
+      pids[pid], ids[id] = id, pid
+    end
+    assert.are.equal(2, H.count(pids))
+    assert.are.equal(2, H.count(ids))
+  end)
+
+  it("have no worker_id in the caller", function()
+    assert.is_nil(ppe.worker_id())
+    local ex <close> = ppe.executor { max_workers = 1 }
+    assert.is_nil(ppe.worker_id())
+    local pid, id = ex:submit(whoami):result(10)
+    assert.are_not.equal(ME, pid)
+    assert.are.equal(1, id)
+  end)
+end)
+
+describe("results", function()
+  local ex
+  setup(function()
+    with_fixtures(function()
+      ex = ppe.executor {
+        max_workers = 2,
+        -- A global table of tasks, reached by a global path.
+        initializer = function()
+          jobs = { double = function(x) return 2 * x end }
+        end,
+      }
+    end)
+  end)
+  teardown(function() ex:close() end)
+
+  it("keep every returned value, trailing nils included", function()
+    local f = ex:submit(function() return 1, nil, "x", nil, nil end)
+    local n = select("#", f:result(10))
+    assert.are.equal(5, n)
+    local a, b, c, d, e = f:result(10)
+    assert.are.equal(1, a)
+    assert.is_nil(b)
+    assert.are.equal("x", c)
+    assert.is_nil(d)
+    assert.is_nil(e)
+  end)
+
+  it("may be nothing at all", function()
+    local f = ex:submit(function() end)
+    assert.are.equal(0, select("#", f:result(10)))
+  end)
+
+  it("keep the argument count exactly, trailing nils included", function()
+    local f = ex:submit(function(...) return select("#", ...), ... end,
+                        nil, 2, nil, nil)
+    assert.are.equal(5, select("#", f:result(10)))
+    assert.are.equal(4, (f:result(10)))
+  end)
+
+  it("keep many arguments and binary strings", function()
+    local bin = "a\0b\255\0" .. string.rep("\0", 100)
+    local f = ex:submit(function(...) return select("#", ...), select(20, ...),
+                                             (select(21, ...)) end,
+                        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                        17, 18, 19, 20, bin)
+    local n, twenty, b = f:result(10)
+    assert.are.equal(21, n)
+    assert.are.equal(20, twenty)
+    assert.are.equal(bin, b)
+  end)
+
+  it("keep the number subtypes", function()
+    local f = ex:submit(function(i, x)
+      return i, x, i + 0.0, x // 1, 2^53, -0.0
+    end, 3, 3.0)
+    local i, x, xf, xi, big, nz = f:result(10)
+    assert.are.equal("integer", math.type(i))
+    assert.are.equal("float", math.type(x))
+    assert.are.equal("float", math.type(xf))
+    assert.are.equal("float", math.type(xi))
+    assert.are.equal(3, i)
+    assert.are.equal(3.0, x)
+    assert.are.equal("float", math.type(big))
+    assert.are.equal(string.pack("<d", -0.0), string.pack("<d", nz))
+    local g = ex:submit(function() return math.maxinteger, math.mininteger end)
+    local hi, lo = g:result(10)
+    assert.are.equal(math.maxinteger, hi)
+    assert.are.equal(math.mininteger, lo)
+    assert.are.equal("integer", math.type(hi))
+    local inf, ninf, nan = ex:submit(function() return 1/0, -1/0, 0/0 end)
+                             :result(10)
+    assert.are.equal(math.huge, inf)
+    assert.are.equal(-math.huge, ninf)
+    assert.is_true(nan ~= nan)
+  end)
+
+  it("round-trip tables, nested, shared and cyclic", function()
+    local shared = { "s" }
+    local t = { 1, 2.5, "three", { deep = { deeper = true } }, a = shared,
+                b = shared, [10] = false }
+    t.self = t
+    local r = ex:submit(function(x) return x end, t):result(10)
+    assert.are_not.equal(t, r)
+    assert.are.equal(1, r[1])
+    assert.are.equal("float", math.type(r[2]))
+    assert.are.equal("three", r[3])
+    assert.is_true(r[4].deep.deeper)
+    assert.is_false(r[10])
+    assert.are.equal("s", r.a[1])
+    assert.are.equal(r.a, r.b)
+    assert.are.equal(r, r.self)
+  end)
+
+  it("come from a function sent by value with its upvalues", function()
+    local k = 10
+    local scale = { by = 3 }
+    local function sq(x) return x * x end
+    local f = ex:submit(function(x) return sq(x) * scale.by + k end, 4)
+    assert.are.equal(58, f:result(10))
+  end)
+
+  it("see an upvalue's value at each submit", function()
+    local k = 1
+    local function get() return k end
+    local a = ex:submit(get)
+    k = 2
+    local b = ex:submit(get)
+    k = 3
+    assert.are.equal(1, a:result(10))
+    assert.are.equal(2, b:result(10))
+    assert.are.equal(3, ex:submit(get):result(10))
+  end)
+
+  it("come from a dotted name in the standard library", function()
+    assert.are.equal("ababab", ex:submit("string.rep", "ab", 3):result(10))
+  end)
+
+  it("come from a C function reachable by name", function()
+    assert.are.equal("xyxy", ex:submit(string.rep, "xy", 2):result(10))
+    assert.are.equal(7, ex:submit(math.max, 3, 7, 5):result(10))
+  end)
+
+  it("come from a global path made by the initializer", function()
+    assert.are.equal(42, ex:submit("jobs.double", 21):result(10))
+  end)
+
+  it("come from a module found on the creator's package.path", function()
+    assert.are.equal(144, ex:submit("mytasks.square", 12):result(10))
+    local r = ex:submit("mytasks.square", 1.5):result(10)
+    assert.are.equal(2.25, r)
+  end)
+
+  it("come from a field path inside a module", function()
+    assert.are.equal(27, ex:submit("mytasks.nested.cube", 3):result(10))
+  end)
+
+  it("fail with a RemoteError naming an unknown function", function()
+    local f = ex:submit("no_such_module.no_such_fn", 1)
+    local err = H.expect_error("RemoteError", f.result, f, 10)
+    assert.is_truthy(
+      tostring(err.message):find("no_such_module.no_such_fn", 1, true),
+      tostring(err))
+    local g = ex:submit("string.no_such_fn")
+    local err2 = H.expect_error("RemoteError", g.result, g, 10)
+    assert.is_truthy(tostring(err2.message):find("string.no_such_fn", 1, true),
+                     tostring(err2))
+  end)
+
+  it("are reported by tostring(future)", function()
+    local f = ex:submit(function() return 1 end)
+    f:result(10)
+    assert.matches("^ppe%.future: 0x%x+ %(finished%)$", tostring(f))
+  end)
+end)
+
+describe("package.path", function()
+  it("is the one of the executor's creation", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert.is_true(os.execute("mkdir " .. dir))
+    local fh = assert(io.open(dir .. "/ppe_late_mod.lua", "w"))
+    fh:write("return { f = function() return 'late' end }\n")
+    fh:close()
+    local saved = package.path
+    local ex <close> = ppe.executor { max_workers = 1 }
+    package.path = dir .. "/?.lua;" .. saved
+    local ok, err = pcall(function()
+      local f = ex:submit("ppe_late_mod.f")
+      return f:result(10)
+    end)
+    package.path = saved
+    os.remove(dir .. "/ppe_late_mod.lua")
+    os.remove(dir)
+    assert.is_false(ok, "a module added to package.path after creation "
+                    .. "was found by the worker")
+    assert.are.equal("RemoteError", err.kind, tostring(err))
+  end)
+end)
+
+describe("a task's error", function()
+  local ex, wpid
+  setup(function()
+    ex = ppe.executor { max_workers = 1 }
+    wpid = ex:submit(H.pid):result(10)
+  end)
+  teardown(function() ex:close() end)
+
+  it("is a RemoteError with the message, traceback and pid", function()
+    local f = ex:submit(function() error("boom") end)
+    local err = H.expect_error("RemoteError", f.result, f, 10)
+    assert.are.equal("string", type(err.message))
+    assert.is_truthy(err.message:find("boom", 1, true), err.message)
+    assert.are.equal("string", type(err.traceback))
+    assert.is_truthy(err.traceback:find("stack traceback", 1, true),
+                     err.traceback)
+    assert.are.equal(wpid, err.pid)
+    assert.is_truthy(err.value and tostring(err.value):find("boom", 1, true))
+    local s = tostring(err)
+    assert.are.equal("RemoteError: ", s:sub(1, 13))
+    assert.is_truthy(s:find("boom", 1, true), s)
+  end)
+
+  it("is raised the same every time result() is called", function()
+    local f = ex:submit(function() error("again") end)
+    local e1 = H.expect_error("RemoteError", f.result, f, 10)
+    local e2 = H.expect_error("RemoteError", f.result, f, 10)
+    assert.are.equal(e1.message, e2.message)
+    assert.are.equal("failed", f:state())
+    assert.is_true(f:done())
+  end)
+
+  it("keeps a table error value", function()
+    local f = ex:submit(function() error({ code = 42, why = "bad" }) end)
+    local err = H.expect_error("RemoteError", f.result, f, 10)
+    assert.are.equal("table", type(err.value))
+    assert.are.equal(42, err.value.code)
+    assert.are.equal("bad", err.value.why)
+  end)
+
+  it("may be nil", function()
+    local f = ex:submit(function() error(nil) end)
+    local err = H.expect_error("RemoteError", f.result, f, 10)
+    assert.is_nil(err.value)
+    assert.are.equal("string", type(err.message))
+  end)
+
+  it("may be a number", function()
+    local f = ex:submit(function() error(12) end)
+    local err = H.expect_error("RemoteError", f.result, f, 10)
+    assert.are.equal(12, err.value)
+    assert.are.equal("integer", math.type(err.value))
+  end)
+
+  it("is what exception() returns, and wait() does not raise it", function()
+    local f = ex:submit(function() error("quiet") end)
+    assert.is_true(f:wait(10))
+    local err = f:exception(10)
+    assert.are.equal(ppe.Error, getmetatable(err))
+    assert.are.equal("RemoteError", err.kind)
+    assert.is_truthy(err.message:find("quiet", 1, true))
+  end)
+
+  it("leaves the worker and the executor working", function()
+    assert.are.equal(wpid, ex:submit(H.pid):result(10))
+  end)
+end)
+
+describe("an unsendable value", function()
+  it("as a result fails the future with a SerializationError; the worker "
+     .. "survives", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local pid = ex:submit(H.pid):result(10)
+    local f = ex:submit(function() return 1, coroutine.create(print) end)
+    local err = H.expect_error("SerializationError", f.result, f, 10)
+    assert.is_truthy(tostring(err.message):find("thread", 1, true),
+                     tostring(err))
+    assert.are.equal("failed", f:state())
+    assert.are.equal(pid, ex:submit(H.pid):result(10))
+    assert.are.equal(9, ex:submit(function(x) return x * x end, 3):result(10))
+  end)
+
+  -- API.md, Clarifications: "A result or error value that cannot be sent
+  -- fails its future with SerializationError; the worker survives."
+  it("as an error value fails the future with a SerializationError; the "
+     .. "worker survives", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local pid = ex:submit(H.pid):result(10)
+    local g = ex:submit(function() error(coroutine.create(print)) end)
+    local err = H.expect_error("SerializationError", g.result, g, 10)
+    assert.is_nil(err.value)
+    assert.are.equal(pid, ex:submit(H.pid):result(10))
+  end)
+
+  it("as an argument raises in the caller at once", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    H.expect_error("SerializationError", ex.submit, ex, print,
+                   1, coroutine.create(print))
+    H.expect_error("SerializationError", ex.submit, ex, print,
+                   { conn = io.stdout })
+    -- A C function not reachable by name cannot be sent either.
+    H.expect_error("SerializationError", ex.submit, ex,
+                   string.gmatch("a", "a"))
+    -- An upvalue is sent like an argument.
+    local co = coroutine.create(print)
+    H.expect_error("SerializationError", ex.submit, ex,
+                   function() return co end)
+    assert.are.equal(5, ex:submit(function() return 5 end):result(10))
+  end)
+end)
+
+describe("a worker that dies", function()
+  it("by os.exit(3) fails its task with WorkerDied, exit_code 3", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local pid = ex:submit(H.pid):result(10)
+    local f = ex:submit(function() os.exit(3) end)
+    local err = H.expect_error("WorkerDied", f.result, f, 10)
+    assert.are.equal(3, err.exit_code)
+    assert.is_nil(err.signal)
+    assert.are.equal(pid, err.pid)
+    assert.are.equal("failed", f:state())
+    -- The executor goes on with a new worker.
+    local pid2 = ex:submit(H.pid):result(10)
+    assert.are_not.equal(pid, pid2)
+    assert.are_not.equal(ME, pid2)
+    assert.is_true(ex:stats().restarts >= 1)
+  end)
+
+  it("by SIGKILL fails its task with WorkerDied, signal 9", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local f = ex:submit(function()
+      local fh = io.open("/proc/self/stat")
+      local pid = fh:read("n")
+      fh:close()
+      os.execute("kill -9 " .. pid)
+      os.execute("sleep 5")
+      return "survived"
+    end)
+    local err = H.expect_error("WorkerDied", f.result, f, 10)
+    assert.are.equal(9, err.signal)
+    assert.is_true(err.exit_code == nil, tostring(err.exit_code))
+    assert.are.equal("integer", math.type(err.pid))
+    assert.are_not.equal(ME, err.pid)
+    assert.are.equal(4, ex:submit(function() return 2 + 2 end):result(10))
+    assert.is_true(ex:stats().restarts >= 1)
+  end)
+
+  it("loses nothing else that was pending", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local a = ex:submit(function() os.exit(1) end)
+    local fs = {}
+    for i = 1, 5 do fs[i] = ex:submit(function(x) return x * 10 end, i) end
+    H.expect_error("WorkerDied", a.result, a, 10)
+    for i = 1, 5 do assert.are.equal(i * 10, fs[i]:result(10)) end
+  end)
+end)
+
+describe("task_timeout", function()
+  it("stops a task that runs too long with TaskTimeout", function()
+    local ex <close> = ppe.executor { max_workers = 1, task_timeout = 0.5 }
+    local f = ex:submit(forever)
+    local t0 = H.now()
+    local err = H.expect_error("TaskTimeout", f.result, f, 10)
+    local dt = H.now() - t0
+    assert.is_true(dt >= 0.4 and dt < 3, "TaskTimeout after " .. dt .. " s")
+    assert.are.equal("integer", math.type(err.pid))
+    assert.are_not.equal(ME, err.pid)
+    assert.is_true(H.wait_until(function() return not H.alive(err.pid) end, 5),
+                   "the timed-out worker is still alive")
+    -- The next task runs on a new worker.
+    local pid = ex:submit(H.pid):result(10)
+    assert.are_not.equal(err.pid, pid)
+  end)
+
+  it("leaves alone a task that finishes in time", function()
+    local ex <close> = ppe.executor { max_workers = 1, task_timeout = 2 }
+    assert.are.equal("ok", ex:submit(H.spin, 0.1, "ok"):result(10))
+  end)
+end)
+
+describe("max_tasks_per_child", function()
+  it("replaces a worker after that many tasks", function()
+    local ex <close> = ppe.executor { max_workers = 1, max_tasks_per_child = 2 }
+    local seq, seen = {}, {}
+    for i = 1, 6 do
+      seq[i] = ex:submit(H.pid):result(10)
+      seen[seq[i]] = true
+    end
+    assert.are.equal(3, H.count(seen))
+    for i = 1, 5, 2 do
+      assert.are.equal(seq[i], seq[i + 1])
+      assert.are_not.equal(ME, seq[i])
+    end
+  end)
+
+  it("runs the initializer again in each replacement", function()
+    local ex <close> = ppe.executor {
+      max_workers = 1, max_tasks_per_child = 1,
+      initializer = function() INITS = (INITS or 0) + 1 end,
+    }
+    local seen = {}
+    for i = 1, 3 do
+      local inits, pid, id = ex:submit(function()
+        local f = io.open("/proc/self/stat")
+        local pid = f:read("n")
+        f:close()
+        return INITS, pid, require("ppe").worker_id()
+      end):result(10)
+      assert.are.equal(1, inits)
+      assert.are.equal(1, id)
+      assert.is_nil(seen[pid])
+      seen[pid] = true
+    end
+    assert.is_true(ex:stats().restarts >= 2)
+  end)
+end)
+
+describe("the initializer", function()
+  it("runs in each worker before its tasks", function()
+    local ex <close> = ppe.executor {
+      max_workers = 2,
+      initializer = function(tag, n) WORKER_TAG = tag .. n end,
+      initargs = { "w", 7 },
+    }
+    local fs = {}
+    for i = 1, 6 do
+      fs[i] = ex:submit(function(s)
+        os.execute("sleep " .. s)
+        return WORKER_TAG
+      end, 0.05)
+    end
+    for i = 1, 6 do assert.are.equal("w7", fs[i]:result(10)) end
+  end)
+
+  it("may be given by name", function()
+    with_fixtures(function()
+      local ex <close> = ppe.executor {
+        max_workers = 1, initializer = "mytasks.init", initargs = { "named" },
+      }
+      assert.are.equal("named", ex:submit("mytasks.get_init"):result(10))
+    end)
+  end)
+
+  it("that raises breaks the executor: BrokenExecutor, caused by the "
+     .. "RemoteError", function()
+    local ex <close> = ppe.executor {
+      max_workers = 1,
+      initializer = function() error("init failed") end,
+    }
+    -- The pool may already be known broken when submit is called: then
+    -- submit raises the BrokenExecutor itself, as Python's does.
+    local ok, f = pcall(ex.submit, ex, function() return 1 end)
+    local err
+    if ok then
+      err = H.expect_error("BrokenExecutor", f.result, f, 10)
+    else
+      err = f
+      assert.are.equal("BrokenExecutor", err.kind, tostring(err))
+    end
+    assert.are.equal(ppe.Error, getmetatable(err))
+    assert.are.equal("table", type(err.cause), tostring(err))
+    assert.are.equal("RemoteError", err.cause.kind)
+    assert.is_truthy(tostring(err.cause.message):find("init failed", 1, true),
+                     tostring(err.cause))
+  end)
+end)
+
+describe("cancel", function()
+  it("cancels a task that has not started", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local a = ex:submit(H.sleep_pid, 1.0)
+    local b = ex:submit(function() return "b" end)
+    assert.is_true(H.wait_until(function() return a:running() end, 5))
+    assert.are.equal("running", a:state())
+    assert.are.equal("pending", b:state())
+    assert.is_false(b:running())
+    assert.is_true(b:cancel())
+    assert.are.equal("cancelled", b:state())
+    assert.is_true(b:cancelled())
+    assert.is_true(b:done())
+    assert.is_true(b:cancel())  -- again: still cancelled
+    H.expect_error("CancelledError", b.result, b, 10)
+    H.expect_error("CancelledError", b.exception, b, 10)
+    assert.is_true(b:wait(0))
+    -- The running one cannot be cancelled, and finishes.
+    assert.is_false(a:cancel())
+    assert.is_false(a:cancelled())
+    assert.are_not.equal(ME, a:result(10))
+    assert.is_false(a:cancel())
+    assert.are.equal("finished", a:state())
+  end)
+
+  it("of everything queued by shutdown{cancel_futures=true}", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local a = ex:submit(H.sleep_pid, 0.5)
+    local queued = {}
+    for i = 1, 4 do queued[i] = ex:submit(function() return i end) end
+    assert.is_true(H.wait_until(function() return a:running() end, 5))
+    ex:shutdown { cancel_futures = true }
+    assert.are_not.equal(ME, a:result(10))
+    for i = 1, 4 do
+      assert.are.equal("cancelled", queued[i]:state())
+      H.expect_error("CancelledError", queued[i].result, queued[i], 10)
+    end
+  end)
+end)
+
+describe("waiting with a timeout", function()
+  it("raises TimeoutError from result() and leaves the future as it was",
+     function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local f = ex:submit(H.sleep_pid, 0.8)
+    local t0 = H.now()
+    H.expect_error("TimeoutError", f.result, f, 0.05)
+    assert.is_true(H.now() - t0 < 0.5)
+    local st = f:state()
+    assert.is_true(st == "pending" or st == "running", st)
+    assert.is_false(f:done())
+    assert.is_false(f:wait(0.05))
+    H.expect_error("TimeoutError", f.exception, f, 0.05)
+    assert.is_false(f:done())
+    -- It still finishes.
+    assert.is_true(f:wait(10))
+    assert.are_not.equal(ME, f:result(10))
+    assert.is_nil(f:exception())
+    assert.is_nil(f:exception(10))
+    assert.are.equal("finished", f:state())
+  end)
+end)
+
+describe("scheduling", function()
+  it("balances short tasks around a long one", function()
+    local ex <close> = ppe.executor { max_workers = 2 }
+    -- Let both workers come up so that only the tasks are timed.
+    ex:submit(H.pid):result(10)
+    ex:submit(H.pid):result(10)
+    local t0 = H.now()
+    local fs = { ex:submit(H.sleep_pid, 1.0) }
+    for i = 2, 11 do fs[i] = ex:submit(H.sleep_pid, 0.1) end
+    for i = 1, 11 do fs[i]:result(10) end
+    local dt = H.now() - t0
+    assert.is_true(dt < 1.6, "11 tasks (1.0 s + 10 x 0.1 s) on 2 workers took "
+                   .. dt .. " s")
+  end)
+
+  it("runs tasks while the caller computes in pure Lua", function()
+    local ex <close> = ppe.executor { max_workers = 2 }
+    local fs = {}
+    for i = 1, 4 do fs[i] = ex:submit(H.sleep_pid, 0.2) end
+    -- A busy loop with no ppe call: the tasks must still be dispatched and
+    -- their results collected in the background.
+    local t = os.clock()
+    while os.clock() - t < 1.0 do end
+    for i = 1, 4 do
+      assert.is_true(fs[i]:done(), "task " .. i .. " is " .. fs[i]:state())
+    end
+    for i = 1, 4 do assert.are_not.equal(ME, fs[i]:result(10)) end
+  end)
+end)
+
+describe("big messages", function()
+  it("carry a 64 MiB argument and a 64 MiB result", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local s = string.rep("ab", 32 * MiB)
+    local f = ex:submit(function(x) return x:upper(), #x end, s)
+    local r, n = f:result(60)
+    assert.are.equal(64 * MiB, n)
+    assert.are.equal(64 * MiB, #r)
+    assert.are.equal("AB", r:sub(1, 2))
+    assert.are.equal("AB", r:sub(-2))
+    assert.are.equal("ABAB", r:sub(32 * MiB + 1, 32 * MiB + 4))
+    assert.is_nil(r:find("[^AB]"))
+    -- Unchanged in the caller.
+    assert.are.equal("ab", s:sub(-2))
+  end)
+end)
+
+describe("shutdown", function()
+  it("makes submit raise a ShutdownError, and is idempotent", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local f = ex:submit(function() return 1 end)
+    ex:shutdown()
+    assert.are.equal(1, f:result(10))
+    H.expect_error("ShutdownError", ex.submit, ex, function() return 2 end)
+    ex:shutdown()
+    ex:shutdown { wait = false }
+    ex:close()
+    ex:close()
+    H.expect_error("ShutdownError", ex.submit, ex, function() return 3 end)
+  end)
+
+  it("waits for pending work by default", function()
+    local ex <close> = ppe.executor { max_workers = 2 }
+    local fs = {}
+    for i = 1, 4 do fs[i] = ex:submit(H.sleep_pid, 0.1) end
+    ex:shutdown()
+    for i = 1, 4 do
+      assert.is_true(fs[i]:done())
+      assert.are.equal("finished", fs[i]:state())
+    end
+  end)
+
+  it("returns at once with wait=false; the work still finishes", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local f = ex:submit(H.spin, 0.5, "late")
+    local g = ex:submit(function() return "queued" end)
+    local t0 = H.now()
+    ex:shutdown { wait = false }
+    assert.is_true(H.now() - t0 < 0.3, "shutdown{wait=false} blocked")
+    H.expect_error("ShutdownError", ex.submit, ex, function() end)
+    assert.are.equal("late", f:result(10))
+    assert.are.equal("queued", g:result(10))
+  end)
+
+  it("by the garbage collector alone reaps the workers", function()
+    local before = H.children(ME)
+    local pids = {}
+    do
+      local ex = ppe.executor { max_workers = 2 }
+      local a, b = ex:submit(H.sleep_pid, 0.2), ex:submit(H.sleep_pid, 0.2)
+      pids[1], pids[2] = a:result(10), b:result(10)
+      a, b, ex = nil, nil, nil
+    end
+    assert.are_not.equal(pids[1], pids[2])
+    collectgarbage()
+    collectgarbage()
+    for _, pid in ipairs(pids) do
+      assert.is_false(H.exists(pid),
+                      "worker " .. pid .. " outlived its executor")
+    end
+    for pid, comm in pairs(H.children(ME)) do
+      assert.is_truthy(before[pid], "child " .. pid .. " (" .. comm .. ") left")
+    end
+  end)
+end)
+
+describe("after close", function()
+  it("no process, zombie or descriptor is left", function()
+    local fds = H.fds(ME)
+    local before = H.children(ME)
+    local pids = {}
+    do
+      local ex <close> = ppe.executor { max_workers = 3 }
+      local fs = {}
+      for i = 1, 6 do fs[i] = ex:submit(H.sleep_pid, 0.2) end
+      for i = 1, 6 do pids[fs[i]:result(10)] = true end
+    end
+    assert.are.equal(3, H.count(pids))
+    for pid in pairs(pids) do
+      assert.is_false(H.exists(pid), "worker " .. pid .. " outlived close()")
+    end
+    for pid, comm in pairs(H.children(ME)) do
+      assert.is_truthy(before[pid], "child " .. pid .. " (" .. comm .. ") left")
+    end
+    local after = H.fds(ME)
+    assert.are.equal(H.count(fds), H.count(after),
+                     "descriptors left open: " .. H.new_fds(fds, after))
+  end)
+
+  it("submit raises a ShutdownError; shutdown and close do nothing", function()
+    local ex = ppe.executor { max_workers = 1 }
+    ex:close()
+    H.expect_error("ShutdownError", ex.submit, ex, print)
+    ex:shutdown()
+    ex:close()
+  end)
+end)
+
+describe("options", function()
+  local function bad(opts, name)
+    local ok, ex = pcall(ppe.executor, opts)
+    if ok then ex:close() end
+    assert.is_false(ok, "accepted " .. name)
+    assert.is_truthy(tostring(ex):find(name, 1, true),
+                     "error does not name '" .. name .. "': " .. tostring(ex))
+  end
+
+  it("unknown keys raise, naming the key", function()
+    bad({ max_worker = 2 }, "max_worker")
+    bad({ max_workers = 1, timeout = 1 }, "timeout")
+  end)
+
+  it("max_workers must be a positive integer", function()
+    for _, v in ipairs { 0, -1, 1.5, "2", true, 0.0 / 0.0 } do
+      bad({ max_workers = v }, "max_workers")
+    end
+  end)
+
+  it("task_timeout must be positive seconds", function()
+    for _, v in ipairs { 0, -1, "1", -0.5 } do
+      bad({ max_workers = 1, task_timeout = v }, "task_timeout")
+    end
+  end)
+
+  it("max_tasks_per_child must be a positive integer", function()
+    for _, v in ipairs { 0, -2, 1.5, "1" } do
+      bad({ max_workers = 1, max_tasks_per_child = v }, "max_tasks_per_child")
+    end
+  end)
+
+  it("the initializer must be callable, initargs a table", function()
+    bad({ max_workers = 1, initializer = 42 }, "initializer")
+    bad({ max_workers = 1, initializer = print, initargs = 5 }, "initargs")
+  end)
+
+  it("default to cpu_count() workers", function()
+    local n = ppe.cpu_count()
+    assert.are.equal("integer", math.type(n))
+    assert.is_true(n >= 1)
+    local ex <close> = ppe.executor()
+    assert.are.equal(n, ex:stats().workers)
+  end)
+
+  it("submit needs something callable", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    assert.is_false(pcall(ex.submit, ex, 42))
+    assert.is_false(pcall(ex.submit, ex))
+    assert.is_false(pcall(ex.submit, ex, {}))
+    assert.are.equal(1, ex:submit(function() return 1 end):result(10))
+  end)
+end)
+
+describe("stats", function()
+  it("counts completed and failed futures", function()
+    local ex <close> = ppe.executor { max_workers = 2 }
+    local st = ex:stats()
+    assert.are.equal(2, st.workers)
+    assert.are.equal(0, st.completed)
+    assert.are.equal(0, st.failed)
+    assert.are.equal(0, st.restarts)
+    local fs = {}
+    for i = 1, 7 do fs[i] = ex:submit(function(x) return x end, i) end
+    for i = 8, 10 do fs[i] = ex:submit(function() error("no") end) end
+    for i = 1, 10 do assert.is_true(fs[i]:wait(10)) end
+    st = ex:stats()
+    -- completed counts every future in a final state, failed ones too.
+    assert.are.equal(10, st.completed)
+    assert.are.equal(3, st.failed)
+    assert.are.equal(2, st.workers)
+    assert.are.equal(0, st.pending)
+    assert.are.equal(0, st.running)
+    assert.are.equal(0, st.restarts)
+  end)
+
+  it("counts pending and running futures", function()
+    local ex <close> = ppe.executor { max_workers = 1 }
+    local a = ex:submit(H.sleep_pid, 0.5)
+    local b = ex:submit(function() return 1 end)
+    local c = ex:submit(function() return 2 end)
+    assert.is_true(H.wait_until(function() return a:running() end, 5))
+    local st = ex:stats()
+    assert.are.equal(1, st.running)
+    assert.are.equal(2, st.pending)
+    assert.is_true(c:cancel())
+    b:result(10)
+    st = ex:stats()
+    assert.are.equal(3, st.completed)
+    assert.are.equal(0, st.pending)
+    assert.are.equal(0, st.running)
+  end)
+end)
+
+describe("terminate_workers and kill_workers", function()
+  for _, how in ipairs { "terminate_workers", "kill_workers" } do
+    it(how .. " stops the workers and fails unfinished futures", function()
+      local ex <close> = ppe.executor { max_workers = 2 }
+      local fs = {}
+      for i = 1, 4 do fs[i] = ex:submit(forever) end
+      assert.is_true(H.wait_until(function() return fs[1]:running() end, 5))
+      local t0 = H.now()
+      ex[how](ex)
+      for i = 1, 4 do
+        assert.is_true(fs[i]:wait(10))
+        assert.is_false(fs[i]:state() == "finished", fs[i]:state())
+      end
+      assert.is_true(H.now() - t0 < 3, how .. " waited for the tasks")
+      H.expect_error("ShutdownError", ex.submit, ex, print)
+    end)
+  end
+end)
