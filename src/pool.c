@@ -68,6 +68,7 @@ struct ppe_pool {
   int shutdown;        /* no more submits */
   int closing;         /* stop the workers once nothing is left to run */
   int broken;
+  int spawnfail;       /* a worker could not be forked */
   char cause[160];     /* why it broke, when no worker said it */
   ppe_buf initerr;     /* the initializer's error reply, if it raised */
   int max_tasks;
@@ -307,7 +308,8 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
   if (w->state == W_INIT) {
     if (f->type == PPE_F_OK) w->state = W_READY;
     else {
-      ppe_buf_add(&p->initerr, pl, (size_t)f->len);
+      if (p->initerr.len == 0)  /* the first one says it for all */
+        ppe_buf_add(&p->initerr, pl, (size_t)f->len);
       set_broken(p, "the initializer raised");
     }
     return;
@@ -479,6 +481,7 @@ static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
       snprintf(msg, sizeof(msg), "cannot fork a worker: %s",
                strerror(m->status));
       if (m->id >= 1 && m->id <= p->nw) p->w[m->id - 1].state = W_NONE;
+      p->spawnfail = 1;
       set_broken(p, msg);
       break;
   }
@@ -657,7 +660,9 @@ static void pool_release(ppe_pool *p) {
   free(p);
 }
 
-/* Waits, at construction, until every first worker is up or failed. */
+/* Waits, at construction, until every first worker is forked. One whose
+** initializer already failed leaves a broken pool, which is still a pool:
+** its futures fail with the cause. Only a failed fork is an error here. */
 static int await_workers(ppe_pool *p) {
   for (;;) {
     int i, pending = 0, fd;
@@ -665,7 +670,7 @@ static int await_workers(ppe_pool *p) {
     long n;
     for (i = 0; i < p->nw; i++)
       if (p->w[i].state == W_SPAWNING) pending = 1;
-    if (!pending) return p->broken ? -ECHILD : 0;
+    if (!pending) return p->spawnfail ? -ECHILD : 0;
     if (ppe_wait_readable(p->zfd, 10000) <= 0) return -ETIMEDOUT;
     n = ppe_recv_packet(p->zfd, &m, sizeof(m), &fd);
     if (n != (long)sizeof(m)) {

@@ -7,13 +7,10 @@
 
 #include "lua.h"
 
+#include "buf.h"
 #include "runner.h"
 #include "transport.h"
 #include "worker.h"
-
-/* Replies are gathered while more requests are already buffered, and sent
-** together: one system call for a batch of small tasks. */
-#define REPLY_FLUSH (256 * 1024)
 
 /* A request or reply this large leaves garbage worth collecting at once,
 ** so its memory is there for the next one. */
@@ -37,36 +34,29 @@ static uint32_t micros_since(const struct timespec *t0) {
   return us > 4e9 ? 4000000000U : (uint32_t)us;
 }
 
-static void flush_replies(int fd, ppe_buf *out) {
-  fflush(stdout);  /* print's output reaches a pipe though _exit skips */
-  fflush(stderr);  /* stdio, and before the reply that reports the task */
-  if (out->len > 0 && ppe_send_all(fd, out->p, out->len) != 0) _exit(0);
-  out->len = 0;
-}
-
-/* Runs one request, appending its reply (frame and payload) to out. */
+/* Runs one request and sends its reply before anything else runs: if the
+** next task kills the worker, no finished task's result dies with it, and
+** the parent knows the oldest unanswered task as the one that was
+** running. Requests still arrive several at a time. */
 static void serve_one(lua_State *L, int fd, const ppe_frame *f,
-                      const char *payload, ppe_buf *out, ppe_buf *one) {
+                      const char *payload, ppe_buf *reply) {
   struct timespec t0;
-  ppe_frame *rf;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   if (ppe_runner_run(L, (int)f->type, f->id, payload, (size_t)f->len,
-                     one) < 0)
+                     reply) < 0)
     _exit(4);
-  rf = (ppe_frame *)one->p;
-  rf->aux = micros_since(&t0);  /* the parent sizes its batches by it */
-  if (one->len >= REPLY_FLUSH) {  /* too big to copy into the batch */
-    flush_replies(fd, out);
-    flush_replies(fd, one);
-  }
-  else if (ppe_buf_add(out, one->p, one->len) != 0) _exit(4);
-  if (f->len > BIG_MESSAGE || one->len > BIG_MESSAGE)
+  /* The parent sizes its pipelines by the time a task takes. */
+  ((ppe_frame *)reply->p)->aux = micros_since(&t0);
+  fflush(stdout);  /* print's output reaches a pipe though _exit skips */
+  fflush(stderr);  /* stdio, and before the reply that reports the task */
+  if (ppe_send_all(fd, reply->p, reply->len) != 0) _exit(0);
+  if (f->len > BIG_MESSAGE || reply->len > BIG_MESSAGE)
     lua_gc(L, LUA_GCCOLLECT, 0);
 }
 
 void ppe_worker_main(lua_State *L, int fd, int id) {
   ppe_reader rd = {PPE_BUF_INIT, 0};
-  ppe_buf out = PPE_BUF_INIT, one = PPE_BUF_INIT;
+  ppe_buf reply = PPE_BUF_INIT;
   worker_id = id;
   for (;;) {
     ppe_frame f;
@@ -75,12 +65,10 @@ void ppe_worker_main(lua_State *L, int fd, int id) {
     if (r < 0) _exit(3);  /* the parent sent nonsense: nothing to trust */
     if (r == 0) {
       long n;
-      flush_replies(fd, &out);  /* nothing more buffered: reply now */
       if (rd.pos == rd.b.len && ppe_wait_readable(fd, IDLE_MS) == 0) {
         /* Idle: an idle worker should cost next to nothing. */
         lua_gc(L, LUA_GCCOLLECT, 0);
-        ppe_buf_free(&out);
-        ppe_buf_free(&one);
+        ppe_buf_free(&reply);
         ppe_reader_free(&rd);
         ppe_big_trim();
       }
@@ -92,12 +80,8 @@ void ppe_worker_main(lua_State *L, int fd, int id) {
     if (f.type != PPE_F_TASK && f.type != PPE_F_INIT &&
         f.type != PPE_F_CHUNK)
       _exit(3);
-    serve_one(L, fd, &f, payload, &out, &one);
-    if (f.type == PPE_F_INIT && one.p != NULL &&
-        ((ppe_frame *)one.p)->type != PPE_F_OK) {
-      flush_replies(fd, &out);
+    serve_one(L, fd, &f, payload, &reply);
+    if (f.type == PPE_F_INIT && ((ppe_frame *)reply.p)->type != PPE_F_OK)
       _exit(5);  /* an initializer that raised leaves the worker useless */
-    }
-    if (out.len >= REPLY_FLUSH) flush_replies(fd, &out);
   }
 }
