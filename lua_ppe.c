@@ -680,7 +680,9 @@ static int run_callbacks(lua_State *L) {
 
 static int f_add_done_callback(lua_State *L) {
   Future *f = checkfuture(L, 1);
-  luaL_checkany(L, 2);
+  if (!lua_isfunction(L, 2) && luaL_getmetafield(L, 2, "__call") == LUA_TNIL)
+    return luaL_typeerror(L, 2, "function");
+  lua_settop(L, 2);
   if (task_state(f->t) >= PPE_FINISHED) {
     lua_settop(L, 2);
     lua_insert(L, 1);

@@ -617,7 +617,13 @@ static void *io_main(void *arg) {
       if (w->fd < 0) continue;
       take_frames(p, w);
       if (w->fd >= 0 && (p->pfd[i + 2].revents & POLLOUT)) push(w);
-      if (w->eof && w->fd >= 0) close_channel(w);  /* await its status */
+      if (w->eof && w->fd >= 0) {
+        /* Its channel ended, or carried what cannot be read, while it
+        ** lives: a worker in that state is not to be trusted or waited
+        ** for. Killed, it is reported and replaced like any death. */
+        kill_worker(p, w, SIGKILL);
+        close_channel(w);  /* its status follows from the zygote */
+      }
     }
     for (i = 0; i < nz; i++) on_zmsg(p, &zm[i], zfds[i]);
     if (zgone) zygote_gone(p);
@@ -803,8 +809,9 @@ void ppe_pool_signal(ppe_pool *p, int sig) {
   snprintf(p->cause, sizeof(p->cause), "the workers were %s",
            sig == SIGKILL ? "killed" : "terminated");
   set_broken(p, NULL);
-  for (i = 0; i < p->nw; i++)
-    if (LIVE(&p->w[i])) kill_worker(p, &p->w[i], sig);
+  for (i = 0; i < p->nw; i++)  /* ending ones too: do not wait for them */
+    if (LIVE(&p->w[i]) || p->w[i].state == W_ENDING)
+      kill_worker(p, &p->w[i], sig);
   ppe_unlock();
   wake(p);
   join(p);

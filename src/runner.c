@@ -190,16 +190,29 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-/* A readable message for any error value, as lua.c makes one. */
+static int call_tostring(lua_State *L) {
+  luaL_callmeta(L, 1, "__tostring");
+  return 1;
+}
+
+/* Pushes a readable message for any error value, as lua.c makes one. A
+** __tostring that raises or returns no string is not believed. */
 static void error_message(lua_State *L, int idx) {
-  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) {
+  int t = lua_type(L, idx);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
     lua_pushvalue(L, idx);
     lua_tolstring(L, -1, NULL);  /* converts the copy: the value travels */
+    return;
   }
-  else if (luaL_callmeta(L, idx, "__tostring") && lua_isstring(L, -1))
-    ;
-  else
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+  if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, call_tostring);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      return;
+    lua_pop(L, 1);
+  }
+  lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
 }
 
 typedef struct Run {

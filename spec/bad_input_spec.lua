@@ -1,0 +1,663 @@
+-- A catalog of bad input: options, arguments, results and error values
+-- that cannot be sent, names that resolve to nothing, wrong 'self',
+-- futures of closed executors, callbacks that submit or shut down, workers
+-- that corrupt their own channel, and random bytes for the decoder. Each
+-- case checks the exact error, then that the executor still works. Every
+-- wait has a timeout: nothing here may hang.
+local U = require "fixtures.bad_util"  -- first: puts spec/fixtures on cpath
+local ppe = require "ppe"
+
+local T = 30        -- seconds: a loose bound for work that takes a moment
+local QUICK = 10    -- seconds: "within a few seconds", loosely
+
+-- The error fn(...) raises; fails if it returns.
+local function catch(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert(not ok, "expected an error, but the call succeeded")
+  return e
+end
+
+-- A ppe error of this kind, returned for more checks.
+local function ppe_error(kind, fn, ...)
+  local e = catch(fn, ...)
+  assert.equal(ppe.Error, getmetatable(e),
+               "not a ppe.Error: " .. tostring(e))
+  assert.equal(kind, e.kind, tostring(e))
+  assert.is_string(e.message)
+  return e
+end
+
+-- A plain Lua error (a string) containing every one of the given words.
+local function lua_error(fn, args, ...)
+  local e = catch(fn, table.unpack(args, 1, args.n or #args))
+  assert.is_string(e, "expected a Lua error message, got " .. tostring(e))
+  for _, w in ipairs{...} do
+    assert(e:find(w, 1, true), ("%q does not mention %q"):format(e, w))
+  end
+  return e
+end
+
+-- The failure of a future: the error object, waited for with a timeout.
+local function failure(f, timeout)
+  assert.is_true(f:wait(timeout or T), "the future did not finish in time")
+  local ok, e = pcall(f.result, f, 0)
+  assert(not ok, "the future succeeded")
+  return e
+end
+
+-- The executor still serves: an ordinary task gives the right value. The
+-- worker's pid is returned.
+local function healthy(ex)
+  local f = ex:submit(function(a, b)
+    local h = io.open("/proc/self/stat")
+    local pid = h:read("n")
+    h:close()
+    return a * b, pid
+  end, 6, 7)
+  local v, pid = f:result(T)
+  assert.equal(42, v)
+  assert.is_number(pid)
+  return pid
+end
+
+-- One worker: a task that fails without killing it leaves the same pid.
+local ex, pid0
+
+local function same_worker()
+  assert.equal(pid0, healthy(ex), "the worker was replaced")
+end
+
+describe("bad input", function()
+
+  lazy_setup(function()
+    ex = ppe.executor{ max_workers = 1 }
+    pid0 = healthy(ex)
+  end)
+
+  lazy_teardown(function()
+    if ex then ex:close() end
+    ex = nil
+  end)
+
+  describe("executor options", function()
+    -- option table, words the message must contain
+    local cases = {
+      { { bogus = 1 }, "unknown executor option", "bogus" },
+      { { 2 }, "unknown executor option" },
+      { { max_workers = 0 }, "max_workers" },
+      { { max_workers = -1 }, "max_workers" },
+      { { max_workers = 1.5 }, "max_workers" },
+      { { max_workers = "2" }, "max_workers" },
+      { { max_workers = math.huge }, "max_workers" },
+      { { max_workers = 10^9 }, "max_workers" },
+      { { max_workers = 0/0 }, "max_workers" },
+      { { max_workers = true }, "max_workers" },
+      { { task_timeout = -1 }, "task_timeout" },
+      { { task_timeout = 0 }, "task_timeout" },
+      { { task_timeout = "x" }, "task_timeout" },
+      { { task_timeout = 0/0 }, "task_timeout" },
+      { { max_tasks_per_child = 0 }, "max_tasks_per_child" },
+      { { max_tasks_per_child = -3 }, "max_tasks_per_child" },
+      { { max_tasks_per_child = 2.5 }, "max_tasks_per_child" },
+      { { initializer = 42 }, "initializer" },
+      { { initializer = {} }, "initializer" },
+      { { initializer = "print", initargs = 5 }, "initargs" },
+      { { initializer = "print", initargs = "x" }, "initargs" },
+      { { initargs = {} }, "initargs" },
+    }
+    for _, c in ipairs(cases) do
+      local opts = c[1]
+      local shown = {}
+      for k, v in pairs(opts) do
+        shown[#shown + 1] = tostring(k) .. "=" .. (type(v) == "string" and
+          ("%q"):format(v) or tostring(v))
+      end
+      it("rejects {" .. table.concat(shown, ", ") .. "} naming it, and "
+         .. "starts no process", function()
+        local before = U.children()
+        lua_error(ppe.executor, { opts }, table.unpack(c, 2))
+        for p in pairs(U.children()) do
+          assert(before[p], "a process was left behind: " .. p)
+        end
+        healthy(ex)
+      end)
+    end
+
+    it("rejects options that are not a table", function()
+      lua_error(ppe.executor, { "x" }, "bad argument #1", "table expected")
+      lua_error(ppe.executor, { 3 }, "bad argument #1", "table expected")
+      healthy(ex)
+    end)
+  end)
+
+  describe("arguments that cannot be sent", function()
+    it("a userdata argument, named by its position", function()
+      local e = ppe_error("SerializationError", ex.submit, ex, print,
+                          io.stdout)
+      assert.equal("argument #2: userdata cannot be sent", e.message)
+      same_worker()
+    end)
+
+    it("a userdata field, named by position and field", function()
+      local e = ppe_error("SerializationError", ex.submit, ex,
+                          function(t) return t end, { conn = io.stdout })
+      assert.equal('argument #2, field "conn": userdata cannot be sent',
+                   e.message)
+      assert.equal('SerializationError: argument #2, field "conn": '
+                   .. "userdata cannot be sent", tostring(e))
+      same_worker()
+    end)
+
+    it("ppe.encode numbers its values the same way", function()
+      local e = ppe_error("SerializationError", ppe.encode, 1,
+                          { conn = io.stdout })
+      assert.equal('argument #2, field "conn": userdata cannot be sent',
+                   e.message)
+    end)
+
+    it("a coroutine", function()
+      local e = ppe_error("SerializationError", ex.submit, ex, print, 1,
+                          coroutine.create(print))
+      assert.equal("argument #3: thread cannot be sent", e.message)
+      same_worker()
+    end)
+
+    it("a C function not reachable by name (coroutine.wrap)", function()
+      local e = ppe_error("SerializationError", ex.submit, ex, print,
+                          coroutine.wrap(function() end))
+      assert.matches("^argument #2: C function cannot be sent", e.message)
+      same_worker()
+    end)
+
+    it("such a C function as the task itself", function()
+      local e = ppe_error("SerializationError", ex.submit, ex,
+                          coroutine.wrap(function() end))
+      assert.matches("^argument #1: C function cannot be sent", e.message)
+      same_worker()
+    end)
+
+    it("100,000 levels of nesting, without a crash", function()
+      local deep = {}
+      local cur = deep
+      for _ = 1, 100000 do cur[1] = {}; cur = cur[1] end
+      local e = ppe_error("SerializationError", ex.submit, ex, print, deep)
+      assert.matches("^argument #2, index 1", e.message)
+      assert.matches("nesting deeper than " .. ppe.MAX_DEPTH .. " levels",
+                     e.message, 1, true)
+      same_worker()
+    end)
+
+    it("a userdata table key", function()
+      local e = ppe_error("SerializationError", ex.submit, ex, print,
+                          { [io.stdout] = 1 })
+      assert.equal("argument #2, table key: userdata cannot be sent",
+                   e.message)
+      same_worker()
+    end)
+
+    it("a userdata upvalue of the task", function()
+      local conn = io.stdout
+      local e = ppe_error("SerializationError", ex.submit, ex,
+                          function() return conn end)
+      assert.equal('argument #1, upvalue "conn": userdata cannot be sent',
+                   e.message)
+      same_worker()
+    end)
+
+    it("queues nothing when an argument fails", function()
+      local before = ex:stats()
+      catch(ex.submit, ex, print, io.stdout)
+      local after = ex:stats()
+      assert.equal(before.pending, after.pending)
+      assert.equal(before.completed, after.completed)
+      same_worker()
+    end)
+  end)
+
+  describe("results that cannot be sent", function()
+    it("a coroutine: SerializationError, the worker survives", function()
+      local e = failure(ex:submit(function() return coroutine.create(print) end))
+      assert.equal(ppe.Error, getmetatable(e))
+      assert.equal("SerializationError", e.kind)
+      assert.equal("result #1: thread cannot be sent", e.message)
+      same_worker()
+    end)
+
+    it("io.stdout", function()
+      local e = failure(ex:submit(function() return 1, io.stdout end))
+      assert.equal("SerializationError", e.kind)
+      assert.equal("result #2: userdata cannot be sent", e.message)
+      same_worker()
+    end)
+
+    it("a table nested 100,000 deep", function()
+      local e = failure(ex:submit(function()
+        local d = {}
+        local c = d
+        for _ = 1, 100000 do c[1] = {}; c = c[1] end
+        return d
+      end))
+      assert.equal("SerializationError", e.kind)
+      assert.matches("^result #1, index 1", e.message)
+      assert.matches("nesting deeper than", e.message, 1, true)
+      same_worker()
+    end)
+
+    it("a C function not reachable by name", function()
+      local e = failure(ex:submit(function()
+        return coroutine.wrap(print)
+      end))
+      assert.equal("SerializationError", e.kind)
+      assert.matches("^result #1: C function cannot be sent", e.message)
+      same_worker()
+    end)
+  end)
+
+  describe("error values", function()
+    -- API.md: "A result or error value that cannot be sent fails its
+    -- future with SerializationError; the worker survives." The message
+    -- still says what the task raised.
+    it("io.stdout: SerializationError describing it", function()
+      local e = failure(ex:submit(function() error(io.stdout) end))
+      assert.equal(ppe.Error, getmetatable(e))
+      assert.equal("SerializationError", e.kind, tostring(e))
+      assert.matches("userdata cannot be sent", e.message, 1, true)
+      assert.matches("file (0x", e.message, 1, true)
+      assert.is_nil(e.value)
+      same_worker()
+    end)
+
+    it("a coroutine: SerializationError describing it", function()
+      local e = failure(ex:submit(function()
+        error(coroutine.create(print))
+      end))
+      assert.equal("SerializationError", e.kind, tostring(e))
+      assert.matches("thread cannot be sent", e.message, 1, true)
+      assert.is_nil(e.value)
+      same_worker()
+    end)
+
+    it("a table holding a userdata: SerializationError naming the field",
+       function()
+      local e = failure(ex:submit(function()
+        error({ code = 3, conn = io.stdout })
+      end))
+      assert.equal("SerializationError", e.kind, tostring(e))
+      assert.matches('field "conn": userdata cannot be sent', e.message, 1,
+                     true)
+      assert.is_nil(e.value)
+      same_worker()
+    end)
+
+    it("a table with fields arrives as a table", function()
+      local e = failure(ex:submit(function()
+        error({ code = 7, why = "because", list = { 1, 2 } })
+      end))
+      assert.equal("RemoteError", e.kind)
+      assert.same({ code = 7, why = "because", list = { 1, 2 } }, e.value)
+      assert.equal(pid0, e.pid)
+      same_worker()
+    end)
+
+    it("nil", function()
+      local e = failure(ex:submit(function() error(nil) end))
+      assert.equal("RemoteError", e.kind)
+      assert.is_nil(e.value)
+      assert.matches("nil", e.message, 1, true)
+      same_worker()
+    end)
+
+    it("the integer 12 stays an integer", function()
+      local e = failure(ex:submit(function() error(12) end))
+      assert.equal("RemoteError", e.kind)
+      assert.equal(12, e.value)
+      assert.equal("integer", math.type(e.value))
+      assert.equal("12", e.message)
+      same_worker()
+    end)
+
+    it("a float stays a float", function()
+      local e = failure(ex:submit(function() error(1.5) end))
+      assert.equal("RemoteError", e.kind)
+      assert.equal(1.5, e.value)
+      assert.equal("float", math.type(e.value))
+      same_worker()
+    end)
+
+    it("false", function()
+      local e = failure(ex:submit(function() error(false) end))
+      assert.equal("RemoteError", e.kind)
+      assert.is_false(e.value)
+      assert.matches("boolean", e.message, 1, true)
+      same_worker()
+    end)
+
+    it("a string, with and without position", function()
+      local e = failure(ex:submit(function() error("boom", 0) end))
+      assert.equal("RemoteError", e.kind)
+      assert.equal("boom", e.value)
+      assert.equal("boom", e.message)
+      e = failure(ex:submit(function() error("boom") end))
+      assert.matches("boom$", e.value)
+      assert.matches(":%d+: boom$", e.message)
+      assert.matches("^RemoteError: .*boom", tostring(e))
+      same_worker()
+    end)
+
+    it("an object with __tostring: its text, raw contents", function()
+      local e = failure(ex:submit(function()
+        error(setmetatable({ x = 1 }, {
+          __tostring = function() return "custom!" end }))
+      end))
+      assert.equal("RemoteError", e.kind)
+      assert.equal("custom!", e.message)
+      assert.same({ x = 1 }, e.value)
+      assert.is_nil(getmetatable(e.value))  -- metatables are not sent
+      same_worker()
+    end)
+
+    it("an object whose __tostring returns no string", function()
+      local e = failure(ex:submit(function()
+        error(setmetatable({ x = 1 }, {
+          __tostring = function() return {} end }))
+      end))
+      assert.equal("RemoteError", e.kind)
+      assert.is_string(e.message)
+      assert.matches("table", e.message, 1, true)
+      assert.same({ x = 1 }, e.value)
+      assert.is_string(e.traceback)
+      assert.matches("stack traceback", e.traceback, 1, true)
+      same_worker()
+    end)
+
+    it("an object whose __tostring raises: still a RemoteError", function()
+      local e = failure(ex:submit(function()
+        error(setmetatable({ x = 1 }, {
+          __tostring = function() error("no text for you") end }))
+      end))
+      assert.equal("RemoteError", e.kind, tostring(e))
+      assert.is_string(e.message)
+      same_worker()
+    end)
+  end)
+
+  describe("function names", function()
+    for _, name in ipairs{ "no.such.module.fn", "string.nope", "",
+                           "string..rep", "math.pi" } do
+      it(("%q: RemoteError naming it"):format(name), function()
+        local e = failure(ex:submit(name, 1))
+        assert.equal(ppe.Error, getmetatable(e))
+        assert.equal("RemoteError", e.kind)
+        assert(e.message:find("'" .. name .. "'", 1, true),
+               e.message .. " does not name " .. name)
+        same_worker()
+      end)
+    end
+  end)
+
+  describe("non-callables and wrong self", function()
+    for _, v in ipairs{ 42, {}, true } do
+      it("submit(" .. type(v) .. ") raises at once", function()
+        lua_error(ex.submit, { ex, v }, "function or function name expected",
+                  type(v))
+        same_worker()
+      end)
+    end
+
+    it("submit(nil) and submit() raise at once", function()
+      lua_error(ex.submit, { ex, nil, n = 2 }, "function or function name",
+                "nil")
+      lua_error(ex.submit, { ex }, "function or function name", "no value")
+      same_worker()
+    end)
+
+    it("ex.submit(nil, f) and ex.submit({}, f)", function()
+      lua_error(ex.submit, { nil, print, n = 2 }, "ppe.Executor expected")
+      lua_error(ex.submit, { {}, print }, "ppe.Executor expected", "table")
+      same_worker()
+    end)
+
+    it("a future method on an executor, and the reverse", function()
+      local f = ex:submit(function() return 1 end)
+      lua_error(f.result, { ex }, "ppe.Future expected", "ppe.Executor")
+      lua_error(f.cancel, {}, "ppe.Future expected")
+      lua_error(ex.shutdown, { f }, "ppe.Executor expected", "ppe.Future")
+      assert.equal(1, f:result(T))
+      same_worker()
+    end)
+
+    it("decode of non-strings raises; a number is a string", function()
+      lua_error(ppe.decode, { nil, n = 1 }, "string expected")
+      lua_error(ppe.decode, { {} }, "string expected")
+      lua_error(ppe.decode, { true }, "string expected")
+      lua_error(ppe.decode, {}, "string expected")
+      ppe_error("SerializationError", ppe.decode, 42)  -- "42": no message
+    end)
+  end)
+
+  describe("futures and closed executors", function()
+    it("a future finished before close keeps its value", function()
+      local e2 = ppe.executor{ max_workers = 1 }
+      local f = e2:submit(function() return "kept", nil, 3 end)
+      assert.same({ "kept", nil, 3, n = 3 }, table.pack(f:result(T)))
+      e2:close()
+      assert.same({ "kept", nil, 3, n = 3 }, table.pack(f:result(0)))
+      assert.equal("finished", f:state())
+      ppe_error("ShutdownError", e2.submit, e2, print)
+      ppe_error("ShutdownError", e2.map, e2, print, { 1 })
+      e2:shutdown()  -- idempotent
+      e2:close()
+    end)
+
+    it("one cancelled by shutdown{cancel_futures=true}", function()
+      local e2 = ppe.executor{ max_workers = 1 }
+      local slow = e2:submit(function()
+        local t = os.time()
+        while os.time() - t < 2 do end
+        return "slow"
+      end)
+      -- Once the slow task has run a while, the worker takes no more
+      -- behind it: what follows stays queued.
+      assert.is_false(slow:wait(0.3))
+      local queued = {}
+      for i = 1, 5 do queued[i] = e2:submit(function() return i end) end
+      e2:shutdown{ wait = false, cancel_futures = true }
+      assert.equal("slow", slow:result(T))
+      local cancelled = 0
+      for _, q in ipairs(queued) do
+        assert.is_true(q:wait(T))
+        if q:cancelled() then
+          cancelled = cancelled + 1
+          ppe_error("CancelledError", q.result, q, 0)
+        end
+      end
+      assert.equal(5, cancelled)
+      e2:close()
+      for _, q in ipairs(queued) do
+        if q:cancelled() then ppe_error("CancelledError", q.result, q, 0) end
+      end
+    end)
+
+    it("submit from inside a done-callback works", function()
+      local inner
+      local f = ex:submit(function() return 1 end)
+      f:add_done_callback(function()
+        inner = ex:submit(function() return 99 end)
+      end)
+      assert.equal(1, f:result(T))
+      ex:poll()
+      assert.equal("userdata", type(inner))
+      assert.equal(99, inner:result(T))
+      same_worker()
+    end)
+
+    it("shutdown from inside a done-callback does not deadlock", function()
+      local e2 = ppe.executor{ max_workers = 1 }
+      local f = e2:submit(function()
+        local t = os.clock()
+        while os.clock() - t < 0.3 do end
+        return 2
+      end)
+      local g = e2:submit(function() return 3 end)
+      local r
+      f:add_done_callback(function()
+        r = table.pack(pcall(e2.shutdown, e2, { wait = true }))
+      end)
+      local t0 = U.now()
+      assert.equal(2, f:result(T))
+      assert.equal(3, g:result(T))
+      assert.is_table(r, "the callback did not run")
+      assert.is_true(r[1], tostring(r[2]))
+      assert(U.now() - t0 < T)
+      ppe_error("ShutdownError", e2.submit, e2, print)
+      e2:close()
+    end)
+
+    it("close from a callback that runs at once", function()
+      local e2 = ppe.executor{ max_workers = 1 }
+      local f = e2:submit(function() return 2 end)
+      assert.is_true(f:wait(T))
+      local r, inner
+      f:add_done_callback(function()
+        inner = e2:submit(function() return 5 end)
+        r = table.pack(pcall(e2.close, e2))
+      end)
+      assert.is_table(r)
+      assert.is_true(r[1], tostring(r[2]))
+      assert.equal(5, inner:result(T))  -- close waited for it
+      ppe_error("ShutdownError", e2.submit, e2, print)
+    end)
+  end)
+
+  describe("argument and result counts", function()
+    it("10,000 arguments arrive, counted exactly", function()
+      local f = ex:submit(function(...) return select("#", ...) end,
+                          table.unpack({}, 1, 10000))
+      assert.equal(10000, f:result(T))
+      same_worker()
+    end)
+
+    it("10,000 results come back, counted exactly", function()
+      local f = ex:submit(function(n) return table.unpack({}, 1, n) end,
+                          10000)
+      assert.equal(10000, select("#", f:result(T)))
+      same_worker()
+    end)
+
+    it("trailing nils are kept both ways", function()
+      local f = ex:submit(function(...)
+        return select("#", ...), nil, nil
+      end, 1, nil, nil)
+      assert.same({ 3, nil, nil, n = 3 }, table.pack(f:result(T)))
+      same_worker()
+    end)
+  end)
+
+  describe("workers that corrupt their channel", function()
+    -- Each on an executor of its own. The task sleeps 15 s after the harm
+    -- (past QUICK, so a future that waits for the worker's own end shows);
+    -- if the case fails the executor is killed, which takes no longer.
+    lazy_setup(function()
+      U.evil()  -- built, or a message that says how
+    end)
+
+    local function misbehave(task)
+      local e2 = ppe.executor{ max_workers = 1 }
+      local before = healthy(e2)
+      local t0 = U.now()
+      local f = e2:submit(task)
+      local done = f:wait(QUICK)
+      local elapsed = U.now() - t0
+      local state = f:state()
+      if not done then e2:kill_workers() end
+      local ok, e = pcall(f.result, f, T)
+      local after = (done and healthy(e2)) or nil
+      e2:close()
+      assert.is_true(done, ("the future is still %s after %.1f s"):format(
+                     state, elapsed))
+      assert.is_false(ok, "the future succeeded")
+      assert.equal(ppe.Error, getmetatable(e), tostring(e))
+      assert.not_equal(before, after, "the worker was not replaced")
+      return e, elapsed
+    end
+
+    it("garbage bytes: WorkerDied, and a new worker", function()
+      local e = misbehave(function()
+        local evil = require "evil"
+        evil.write(evil.channel_fd(), string.rep("garbage!", 64))
+        evil.sleep(15)
+      end)
+      assert.equal("WorkerDied", e.kind, tostring(e))
+    end)
+
+    it("a reply for a task it was not given: WorkerDied", function()
+      local e = misbehave(function()
+        local evil = require "evil"
+        -- PPE_F_OK (3) for task id 999999, 3 payload bytes
+        evil.write(evil.channel_fd(),
+                   string.pack("=I4I4I8I8", 3, 0, 999999, 3) .. "abc")
+        evil.sleep(15)
+      end)
+      assert.equal("WorkerDied", e.kind, tostring(e))
+    end)
+
+    it("a header claiming more than 2^40 bytes: WorkerDied", function()
+      local e = misbehave(function()
+        local evil = require "evil"
+        evil.write(evil.channel_fd(),
+                   string.pack("=I4I4I8I8", 3, 0, 1, (1 << 40) + 1))
+        evil.sleep(15)
+      end)
+      assert.equal("WorkerDied", e.kind, tostring(e))
+    end)
+
+    it("a header claiming 2^40 bytes: fails within seconds", function()
+      local e = misbehave(function()
+        local evil = require "evil"
+        evil.write(evil.channel_fd(),
+                   string.pack("=I4I4I8I8", 3, 0, 1, 1 << 40))
+        evil.sleep(15)
+      end)
+      assert.equal("WorkerDied", e.kind, tostring(e))
+    end)
+
+    it("a worker that closes its channel, then sleeps: fails within "
+       .. "seconds", function()
+      local e = misbehave(function()
+        local evil = require "evil"
+        evil.close(evil.channel_fd())
+        evil.sleep(15)
+      end)
+      assert.equal("WorkerDied", e.kind, tostring(e))
+    end)
+  end)
+
+  describe("the decoder", function()
+    it("1000 random byte strings: decoded or SerializationError, no "
+       .. "crash", function()
+      local cmd = ("LUA_CPATH=%s LUA_PATH=%s %s spec/fixtures/decode_fuzz.lua"
+                   .. " 20240601 1000 2>&1; echo exit=$?"):format(
+                   U.quote(package.cpath), U.quote(package.path),
+                   U.quote(U.interpreter()))
+      local h = assert(io.popen(cmd))
+      local out = h:read("a")
+      h:close()
+      local last = "none"
+      for n in out:gmatch("case (%d+)\n") do last = n end
+      local exit = out:match("exit=(%d+)")
+      assert.equal("0", exit, "the decoder crashed on case " .. last ..
+                   " (seed 20240601): " .. out:sub(-300))
+      local ok_n, serr_n, other_n = out:match(
+        "done ok=(%d+) serr=(%d+) other=(%d+)")
+      assert.is_not_nil(ok_n, out:sub(-300))
+      assert.equal("0", other_n, out:match("other: [^\n]*") or "")
+      assert.equal(1000, tonumber(ok_n) + tonumber(serr_n))
+      assert(tonumber(serr_n) > 500, "most of them should be refused")
+    end)
+
+    it("decodes what it encodes after all that", function()
+      local t = { 1, "two", { three = 3.0 } }
+      assert.same({ t, nil, n = 2 }, table.pack(ppe.decode(ppe.encode(t, nil))))
+    end)
+  end)
+end)
