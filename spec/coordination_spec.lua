@@ -191,7 +191,7 @@ describe("ex:map", function()
   it("raises a task's error when its item is reached", function()
     local seen = {}
     local ok, err = pcall(function()
-      for i, v in ex:map(function(x)
+      for _, v in ex:map(function(x)
           if x == 3 then error("bad item " .. x) end
           return x
         end, { 1, 2, 3, 4 }, { chunksize = 2 }) do
@@ -235,7 +235,7 @@ describe("ex:map", function()
   it("cancels what has not started when the loop is left", function()
     local items = {}
     for k = 1, 200 do items[k] = 0.01 end
-    for _ in ex:map(spin, items) do break end
+    for _ in ex:map(spin, items) do break end  -- luacheck: ignore 512
     -- the executor drains quickly: most items were cancelled
     local t0 = now()
     ex:shutdown()

@@ -452,7 +452,7 @@ describe("max_tasks_per_child", function()
       initializer = function() INITS = (INITS or 0) + 1 end,
     }
     local seen = {}
-    for i = 1, 3 do
+    for _ = 1, 3 do
       local inits, pid, id = ex:submit(function()
         local f = io.open("/proc/self/stat")
         local pid = f:read("n")
@@ -672,7 +672,7 @@ describe("shutdown", function()
       local ex = ppe.executor { max_workers = 2 }
       local a, b = ex:submit(H.sleep_pid, 0.2), ex:submit(H.sleep_pid, 0.2)
       pids[1], pids[2] = a:result(10), b:result(10)
-      a, b, ex = nil, nil, nil
+      a, b, ex = nil, nil, nil  -- luacheck: ignore (let the GC see them go)
     end
     assert.are_not.equal(pids[1], pids[2])
     collectgarbage()

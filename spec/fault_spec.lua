@@ -407,7 +407,7 @@ describe("initializer", function()
     })
     assert(ok, "ppe.executor raised: " .. tostring(ex) .. (type(ex) == "table"
            and (" (cause: " .. tostring(ex.cause) .. ")") or ""))
-    local ex <close> = ex
+    local ex <close> = ex  -- luacheck: ignore 411 (to be closed)
     local _ <close> = H.guard(ex)
     check_broken(ex:submit(square, 2))
     -- a later submit fails too, at once, instead of hanging
@@ -621,7 +621,8 @@ describe("no zombies and no descriptor leaks", function()
     collectgarbage(); collectgarbage()
     local fds0 = H.fd_count(ME)
     local kids0 = #H.all_children(ME)
-    local z, seen = nil, {}
+    local z, seen
+    seen = {}
     do
       local ex <close>, zz = H.executor(ppe, { max_workers = 2 })
       local _ <close> = H.guard(ex)
@@ -697,7 +698,7 @@ describe("no zombies and no descriptor leaks", function()
       local v
       v, pid = ex:submit(square_pid, 4):result(20)
       assert.equal(16, v)
-      ex = nil
+      ex = nil  -- luacheck: ignore 311 (dropped for the collector)
     end
     collectgarbage(); collectgarbage()
     assert.is_nil(H.stat(z))
