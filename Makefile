@@ -101,3 +101,22 @@ clean:
 	rm -rf $(OBJ) ppe.so libppe.a fuzz/fuzz_decode build bench/pingpong \
 	  examples/host/host \
 	  $(TEST_MODS)
+
+# libFuzzer on ppe.decode, FUZZ_SECONDS long, on a scratch copy of the
+# seed corpus (the committed one stays as it is). A crash, a leak or a
+# sanitizer report fails the target and leaves its input in fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
+  -fno-sanitize-recover=undefined -std=c99 -D_GNU_SOURCE \
+  -I$(LUA_INCDIR) -I.
+
+fuzz/fuzz_decode: fuzz/fuzz_decode.c $(SRC) $(HDR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ fuzz/fuzz_decode.c $(SRC) \
+	  -L$(LUA_LIBDIR) -llua$(LUA_VERSION) -lm $(PPE_LIBS)
+
+fuzz: fuzz/fuzz_decode
+	rm -rf fuzz/corpus-run
+	cp -R fuzz/corpus fuzz/corpus-run
+	fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	  -artifact_prefix=fuzz/ fuzz/corpus-run

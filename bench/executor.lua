@@ -256,3 +256,4 @@ ex:close()
 local pass = 0
 for _, r in ipairs(results) do if r.ok then pass = pass + 1 end end
 print(string.format("executor targets met: %d of %d", pass, #results))
+return pass == #results

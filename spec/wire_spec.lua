@@ -5,10 +5,110 @@ local function rt(...)
   return ppe.decode(ppe.encode(...))
 end
 
+-- Calls f(...) and checks that it raised a SerializationError; returns it.
+local function serr(f, ...)
+  local ok, err = pcall(f, ...)
+  assert.is_false(ok, "expected a SerializationError")
+  assert.are.equal("table", type(err), tostring(err))
+  assert.are.equal(ppe.Error, getmetatable(err))
+  assert.are.equal("SerializationError", err.kind)
+  assert.are.equal("string", type(err.message))
+  assert.are.equal("SerializationError: " .. err.message, tostring(err))
+  return err
+end
+
+-- A float's bits, so that NaN payloads and -0.0 compare exactly.
+local function bits(x)
+  return string.pack("<d", x)
+end
+
+-- Deep equality that keeps the shape: a table of 'a' must map to exactly
+-- one table of 'b' and back (shared references and cycles), numbers keep
+-- their subtype and floats their bits, functions and other values must be
+-- the very same. Table keys are compared through the same mapping.
+local function deq(a, b, fwd, back)
+  fwd, back = fwd or {}, back or {}
+  local ta = type(a)
+  if ta ~= type(b) then return false end
+  if ta == "number" then
+    if math.type(a) ~= math.type(b) then return false end
+    if math.type(a) == "float" then return bits(a) == bits(b) end
+    return a == b
+  end
+  if ta ~= "table" then return rawequal(a, b) end
+  if fwd[a] ~= nil or back[b] ~= nil then
+    return rawequal(fwd[a], b) and rawequal(back[b], a)
+  end
+  fwd[a], back[b] = b, a
+  if getmetatable(b) ~= nil then return false end
+  local n = 0
+  for k, v in next, a do
+    n = n + 1
+    local kb = k
+    if type(k) == "table" then
+      -- The key's counterpart: the one table of b that matches it.
+      kb = fwd[k]
+      if kb == nil then
+        for k2 in next, b do
+          if type(k2) == "table" and back[k2] == nil and deq(k, k2, fwd, back)
+          then kb = k2 break end
+        end
+      end
+      if kb == nil then return false end
+    end
+    if not deq(v, rawget(b, kb), fwd, back) then return false end
+  end
+  for _ in next, b do n = n - 1 end
+  return n == 0
+end
+
+-- The header of every message, and a message from raw value bytes.
+local HEADER = ppe.encode():sub(1, 7)
+
+local function varint(n)
+  local out = {}
+  repeat
+    local byte = n & 0x7f
+    n = n >> 7
+    out[#out + 1] = string.char(byte | (n ~= 0 and 0x80 or 0))
+  until n == 0
+  return table.concat(out)
+end
+
+local function message(count, body)
+  return HEADER .. varint(count) .. body
+end
+
+-- n tables, each the only element of the one outside it.
+local function nest(n)
+  local t = {}
+  for _ = 2, n do t = {t} end
+  return t
+end
+
+local function depth_of(t)
+  local d = 0
+  while type(t) == "table" do d, t = d + 1, t[1] end
+  return d
+end
+
 describe("ppe.encode/decode", function()
   it("keeps the count of values, trailing nils included", function()
     assert.are.equal(3, select("#", rt(nil, nil, nil)))
     assert.are.equal(0, select("#", rt()))
+    assert.are.equal(1, select("#", rt(nil)))
+    local args = {}
+    for i = 1, 250, 3 do args[i] = i end  -- nils between
+    local out = table.pack(rt(table.unpack(args, 1, 250)))
+    assert.are.equal(250, out.n)
+    for i = 1, 250 do assert.are.equal(args[i], out[i]) end
+  end)
+
+  it("keeps nil and booleans", function()
+    local a, b, c = rt(nil, true, false)
+    assert.is_nil(a)
+    assert.are.equal(true, b)
+    assert.are.equal(false, c)
   end)
 
   it("keeps integer and float subtypes", function()
@@ -16,5 +116,556 @@ describe("ppe.encode/decode", function()
     assert.are.equal("integer", math.type(a))
     assert.are.equal("float", math.type(b))
     assert.are.equal(math.mininteger, c)
+  end)
+
+  it("keeps integers at every width boundary, in the smallest width",
+     function()
+    -- value -> bytes it takes in a message (tag included)
+    local cases = {
+      {0, 1}, {1, 1}, {127, 1}, {128, 3}, {-1, 2}, {-128, 2}, {-129, 3},
+      {255, 3}, {256, 3}, {32767, 3}, {32768, 5}, {-32768, 3},
+      {-32769, 5}, {2147483647, 5}, {2147483648, 9}, {-2147483648, 5},
+      {-2147483649, 9}, {math.maxinteger, 9}, {math.mininteger, 9},
+      {9007199254740993, 9},
+    }
+    for _, c in ipairs(cases) do
+      local v, size = c[1], c[2]
+      local s = ppe.encode(v)
+      assert.are.equal(#HEADER + 1 + size, #s, "size of " .. v)
+      local r = ppe.decode(s)
+      assert.are.equal("integer", math.type(r), "subtype of " .. v)
+      assert.are.equal(v, r)
+    end
+  end)
+
+  it("keeps floats bit for bit: NaN, infinities, -0.0, integral values",
+     function()
+    local nan, inf, minf, nzero, two, big = rt(0/0, math.huge, -math.huge,
+                                               -0.0, 2.0, 2^53)
+    assert.is_true(nan ~= nan)
+    assert.are.equal(math.huge, inf)
+    assert.are.equal(-math.huge, minf)
+    assert.are.equal("float", math.type(nzero))
+    assert.are.equal(-math.huge, 1 / nzero)
+    assert.are.equal("float", math.type(two))
+    assert.are.equal(2.0, two)
+    assert.are.equal("float", math.type(big))
+    assert.are.equal(2^53, big)
+    for _, v in ipairs{0.1, 1/3, math.pi, 1e-310, 5e-324, -2.5, 0.0,
+                       1.7976931348623157e308} do
+      local r = rt(v)
+      assert.are.equal(bits(v), bits(r))
+    end
+    -- A NaN with a payload and the sign bit set keeps them.
+    local odd = string.unpack("<d", "\1\2\3\4\5\6\xf8\xff")
+    assert.are.equal(bits(odd), bits(rt(odd)))
+  end)
+
+  it("keeps strings: empty, around the short-string limit, binary", function()
+    for _, n in ipairs{0, 1, 30, 31, 32, 33, 127, 128, 255, 256, 65536} do
+      local s = string.rep("x", n)
+      assert.are.equal(s, rt(s))
+    end
+    local all = {}
+    for i = 0, 255 do all[#all + 1] = string.char(i) end
+    all = table.concat(all)
+    assert.are.equal(all, rt(all))
+    assert.are.equal("a\0b\0\0", rt("a\0b\0\0"))
+    assert.are.equal("\0", rt("\0"))
+  end)
+
+  it("keeps a 100 MB string exactly #slow", function()
+    local s = string.rep("abc\0\255", 20 * 1024 * 1024)
+    assert.are.equal(100 * 1024 * 1024, #s)
+    local r = rt(s)
+    assert.are.equal(#s, #r)
+    assert.is_true(s == r)
+  end)
+
+  it("keeps nested tables and mixed array/hash parts", function()
+    local t = {1, 2.5, "three", {4, {5, {6}}}, x = "y", [1.5] = true,
+               [true] = false, [-7] = "neg", [0] = "zero",
+               [math.maxinteger] = "max", nested = {a = {b = {c = "d"}}}}
+    local r = rt(t)
+    assert.is_true(deq(t, r))
+    assert.are.equal("d", r.nested.a.b.c)
+    assert.are.equal(6, r[4][2][2][1])
+    assert.are.equal(4, #r)
+  end)
+
+  it("keeps holes in arrays", function()
+    local r = rt({1, nil, 3, nil, 5})
+    assert.are.same({[1] = 1, [3] = 3, [5] = 5}, r)
+    local n = 0
+    for _ in pairs(r) do n = n + 1 end
+    assert.are.equal(3, n)
+    local p = table.pack(nil, nil, "x", nil)
+    assert.is_true(deq(p, rt(p)))
+  end)
+
+  it("sends a sparse table by its keys, not by its border", function()
+    -- Inserted from the top, these keys make rawlen answer 2^top: the
+    -- array part must not be sent up to it (2^24 first, so that a
+    -- regression fails here rather than hangs on 2^40).
+    for _, top in ipairs{24, 40} do
+      local u = {}
+      for k = top, 0, -1 do u[1 << k] = k end
+      assert.are.equal(1 << top, rawlen(u))
+      local s = ppe.encode(u)
+      assert.is_true(#s < 1000, "message of " .. #s .. " bytes")
+      assert.is_true(deq(u, ppe.decode(s)))
+    end
+  end)
+
+  it("keeps a 1,000,000-element array #slow", function()
+    local t = {}
+    for i = 1, 1000000 do t[i] = i * 3 end
+    local r = rt(t)
+    assert.are.equal(1000000, #r)
+    for i = 1, 1000000 do
+      if r[i] ~= i * 3 then assert.are.equal(i * 3, r[i]) end
+    end
+  end)
+
+  it("keeps shared references across the values of one message", function()
+    local t = {1, 2}
+    local a, b = rt(t, t)
+    assert.is_true(rawequal(a, b))
+    local s = {v = 1}
+    local r = rt({x = s, y = s, z = {s}})
+    assert.is_true(rawequal(r.x, r.y))
+    assert.is_true(rawequal(r.x, r.z[1]))
+    local c, d = rt({}, {})
+    assert.is_false(rawequal(c, d))
+  end)
+
+  it("keeps cycles", function()
+    local t = {name = "t"}
+    t.self = t
+    local r = rt(t)
+    assert.is_true(rawequal(r, r.self))
+    assert.are.equal("t", r.name)
+    local a, b = {}, {}
+    a.b, b.a = b, a
+    local ra = rt(a)
+    assert.is_true(rawequal(ra, ra.b.a))
+    local k = {}
+    k[k] = k
+    local rk = rt(k)
+    assert.is_true(rawequal(rk, next(rk)))
+    assert.is_true(rawequal(rk, rk[rk]))
+  end)
+
+  it("keeps a table that is a key and a value", function()
+    local k = {name = "k"}
+    local t = {[k] = k, other = k}
+    local r = rt(t)
+    local rk, rv = next(r, nil)
+    if rk == "other" then rk, rv = next(r, rk) end
+    assert.are.equal("k", rk.name)
+    assert.is_true(rawequal(rk, rv))
+    assert.is_true(rawequal(rk, r.other))
+  end)
+
+  it("sends no metatable: the raw contents arrive", function()
+    local mt = {__index = function() return 5 end,
+                __len = function() return 100 end,
+                __pairs = function() error("not called") end}
+    local t = setmetatable({a = 1, 10, 20}, mt)
+    local r = rt(t)
+    assert.is_nil(getmetatable(r))
+    assert.are.equal(1, r.a)
+    assert.is_nil(r.b)
+    assert.are.equal(2, #r)
+  end)
+
+  it("sends the globals as the receiver's globals", function()
+    local r = rt({g = _G, [_G] = 1})
+    assert.is_true(rawequal(_G, r.g))
+    assert.are.equal(1, r[_G])
+    assert.is_true(rawequal(_G, (rt(_G))))
+  end)
+end)
+
+describe("ppe.encode/decode of functions", function()
+  it("sends a Lua function by value with its upvalues", function()
+    local n = 41
+    local tab = {x = 10}
+    local function double(a) return a * 2 end
+    local f = function(a) return n + 1, tab.x, double(a) end
+    local g = rt(f)
+    assert.are_not.equal(f, g)
+    local x, y, z = g(4)
+    assert.are.equal(42, x)
+    assert.are.equal(10, y)
+    assert.are.equal(8, z)
+  end)
+
+  it("keeps references shared between upvalues and arguments", function()
+    local tab = {}
+    local f = function() return tab end
+    local g, t2 = rt(f, tab)
+    assert.is_true(rawequal(g(), t2))
+    local g1, g2 = rt(f, f)
+    assert.is_true(rawequal(g1, g2))
+  end)
+
+  it("sends a recursive local function", function()
+    local function fact(n) return n <= 1 and 1 or n * fact(n - 1) end
+    local g = rt(fact)
+    assert.are.equal(3628800, g(10))
+    local _, up = debug.getupvalue(g, 1)
+    assert.is_true(rawequal(g, up))
+  end)
+
+  it("rebinds _ENV to the receiver's globals", function()
+    local f = function(k)
+      return os.getenv(k), string.format("%05.1f|%d", 3.14159, 7)
+    end
+    local g = rt(f)
+    local home, s = g("HOME")
+    assert.are.equal(os.getenv("HOME"), home)
+    assert.are.equal("003.1|7", s)
+    local sandboxed
+    do
+      local _ENV = {tostring = tostring}  -- luacheck: ignore 211
+      sandboxed = function() return tostring(1) end
+    end
+    local h = rt(sandboxed)
+    local name, env = debug.getupvalue(h, 1)
+    assert.are.equal("_ENV", name)
+    assert.is_true(rawequal(_G, env))
+    assert.are.equal("1", h())
+  end)
+
+  it("sends a loaded module captured as an upvalue as the module itself",
+     function()
+    local str = string
+    local f = function(s) return str.upper(s) end
+    local g = rt(f)
+    assert.are.equal("ABC", g("abc"))
+    local _, up = debug.getupvalue(g, 1)
+    assert.is_true(rawequal(string, up))
+  end)
+
+  it("sends C functions reachable by name as the very same value", function()
+    local a, b, c, d = rt(string.rep, print, math.floor, table.concat)
+    assert.is_true(rawequal(string.rep, a))
+    assert.is_true(rawequal(print, b))
+    assert.is_true(rawequal(math.floor, c))
+    assert.is_true(rawequal(table.concat, d))
+    local r = rt({f = io.write})
+    assert.is_true(rawequal(io.write, r.f))
+  end)
+
+  it("refuses a C function not reachable by name", function()
+    local err = serr(ppe.encode, coroutine.wrap(function() end))
+    assert.are.equal("argument #1: C function cannot be sent " ..
+                     "(not reachable by name from package.loaded)",
+                     err.message)
+  end)
+end)
+
+describe("ppe.encode errors", function()
+  it("names the path to userdata", function()
+    local err = serr(ppe.encode, 1, {conn = io.stdout})
+    assert.are.equal('argument #2, field "conn": userdata cannot be sent',
+                     err.message)
+    err = serr(ppe.encode, io.stdout)
+    assert.are.equal("argument #1: userdata cannot be sent", err.message)
+    err = serr(ppe.encode, {a = {b = {1, io.stdout}}})
+    assert.are.equal('argument #1, field "a", field "b", index 2: ' ..
+                     "userdata cannot be sent", err.message)
+    err = serr(ppe.encode, {[io.stdout] = 1})
+    assert.are.equal("argument #1, table key: userdata cannot be sent",
+                     err.message)
+    local out = io.stdout
+    err = serr(ppe.encode, nil, function() return out end)
+    assert.are.equal('argument #2, upvalue "out": userdata cannot be sent',
+                     err.message)
+  end)
+
+  it("refuses threads", function()
+    local err = serr(ppe.encode, coroutine.create(function() end))
+    assert.are.equal("argument #1: thread cannot be sent", err.message)
+  end)
+
+  it("refuses light userdata", function()
+    local x = 1
+    local lu = debug.upvalueid(function() return x end, 1)
+    assert.are.equal("userdata", type(lu))
+    local err = serr(ppe.encode, {k = lu})
+    assert.are.equal('argument #1, field "k": userdata cannot be sent',
+                     err.message)
+  end)
+
+  it("takes exactly MAX_DEPTH levels of nesting and refuses one more",
+     function()
+    assert.are.equal(1000, ppe.MAX_DEPTH)
+    local ok = nest(ppe.MAX_DEPTH)
+    assert.are.equal(ppe.MAX_DEPTH, depth_of(rt(ok)))
+    local err = serr(ppe.encode, nest(ppe.MAX_DEPTH + 1))
+    assert.matches("nesting deeper than 1000 levels", err.message, 1, true)
+    assert.matches("^argument #1, index 1, ", err.message)
+    err = serr(ppe.encode, nest(100000))
+    assert.is_true(#err.message < 320)
+  end)
+
+  it("leaves the state usable after a failure", function()
+    for _ = 1, 100 do serr(ppe.encode, {1, {2, io.stdout}}) end
+    assert.are.same({1, {2}}, rt({1, {2}}))
+  end)
+end)
+
+describe("ppe.decode robustness", function()
+  local function samples()
+    local cyc = {1, "two"}
+    cyc.me = cyc
+    local up = {7}
+    return {
+      ppe.encode(),
+      ppe.encode(nil, true, false, 0, -1, 300, 70000, math.maxinteger),
+      ppe.encode(1.5, -0.0, 0/0, "short", string.rep("long", 20)),
+      ppe.encode({1, 2, {3, {4}}, x = {y = "z"}, [2.5] = false}, cyc),
+      ppe.encode(function(a) return a + up[1] end, string.rep, up),
+    }
+  end
+
+  it("refuses every truncation of a message", function()
+    for _, s in ipairs(samples()) do
+      for i = 0, #s - 1 do serr(ppe.decode, s:sub(1, i)) end
+      assert.has_no.errors(function() ppe.decode(s) end)
+    end
+  end)
+
+  it("refuses trailing bytes", function()
+    for _, s in ipairs(samples()) do
+      local err = serr(ppe.decode, s .. "\0")
+      assert.matches("trailing bytes", err.message, 1, true)
+    end
+  end)
+
+  it("refuses a wrong header or version", function()
+    local s = ppe.encode(1)
+    local function patch(pos, byte)
+      return s:sub(1, pos - 1) .. string.char(byte) .. s:sub(pos + 1)
+    end
+    serr(ppe.decode, "")
+    serr(ppe.decode, "hello, world")
+    serr(ppe.decode, patch(1, ("x"):byte()))
+    local err = serr(ppe.decode, patch(4, s:byte(4) + 1))
+    assert.matches("version", err.message, 1, true)
+    serr(ppe.decode, patch(5, 1 - s:byte(5)))  -- the other byte order
+    serr(ppe.decode, patch(6, 4))              -- 32-bit integers
+    serr(ppe.decode, patch(7, 4))              -- single floats
+    serr(ppe.decode, 12345)
+  end)
+
+  local function no_alloc(f)
+    collectgarbage()
+    collectgarbage("stop")
+    local before = collectgarbage("count")
+    f()
+    local grown = collectgarbage("count") - before
+    collectgarbage("restart")
+    assert.is_true(grown < 1024, ("allocated %.0f KiB"):format(grown))
+  end
+
+  it("refuses huge length claims without allocating", function()
+    no_alloc(function()
+      -- A string of 2^60 bytes, and one just past the end.
+      serr(ppe.decode, message(1, "\8" .. varint(1 << 60) .. "abc"))
+      serr(ppe.decode, message(1, "\8" .. varint(4) .. "abc"))
+      -- 2^60 values.
+      serr(ppe.decode, message(1 << 60, "\0"))
+      -- A table of 2^60 array items, then one of 2^32-1 pairs.
+      serr(ppe.decode, message(1, "\9" .. varint(1 << 60) .. "\0\0\0\0"))
+      serr(ppe.decode, message(1, "\9\0\255\255\255\255" .. "\0\0"))
+      -- A varint that never ends.
+      serr(ppe.decode, message(1, "\8" .. string.rep("\255", 20)))
+      -- Tables nested inside each other, each claiming the whole message.
+      local body = string.rep("\9" .. varint(30000) .. "\0\0\0\0", 100)
+      serr(ppe.decode, message(1, body .. string.rep("\0", 30000)))
+    end)
+  end)
+
+  it("refuses nesting deeper than MAX_DEPTH", function()
+    local link, leaf = "\9\1\0\0\0\0", "\9\0\0\0\0\0"
+    local ok = message(1, string.rep(link, ppe.MAX_DEPTH - 1) .. leaf)
+    assert.are.equal(ppe.MAX_DEPTH, depth_of(ppe.decode(ok)))
+    serr(ppe.decode, message(1, string.rep(link, ppe.MAX_DEPTH) .. leaf))
+    serr(ppe.decode, message(1, string.rep(link, 100000) .. leaf))
+  end)
+
+  it("refuses malformed tables and references", function()
+    serr(ppe.decode, message(1, "\9\0\1\0\0\0" .. "\0\1"))   -- nil key
+    serr(ppe.decode, message(1, "\9\0\1\0\0\0" .. "\7" ..    -- NaN key
+                                string.pack("<d", 0/0) .. "\1"))
+    serr(ppe.decode, message(1, "\10\0"))                   -- no table yet
+    serr(ppe.decode, message(1, "\9\1\0\0\0\0\10\1"))        -- id 1 of 1
+    serr(ppe.decode, message(1, "\255\0"))                  -- 2 values, 1
+    serr(ppe.decode, message(1, "\31"))                     -- unknown tag
+  end)
+
+  it("refuses C functions that do not exist", function()
+    serr(ppe.decode, message(1, "\12" .. "\43string\0nope"))
+    serr(ppe.decode, message(1, "\12" .. "\38nope\0x"))
+    serr(ppe.decode, message(1, "\12" .. "\38string"))  -- no separator
+  end)
+
+  it("refuses bytecode whose tag or code was tampered with", function()
+    local f = function(a) return a + 1 end
+    local s = ppe.encode(f)
+    -- header, count, T_LFUNC, 4-byte length, 8-byte tag, bytecode
+    local tagpos = #HEADER + 1 + 1 + 4 + 1
+    assert.are.equal(0x0b, s:byte(#HEADER + 2))
+    for _, pos in ipairs{tagpos, tagpos + 7, tagpos + 8, tagpos + 20, #s - 2}
+    do
+      local bad = s:sub(1, pos - 1) .. string.char(s:byte(pos) ~ 1) ..
+                  s:sub(pos + 1)
+      local err = serr(ppe.decode, bad)
+      if pos < #s - 2 then
+        assert.matches("not made by this process tree", err.message, 1, true)
+      end
+    end
+    assert.are.equal(2, ppe.decode(s)(1))
+  end)
+
+  it("never crashes on bit flips", function()
+    math.randomseed(20240601)
+    for _, s in ipairs(samples()) do
+      for pos = #HEADER + 1, #s do
+        for _ = 1, 3 do
+          local b = s:byte(pos) ~ (1 << math.random(0, 7))
+          local bad = s:sub(1, pos - 1) .. string.char(b) .. s:sub(pos + 1)
+          local ok, err = pcall(ppe.decode, bad)
+          if not ok then
+            assert.are.equal(ppe.Error, getmetatable(err))
+            assert.are.equal("SerializationError", err.kind)
+          end
+        end
+      end
+    end
+  end)
+
+  it("never crashes on random garbage", function()
+    math.randomseed(7)
+    local bytes = {}
+    for _ = 1, 3000 do
+      local n = math.random(0, 64)
+      for i = 1, n do
+        -- Mostly small tags and lengths, so the decoder gets somewhere.
+        bytes[i] = math.random() < 0.7 and math.random(0, 16)
+                   or math.random(0, 255)
+      end
+      local body = string.char(table.unpack(bytes, 1, n))
+      for _, s in ipairs{message(math.random(1, 4), body), HEADER .. body,
+                         body} do
+        local ok, err = pcall(ppe.decode, s)
+        if not ok then
+          assert.are.equal(ppe.Error, getmetatable(err))
+          assert.are.equal("SerializationError", err.kind)
+        end
+      end
+    end
+  end)
+end)
+
+describe("ppe.encode/decode property", function()
+  local INTS = {0, 1, -1, 127, 128, -128, -129, 255, 256, 32767, 32768,
+                -32768, -32769, 2147483647, 2147483648, -2147483648,
+                -2147483649, math.maxinteger, math.mininteger}
+  local FLOATS = {0.0, -0.0, 0/0, math.huge, -math.huge, 2.0, 2^53, 0.1,
+                  1/3, 5e-324, -1.5e300}
+  local CFUNCS = {string.rep, print, math.floor, table.concat, io.write}
+
+  local function rstring()
+    local n = ({0, 1, 31, 32, 33, math.random(0, 300)})[math.random(6)]
+    local t = {}
+    for i = 1, n do t[i] = math.random(0, 255) end
+    return string.char(table.unpack(t, 1, n))
+  end
+
+  local function rnumber()
+    local c = math.random(6)
+    if c == 1 then return INTS[math.random(#INTS)]
+    elseif c == 2 then return FLOATS[math.random(#FLOATS)]
+    elseif c == 3 then return math.random(0)           -- any 64 bits
+    elseif c == 4 then                                 -- any float bits
+      return (string.unpack("<d", string.pack("<i8", math.random(0))))
+    elseif c == 5 then return math.random(-1000, 1000)
+    else return math.random() * 1e6 - 5e5 end
+  end
+
+  local function rkey()
+    local c = math.random(4)
+    if c == 1 then return rstring()
+    elseif c == 2 then return math.random(-5, 40)
+    elseif c == 3 then
+      local x = rnumber()
+      if x ~= x then x = 0.5 end
+      return x
+    else return math.random(2) == 1 end
+  end
+
+  -- A random value; 'tables' lists the tables made so far in this value
+  -- (for shared references and cycles).
+  local function rvalue(depth, tables)
+    local c = math.random(depth > 4 and 7 or 10)
+    if c == 1 then return nil
+    elseif c == 2 then return math.random(2) == 1
+    elseif c <= 4 then return rnumber()
+    elseif c <= 6 then return rstring()
+    elseif c == 7 then
+      if #tables > 0 and math.random(2) == 1 then
+        return tables[math.random(#tables)]            -- shared or a cycle
+      end
+      return CFUNCS[math.random(#CFUNCS)]
+    else
+      local t = {}
+      tables[#tables + 1] = t
+      for i = 1, math.random(0, 8) do t[i] = rvalue(depth + 1, tables) end
+      for _ = 1, math.random(0, 5) do
+        local k = rkey()
+        if k ~= nil then t[k] = rvalue(depth + 1, tables) end
+      end
+      return t
+    end
+  end
+
+  it("round-trips 2000 random values exactly", function()
+    math.randomseed(42)
+    for i = 1, 2000 do
+      local tables = {}
+      local n = math.random(0, 3)
+      local vals = {}
+      for j = 1, n do vals[j] = rvalue(0, tables) end
+      local back = table.pack(rt(table.unpack(vals, 1, n)))
+      assert.are.equal(n, back.n)
+      local fwd, bck = {}, {}
+      for j = 1, n do
+        if not deq(vals[j], back[j], fwd, bck) then
+          error(("value %d of case %d differs"):format(j, i))
+        end
+      end
+    end
+  end)
+end)
+
+describe("decoding in a worker", function()
+  -- A worker reuses the closure of bytecode it has loaded before; two
+  -- closures of one function in one message must still stay two.
+  it("keeps closures of one function apart", function()
+    local ex = ppe.executor{max_workers = 1}
+    finally(function() ex:shutdown() end)
+    local function mk(x) return function() return x end end
+    local call3 = function(a, b, c) return a(), b(), c() end
+    assert.are.same({1, 2, 3}, {ex:submit(call3, mk(1), mk(2), mk(3))
+                                  :result()})
+    assert.are.same({4, 5, 6}, {ex:submit(call3, mk(4), mk(5), mk(6))
+                                  :result()})
+    local t = {mk(7), mk(8)}
+    assert.are.same({7, 8}, {ex:submit(function(u) return u[1](), u[2]() end,
+                                       t):result()})
   end)
 end)

@@ -66,11 +66,22 @@ static void getcache(lua_State *L, const void *key, const char *mode) {
 
 #define PATH_KEEP 6
 
+/* One entry of the map from tables and Lua functions sent so far to their
+** ids, an open-addressing hash on the object's address: a Lua table would
+** do, but costs a third of the time of a message of small tables. */
+typedef struct Seen {
+  const void *p;  /* NULL: free */
+  lua_Integer id;
+} Seen;
+
 typedef struct Enc {
   lua_State *L;
   ppe_buf *b;
-  int seen;        /* stack slot of the table/function -> id map, or nil */
+  int seen;        /* stack slot of the userdata holding 'slots', or nil */
+  Seen *slots;
+  size_t cap;      /* slots, a power of 2; at most half of them in use */
   lua_Integer nseen;
+  const void *globals;  /* sent as T_ENV, wherever met */
   int depth;
   int nparts;      /* path components recorded so far */
   char path[PATH_KEEP][72];
@@ -130,7 +141,8 @@ static void enc_where_key(Enc *e, int idx) {
                lua_toboolean(L, idx) ? "true" : "false");
       break;
     default:
-      snprintf(comp, sizeof(comp), "key (%s)", lua_typename(L, lua_type(L, idx)));
+      snprintf(comp, sizeof(comp), "key (%s)",
+               lua_typename(L, lua_type(L, idx)));
   }
   enc_where(e, comp);
 }
@@ -194,24 +206,42 @@ static int enc_str(Enc *e, int idx) {
   return put_raw(e, s, len);
 }
 
+static size_t seen_slot(const Enc *e, const void *p) {
+  uint64_t h = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL;
+  size_t i = (size_t)(h ^ (h >> 32)) & (e->cap - 1);
+  while (e->slots[i].p != NULL && e->slots[i].p != p)
+    i = (i + 1) & (e->cap - 1);
+  return i;
+}
+
+/* Doubles the map. Its memory is a userdata in the 'seen' slot of the
+** stack, so that a memory error (the one way the encoder raises) leaks
+** nothing; the old one is left to the collector. Addresses are stable:
+** everything sent is reachable from the values being encoded. */
+static void seen_grow(Enc *e) {
+  size_t i, cap = e->cap ? e->cap * 2 : 64;
+  Seen *old = e->slots;
+  size_t oldcap = e->cap;
+  e->slots = (Seen *)lua_newuserdatauv(e->L, cap * sizeof(Seen), 0);
+  memset(e->slots, 0, cap * sizeof(Seen));
+  e->cap = cap;
+  for (i = 0; i < oldcap; i++)
+    if (old[i].p != NULL) e->slots[seen_slot(e, old[i].p)] = old[i];
+  lua_replace(e->L, e->seen);
+}
+
 /* If the table or function at idx was sent already in this message, writes
 ** a reference to it and returns 1; else gives it the next id, returns 0. */
 static int enc_seen(Enc *e, int idx) {
-  lua_State *L = e->L;
-  if (lua_isnil(L, e->seen)) {
-    lua_createtable(L, 0, 4);
-    lua_replace(L, e->seen);
-  }
-  lua_pushvalue(L, idx);
-  if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
-    lua_Integer id = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return (put_byte(e, T_REF) || put_varint(e, (uint64_t)id)) ? -1 : 1;
-  }
-  lua_pop(L, 1);
-  lua_pushvalue(L, idx);
-  lua_pushinteger(L, e->nseen++);
-  lua_rawset(L, e->seen);
+  const void *p = lua_topointer(e->L, idx);
+  size_t i;
+  if ((size_t)e->nseen >= e->cap / 2) seen_grow(e);
+  i = seen_slot(e, p);
+  if (e->slots[i].p != NULL)
+    return (put_byte(e, T_REF) || put_varint(e, (uint64_t)e->slots[i].id))
+           ? -1 : 1;
+  e->slots[i].p = p;
+  e->slots[i].id = e->nseen++;
   return 0;
 }
 
@@ -227,24 +257,47 @@ static int enc_enter(Enc *e) {
     snprintf(lim, sizeof(lim), "%d", PPE_MAXDEPTH);
     return enc_fail(e, "nesting deeper than %s levels", lim);
   }
-  if (!lua_checkstack(e->L, 6)) return enc_fail(e, "%s", "Lua stack overflow");
+  /* Room for this level and for the deepest leaf below it (a C function
+  ** looked up by name takes a dozen slots). */
+  if (!lua_checkstack(e->L, LUA_MINSTACK))
+    return enc_fail(e, "%s", "Lua stack overflow");
   return 0;
 }
 
-static int enc_table(Enc *e, int idx) {
+/* Rewrites the varint of 'width' bytes at p to say v (which needs no
+** more): zero bits on continuation bytes pad it, as any varint reader
+** accepts. */
+static void patch_varint(char *p, uint64_t v, size_t width) {
+  size_t i;
+  for (i = 0; i + 1 < width; i++, v >>= 7)
+    p[i] = (char)((v & 0x7f) | 0x80);
+  p[i] = (char)v;
+}
+
+/* Sends items 1..n of the table at idx, n being lua_rawlen's border, and
+** returns how many were sent. A border can lie far beyond the items: in
+** {[1]=1, [2]=2, [4]=4, ..., [2^40]=40} it can be 2^40, and sending up to
+** it would write a trillion nils. So the walk gives up once holes
+** outnumber items; then the nils after the last item are dropped and the
+** count, written before the items, is patched. What is left goes with the
+** hash part. Sets *patch to where the hash count goes; -1 on failure. */
+static lua_Integer enc_array(Enc *e, int idx, size_t *patch) {
   lua_State *L = e->L;
-  lua_Integer i, n;
+  lua_Integer i, n = 0, holes = 0, border = (lua_Integer)lua_rawlen(L, idx);
+  size_t at = e->b->len, width, end;
   uint32_t nhash = 0;
-  size_t patch;
-  int r = enc_seen(e, idx);
-  if (r) return r < 0 ? -1 : 0;
-  if (enc_enter(e)) return -1;
-  n = (lua_Integer)lua_rawlen(L, idx);
-  if (put_byte(e, T_TABLE) || put_varint(e, (uint64_t)n)) return -1;
-  patch = e->b->len;  /* hash count, written once known */
-  if (put_raw(e, &nhash, sizeof(nhash))) return -1;
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, idx, i);
+  if (put_varint(e, (uint64_t)border)) return -1;
+  width = e->b->len - at;
+  *patch = e->b->len;
+  if (put_raw(e, &nhash, sizeof(nhash))) return -1;  /* written later */
+  end = e->b->len;
+  for (i = 1; i <= border; i++) {
+    if (lua_rawgeti(L, idx, i) == LUA_TNIL) {
+      lua_pop(L, 1);
+      if (++holes > i / 2) break;  /* mostly holes: give up */
+      if (put_byte(e, T_NIL)) return -1;
+      continue;
+    }
     if (enc_value(e, lua_gettop(L), AS_DATA)) {
       char comp[32];
       snprintf(comp, sizeof(comp), "index %lld", (long long)i);
@@ -252,11 +305,29 @@ static int enc_table(Enc *e, int idx) {
       return -1;
     }
     lua_pop(L, 1);
+    n = i;
+    end = e->b->len;
   }
+  if (n != border) {
+    e->b->len = end;
+    patch_varint(e->b->p + at, (uint64_t)n, width);
+  }
+  return n;
+}
+
+static int enc_table(Enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_Integer n;
+  uint32_t nhash = 0;
+  size_t patch;
+  int r = enc_seen(e, idx);
+  if (r) return r < 0 ? -1 : 0;
+  if (enc_enter(e) || put_byte(e, T_TABLE)) return -1;
+  if ((n = enc_array(e, idx, &patch)) < 0) return -1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int top = lua_gettop(L);
-    if (lua_isinteger(L, top - 1)) {
+    if (n > 0 && lua_isinteger(L, top - 1)) {
       lua_Integer k = lua_tointeger(L, top - 1);
       if (k >= 1 && k <= n) { lua_pop(L, 1); continue; }  /* sent above */
     }
@@ -424,12 +495,9 @@ static int enc_value(Enc *e, int idx, int as) {
     case LUA_TTABLE: {
       /* The globals, or an upvalue named _ENV, become the receiver's
       ** globals: they are an environment, not data to copy. */
-      int isglobals, r;
-      if (as == AS_ENV) return put_byte(e, T_ENV);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-      isglobals = lua_rawequal(L, idx, -1);
-      lua_pop(L, 1);
-      if (isglobals) return put_byte(e, T_ENV);
+      int r;
+      if (as == AS_ENV || lua_topointer(L, idx) == e->globals)
+        return put_byte(e, T_ENV);
       if (as == AS_UPVALUE && (r = enc_module(e, idx)) != 0)
         return r < 0 ? -1 : 0;
       return enc_table(e, idx);
@@ -448,8 +516,13 @@ int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
                                     sizeof(lua_Integer), sizeof(lua_Number)};
   int i, top = lua_gettop(L);
   e.L = L; e.b = b; e.nseen = 0; e.depth = 0; e.nparts = 0; e.err = err;
+  e.slots = NULL; e.cap = 0;
   hdr[4] = (unsigned char)little_endian();
-  if (!lua_checkstack(L, 8)) return enc_fail(&e, "%s", "Lua stack overflow");
+  if (!lua_checkstack(L, LUA_MINSTACK))
+    return enc_fail(&e, "%s", "Lua stack overflow");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  e.globals = lua_topointer(L, -1);  /* kept alive by the registry */
+  lua_pop(L, 1);
   lua_pushnil(L);
   e.seen = lua_gettop(L);
   if (put_raw(&e, hdr, sizeof(hdr)) || put_varint(&e, (uint64_t)n))
@@ -524,21 +597,46 @@ static int dec_lstr(Dec *d, size_t n) {
   return 0;
 }
 
-static void dec_register(Dec *d, int idx) {
-  lua_State *L = d->L;
-  if (lua_isnil(L, d->refs)) {
-    lua_createtable(L, 8, 0);
-    lua_replace(L, d->refs);
+/* The refs table, made on first need: most messages have no table. */
+static void dec_refs(Dec *d) {
+  if (lua_isnil(d->L, d->refs)) {
+    lua_createtable(d->L, 8, 0);
+    lua_replace(d->L, d->refs);
   }
-  lua_pushvalue(L, idx);
-  lua_rawseti(L, d->refs, ++d->nrefs);
+}
+
+static void dec_register(Dec *d, int idx) {
+  dec_refs(d);
+  lua_pushvalue(d->L, idx);
+  lua_rawseti(d->L, d->refs, ++d->nrefs);
+}
+
+/* A cached closure may serve only once per message: two closures of one
+** function in a message (two counters made by one factory, say) each need
+** their own upvalues. Marks the closure on top as used, in the refs table
+** keyed by itself (ids are integers, so they cannot clash); returns 1 if
+** it was used already. */
+static int dec_claim(Dec *d) {
+  lua_State *L = d->L;
+  dec_refs(d);
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, d->refs) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, d->refs);
+  return 0;
 }
 
 static int dec_value(Dec *d, int allow_env);
 
 static int dec_enter(Dec *d) {
   if (++d->depth > PPE_MAXDEPTH) return dec_fail(d, "nesting too deep");
-  if (!lua_checkstack(d->L, 6)) return dec_fail(d, "Lua stack overflow");
+  if (!lua_checkstack(d->L, LUA_MINSTACK))
+    return dec_fail(d, "Lua stack overflow");
   return 0;
 }
 
@@ -593,7 +691,8 @@ static const char *bc_reader(lua_State *L, void *ud, size_t *size) {
 }
 
 /* Loads bytecode (tag first) and leaves the closure on the stack; with
-** PPE_DEC_FNCACHE the closure of earlier identical bytecode is reused. */
+** PPE_DEC_FNCACHE the closure of earlier identical bytecode is reused,
+** unless this message has used it already. */
 static int dec_load(Dec *d, const char *p, size_t n) {
   lua_State *L = d->L;
   size_t rd[2];
@@ -603,7 +702,7 @@ static int dec_load(Dec *d, const char *p, size_t n) {
     cache = lua_gettop(L);
     lua_pushlstring(L, p, n);
     lua_pushvalue(L, -1);
-    if (lua_rawget(L, cache) == LUA_TFUNCTION) {
+    if (lua_rawget(L, cache) == LUA_TFUNCTION && !dec_claim(d)) {
       lua_replace(L, cache);
       lua_pop(L, 1);
       return 0;
@@ -617,6 +716,7 @@ static int dec_load(Dec *d, const char *p, size_t n) {
     return dec_fail(d, "bytecode does not load");
   }
   if (cache) {
+    dec_claim(d);              /* a third copy must not reuse this one */
     lua_pushvalue(L, -1);
     lua_insert(L, cache);      /* result below the cache */
     lua_rawset(L, cache + 1);  /* cache[bytecode] = closure */
@@ -727,6 +827,7 @@ static int dec_cfunc(Dec *d) {
     lua_pushlstring(L, field, len - (size_t)(field - name));
     lua_rawget(L, -2);
   }
+  else lua_pushnil(L);  /* a module that is no table has no fields */
   if (!lua_iscfunction(L, -1)) {
     snprintf(msg, sizeof(msg), "C function \"%.60s.%.60s\" not found",
              name, field);
@@ -780,8 +881,7 @@ static int dec_value(Dec *d, int allow_env) {
     case T_MODULE:
       if (!allow_env) return dec_fail(d, "module outside an upvalue");
       return dec_module(d);
-    case T_ENV:
-      if (!allow_env) return dec_fail(d, "environment outside an upvalue");
+    case T_ENV:  /* the encoder sends the globals as this, wherever met */
       lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
       return 0;
     default: return dec_fail(d, "unknown tag");
@@ -806,7 +906,7 @@ int ppe_decode(lua_State *L, const char *s, size_t len, int flags,
   d.pos = HEADER_SIZE;
   if (get_varint(&d, &n)) return -1;
   if (n > REMAINING(&d)) return dec_fail(&d, "value count beyond message");
-  if (n > INT_MAX / 2 || !lua_checkstack(L, (int)n + 8))
+  if (n > INT_MAX / 2 || !lua_checkstack(L, (int)n + LUA_MINSTACK))
     return dec_fail(&d, "too many values");
   lua_pushnil(L);
   d.refs = lua_gettop(L);

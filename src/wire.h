@@ -21,7 +21,11 @@
 #define PPE_ERRSZ 320
 
 /* Decoder flags. */
-#define PPE_DEC_FNCACHE 1  /* reuse a closure per distinct bytecode */
+/* Reuse the closure loaded for the same bytecode by an earlier message
+** (once per message: two closures of one function in a message stay two).
+** Its upvalues are then set anew, so a closure kept from an earlier
+** message sees them change. */
+#define PPE_DEC_FNCACHE 1
 #define PPE_DEC_REQUIRE 2  /* 'require' modules named by C functions */
 
 /* Appends values first..first+n-1 of L to b. 'label' names them in errors

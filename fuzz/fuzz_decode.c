@@ -1,0 +1,138 @@
+/* fuzz_decode.c - libFuzzer target: ppe.decode on arbitrary bytes.
+**
+** Each input gets a fresh Lua state with the standard libraries and ppe,
+** as a worker would have. ppe.decode must either return values or raise a
+** SerializationError; anything else (a crash, a sanitizer report, a leak,
+** another kind of error) is a finding. Values that do decode are encoded
+** and decoded again: what the decoder accepts, the encoder must be able to
+** send back, and the decoder must read what the encoder wrote.
+**
+** The input is also decoded as a worker decodes (closure cache, modules
+** required by name), and once more behind the bytecode of a function made
+** by this process: bytecode is only loaded under this process's tag, so
+** that is how the fuzzer reaches the upvalues that follow it.
+**
+** Build and run: make fuzz (FUZZ_SECONDS=60 by default). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+#include "lualib.h"
+
+#include "ppe.h"
+#include "src/wire.h"
+
+/* Runs with the module and the input; returns nothing, raises only on a
+** finding. Re-encoding may refuse a graph nested too deep: the message
+** may reach a table by a short path and the encoder, walking keys in
+** another order, by a long one. */
+static const char check[] =
+  "local ppe, s = ...\n"
+  "local function serr(e)\n"
+  "  return getmetatable(e) == ppe.Error and e.kind == 'SerializationError'\n"
+  "end\n"
+  "local r = table.pack(pcall(ppe.decode, s))\n"
+  "if not r[1] then\n"
+  "  if not serr(r[2]) then error('decode raised ' .. tostring(r[2])) end\n"
+  "  return\n"
+  "end\n"
+  "local ok, s2 = pcall(ppe.encode, table.unpack(r, 2, r.n))\n"
+  "if not ok then\n"
+  "  if serr(s2) and s2.message:find('nesting deeper', 1, true) then\n"
+  "    return\n"
+  "  end\n"
+  "  error('encode of decoded values raised ' .. tostring(s2))\n"
+  "end\n"
+  "local r2 = table.pack(pcall(ppe.decode, s2))\n"
+  "if not r2[1] then error('re-decode raised ' .. tostring(r2[2])) end\n"
+  "if r2.n ~= r.n then error('value count changed') end\n";
+
+/* A function with upvalues of every kind: number, table, C function,
+** module, and _ENV. */
+static const char maker[] =
+  "local ppe = require 'ppe'\n"
+  "local a, b, c, str = 1, {}, print, string\n"
+  "return ppe.encode(function() return a, b, c, str.rep, tostring end)\n";
+
+static char *prefix;  /* its message up to the upvalues */
+static size_t prefix_len;
+
+static void finding(lua_State *L, const char *what) {
+  fprintf(stderr, "fuzz_decode: %s: %s\n", what, lua_tostring(L, -1));
+  abort();
+}
+
+/* A state as a worker has, but with nothing to 'require' from disk: the
+** decoder may require modules named in the input. */
+static lua_State *newstate(void) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) abort();
+  luaL_openlibs(L);
+  luaL_requiref(L, "ppe", luaopen_ppe, 0);
+  lua_pop(L, 1);
+  if (luaL_dostring(L, "package.path = '' package.cpath = ''") != LUA_OK)
+    finding(L, "setup");
+  return L;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  lua_State *L = newstate();
+  const char *s;
+  size_t len;
+  uint32_t blen;
+  (void)argc; (void)argv;
+  if (luaL_dostring(L, maker) != LUA_OK) finding(L, "maker");
+  s = lua_tolstring(L, -1, &len);
+  /* header 7, count 1, T_LFUNC 1, length 4, tag 8, bytecode */
+  memcpy(&blen, s + 9, sizeof(blen));
+  prefix_len = 21 + (size_t)blen;
+  if (prefix_len > len || (prefix = malloc(prefix_len)) == NULL) abort();
+  memcpy(prefix, s, prefix_len);
+  lua_close(L);
+  return 0;
+}
+
+/* Decodes as a worker does; the result does not matter, only that it
+** neither crashes nor leaves the stack out of order. */
+static void worker_decode(lua_State *L, const char *s, size_t len) {
+  char err[PPE_ERRSZ];
+  int top = lua_gettop(L);
+  int n = ppe_decode(L, s, len, PPE_DEC_FNCACHE | PPE_DEC_REQUIRE, err);
+  if (n < 0 ? lua_gettop(L) != top : lua_gettop(L) != top + n) {
+    lua_pushstring(L, "stack out of order");
+    finding(L, "worker decode");
+  }
+  lua_settop(L, top);
+}
+
+/* Runs the check (at 1, the module at 2) on s. */
+static void run_check(lua_State *L, const char *s, size_t len) {
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushlstring(L, s, len);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) finding(L, "check failed");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  lua_State *L = newstate();
+  char *withfn = malloc(prefix_len + size);
+  if (withfn == NULL) abort();
+  memcpy(withfn, prefix, prefix_len);
+  if (size) memcpy(withfn + prefix_len, data, size);
+  if (luaL_loadbuffer(L, check, sizeof(check) - 1, "=check") != LUA_OK)
+    finding(L, "check does not compile");
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "ppe");
+  lua_remove(L, -2);
+  run_check(L, (const char *)data, size);
+  run_check(L, withfn, prefix_len + size);
+  worker_decode(L, (const char *)data, size);
+  worker_decode(L, withfn, prefix_len + size);
+  worker_decode(L, withfn, prefix_len + size);  /* from the cache */
+  free(withfn);
+  lua_close(L);
+  return 0;
+}
