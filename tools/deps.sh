@@ -4,7 +4,7 @@
 #   tools/deps.sh ci   that, and the sanitizers', valgrind's and fuzzer's
 set -e
 PKGS="lua5.4 liblua5.4-dev lua-busted lua-cjson lua-luv gcc make python3"
-[ "$1" = ci ] && PKGS="$PKGS valgrind clang libclang-rt-14-dev luarocks"
+[ "$1" = ci ] && PKGS="$PKGS valgrind clang libclang-rt-14-dev luarocks lua-check"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
