@@ -32,6 +32,9 @@ enum {
 #define PIPELINE_MAX 256
 #define IOV_BATCH 64
 
+/* Seconds a worker whose channel ended may take to exit by itself. */
+#define EOF_GRACE 0.25
+
 typedef struct wslot {
   int fd;
   pid_t pid;
@@ -47,6 +50,7 @@ typedef struct wslot {
   size_t outlen, outpos;
   double deadline;     /* of the running task */
   double started;      /* when the running task started, about */
+  double kill_at;      /* a worker whose channel ended: when to kill it */
   long ntasks;
 } wslot;
 
@@ -441,6 +445,7 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
     w->fd = -1;
     w->out = NULL;
     w->eof = 0;
+    w->kill_at = 0;
     w->pid = 0;
     w->ntasks = 0;
     w->rd.pos = w->rd.b.len = 0;
@@ -490,6 +495,13 @@ static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
 
 static void check_timeouts(ppe_pool *p, double now) {
   int i;
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    if (w->state == W_ENDING && w->kill_at > 0 && now >= w->kill_at) {
+      w->kill_at = 0;
+      kill_worker(p, w, SIGKILL);
+    }
+  }
   if (p->task_timeout <= 0) return;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
@@ -503,12 +515,14 @@ static void check_timeouts(ppe_pool *p, double now) {
 static int poll_timeout(ppe_pool *p, double now) {
   double first = -1;
   int i;
-  if (p->task_timeout <= 0) return -1;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (w->head != NULL && !w->timed_out &&
+    if (p->task_timeout > 0 && w->head != NULL && !w->timed_out &&
         (first < 0 || w->deadline < first))
       first = w->deadline;
+    if (w->state == W_ENDING && w->kill_at > 0 &&
+        (first < 0 || w->kill_at < first))
+      first = w->kill_at;
   }
   if (first < 0) return -1;
   return first <= now ? 0 : (int)((first - now) * 1000) + 1;
@@ -618,10 +632,11 @@ static void *io_main(void *arg) {
       take_frames(p, w);
       if (w->fd >= 0 && (p->pfd[i + 2].revents & POLLOUT)) push(w);
       if (w->eof && w->fd >= 0) {
-        /* Its channel ended, or carried what cannot be read, while it
-        ** lives: a worker in that state is not to be trusted or waited
-        ** for. Killed, it is reported and replaced like any death. */
-        kill_worker(p, w, SIGKILL);
+        /* Its channel ended, or carried what cannot be read. A worker that
+        ** is exiting gets a moment to end with its own status; one that
+        ** lives on in that state is not to be trusted or waited for, and
+        ** is killed, then reported and replaced like any death. */
+        w->kill_at = ppe_now() + EOF_GRACE;
         close_channel(w);  /* its status follows from the zygote */
       }
     }

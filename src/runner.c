@@ -244,7 +244,9 @@ static void reply_error(lua_State *L, Run *r, int err) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &tb_key);
   lua_pushvalue(L, err);
   r->reply = PPE_F_ERR;
-  if (ppe_encode(L, r->out, top + 1, 3, "error value", 1, ebuf) != 0) {
+  /* Numbered from -3: the value is the only one that can fail, and is
+  ** named "error value" alone. */
+  if (ppe_encode(L, r->out, top + 1, 3, "error value", -3, ebuf) != 0) {
     lua_pushfstring(L, "%s (the task raised %s)", ebuf,
                     lua_tostring(L, top + 1));
     reply_serr(L, r, lua_tostring(L, -1));

@@ -530,7 +530,10 @@ int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
   for (i = 0; i < n; i++) {
     if (enc_value(&e, first + i, AS_DATA)) {
       char comp[64];
-      snprintf(comp, sizeof(comp), "%s #%d", label, base + i);
+      if (base + i < 0)  /* a lone value: its label says enough */
+        snprintf(comp, sizeof(comp), "%s", label);
+      else
+        snprintf(comp, sizeof(comp), "%s #%d", label, base + i);
       enc_where(&e, comp);
       enc_message(&e);
       goto fail;

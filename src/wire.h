@@ -29,7 +29,8 @@
 #define PPE_DEC_REQUIRE 2  /* 'require' modules named by C functions */
 
 /* Appends values first..first+n-1 of L to b. 'label' names them in errors
-** ("argument" gives "argument #2, field "x": ..."), counting from 'base'.
+** ("argument" gives "argument #2, field "x": ..."), counting from 'base';
+** a value whose number would be negative is named by the label alone.
 ** Returns 0, or -1 with err set. Raises only on Lua memory errors, so b
 ** must be owned by something Lua can free. */
 int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
