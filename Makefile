@@ -82,7 +82,9 @@ build/asan/ppe.so: $(SRC) $(HDR)
 check-asan: deps build/asan/ppe.so $(TEST_MODS)
 	$(SAN_ENV) $(LUA) $(BUSTED) --cpath='build/asan/?.so' --exclude-tags=slow
 
-# Slow under valgrind: the specs tagged 'slow' (huge values, soaks) stay out.
+# Under valgrind, the specs tagged slow (huge values, soaks) stay out, and
+# so do those tagged novalgrind: they count the processes and descriptors
+# of the process tree, which valgrind adds to, or time what it slows.
 check-valgrind: deps all $(TEST_MODS)
 	$(VALGRIND) $(LUA) $(BUSTED) --exclude-tags=slow,novalgrind
 

@@ -633,7 +633,7 @@ describe("bad input", function()
   end)
 
   describe("the decoder", function()
-    it("1000 random byte strings: decoded or SerializationError, no "
+    it("#novalgrind 1000 random byte strings: decoded or SerializationError, no "
        .. "crash", function()
       local cmd = ("LUA_CPATH=%s LUA_PATH=%s %s spec/fixtures/decode_fuzz.lua"
                    .. " 20240601 1000 2>&1; echo exit=$?"):format(

@@ -1,12 +1,6 @@
 -- Waiting, mapping, callbacks and event-loop integration.
 local ppe = require "ppe"
-
-local function now()
-  local f = assert(io.open("/proc/uptime"))
-  local t = f:read("n")
-  f:close()
-  return t
-end
+local now = require("helpers").now
 
 local function spin(secs, v)
   local t = os.clock()

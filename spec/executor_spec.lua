@@ -582,7 +582,7 @@ describe("waiting with a timeout", function()
 end)
 
 describe("scheduling", function()
-  it("balances short tasks around a long one", function()
+  it("#novalgrind balances short tasks around a long one", function()
     local ex <close> = ppe.executor { max_workers = 2 }
     -- Let both workers come up so that only the tasks are timed.
     ex:submit(H.pid):result(10)
@@ -596,7 +596,7 @@ describe("scheduling", function()
                    .. dt .. " s")
   end)
 
-  it("runs tasks while the caller computes in pure Lua", function()
+  it("#novalgrind runs tasks while the caller computes in pure Lua", function()
     local ex <close> = ppe.executor { max_workers = 2 }
     local fs = {}
     for i = 1, 4 do fs[i] = ex:submit(H.sleep_pid, 0.2) end
@@ -665,7 +665,7 @@ describe("shutdown", function()
     assert.are.equal("queued", g:result(10))
   end)
 
-  it("by the garbage collector alone reaps the workers", function()
+  it("#novalgrind by the garbage collector alone reaps the workers", function()
     local before = H.children(ME)
     local pids = {}
     do
@@ -688,7 +688,7 @@ describe("shutdown", function()
 end)
 
 describe("after close", function()
-  it("no process, zombie or descriptor is left", function()
+  it("#novalgrind no process, zombie or descriptor is left", function()
     local fds = H.fds(ME)
     local before = H.children(ME)
     local pids = {}

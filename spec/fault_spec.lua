@@ -561,7 +561,7 @@ describe("no orphans", function()
 end)
 
 describe("no zombies and no descriptor leaks", function()
-  it("a worker holds only stdio and its channel", function()
+  it("#novalgrind a worker holds only stdio and its channel", function()
     local ex <close> = ppe.executor{ max_workers = 2 }
     local _ <close> = H.guard(ex)
     local _, pid = ex:submit(square_pid, 1):result(20)
@@ -616,7 +616,7 @@ describe("no zombies and no descriptor leaks", function()
     end
   end
 
-  it("after close: no child process left, no descriptor once collected",
+  it("#novalgrind after close: no child process left, no descriptor once collected",
      function()
     collectgarbage(); collectgarbage()
     local fds0 = H.fd_count(ME)
@@ -646,7 +646,7 @@ describe("no zombies and no descriptor leaks", function()
     assert.equal(fds0, #left, "after close and GC: " .. table.concat(left, " "))
   end)
 
-  it("close releases every descriptor, without waiting for the GC",
+  it("#novalgrind close releases every descriptor, without waiting for the GC",
      function()
     collectgarbage(); collectgarbage()
     local fds0 = H.fd_count(ME)
@@ -659,7 +659,7 @@ describe("no zombies and no descriptor leaks", function()
     assert.equal(fds0, #left, "after close: " .. table.concat(left, " "))
   end)
 
-  it("no descriptor of an executor leaks into a program the parent runs",
+  it("#novalgrind no descriptor of an executor leaks into a program the parent runs",
      function()
     local out = H.tmpname("exec_fds")
     local function child_fds()

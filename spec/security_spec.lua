@@ -119,7 +119,7 @@ describe("security", function()
   end)
 
   describe("a worker's descriptors", function()
-    it("are exactly 0, 1, 2 and one socket, in every worker", function()
+    it("#novalgrind are exactly 0, 1, 2 and one socket, in every worker", function()
       for id, w in pairs(workers) do
         assert.equal(4, #w.fds, "worker " .. id .. " holds " ..
                      table.concat(w.fds, ","))
@@ -128,7 +128,7 @@ describe("security", function()
       end
     end)
 
-    it("are the same in a replacement worker", function()
+    it("#novalgrind are the same in a replacement worker", function()
       local e2 = ppe.executor{ max_workers = 1, max_tasks_per_child = 1 }
       local a = e2:submit(inspect):result(T)
       local b = e2:submit(inspect):result(T)
@@ -217,7 +217,7 @@ describe("security", function()
   end)
 
   describe("the zygote", function()
-    it("holds stdio, sockets and its own close-on-exec fds only, none of "
+    it("#novalgrind holds stdio, sockets and its own close-on-exec fds only, none of "
        .. "the parent's files", function()
       assert.is_not_nil(zygote, "the zygote was not found")
       local me, parents = U.mypid(), {}

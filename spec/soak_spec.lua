@@ -51,7 +51,7 @@ local function kill_one(z, keys)
 end
 
 describe("soak", function()
-  it(("%d tasks on %d workers, %d of them killed along the way")
+  it(("#slow %d tasks on %d workers, %d of them killed along the way")
      :format(NTASKS, WORKERS, NKILLS), function()
     math.randomseed(os.time())
     collectgarbage(); collectgarbage()
@@ -156,7 +156,7 @@ describe("soak", function()
     collectgarbage(); collectgarbage()
     assert.equal(fds0, H.fd_count(ME))
   end)
-  it("tasks that kill their own worker: exactly those fail", function()
+  it("#slow tasks that kill their own worker: exactly those fail", function()
     local N, EVERY = LONG and 20000 or 3000, 150
     local ex <close> = ppe.executor{ max_workers = WORKERS }
     local _ <close> = H.guard(ex)
