@@ -32,8 +32,10 @@ enum {
 #define PIPELINE_MAX 256
 #define IOV_BATCH 64
 
-/* Seconds a worker whose channel ended may take to exit by itself. */
-#define EOF_GRACE 0.25
+/* Seconds a worker whose channel ended may take to exit by itself. A
+** process can close its descriptors well before it ends (under valgrind
+** the leak check comes after), and its own status is the one to report. */
+#define EOF_GRACE 5.0
 
 typedef struct wslot {
   int fd;
