@@ -68,6 +68,57 @@ local ex = ppe.executor { max_workers = 2 }
 ex:submit(trivial, 1):result()
 ex:submit(trivial, 1):result()
 
+figure("executor start to first result", "ms", "lower", {
+  { "ppe", function()
+      local n, total = 40, 0  -- the clock ticks in 10 ms: sum many starts
+      for _ = 1, n do
+        local t0 = now()
+        local e = ppe.executor { max_workers = 2 }
+        e:submit(trivial, 1):result()
+        total = total + (now() - t0)
+        e:close()
+      end
+      return total * 1e3 / n
+    end },
+  { "python", function() return run(PY .. " bench/peer.py start") end },
+}, function(m)
+  return m.ppe <= 1, string.format("python/ppe %.1fx", m.python / m.ppe)
+end, "<= 1 ms")
+
+local function private_kib(pid)
+  local f = io.open("/proc/" .. pid .. "/smaps_rollup")
+  if not f then return nil end
+  local total = 0
+  for line in f:lines() do
+    local k = line:match("^Private_%a+:%s+(%d+)")
+    if k then total = total + tonumber(k) end
+  end
+  f:close()
+  return total
+end
+
+local function selfpid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("n")
+  f:close()
+  return pid
+end
+
+figure("private RSS of an idle worker", "KiB", "lower", {
+  { "ppe", function()
+      local pids, worst = {}, 0
+      for _ = 1, 8 do pids[ex:submit(selfpid):result()] = true end
+      os.execute("sleep 0.2")
+      for pid in pairs(pids) do
+        worst = math.max(worst, private_kib(pid) or 0)
+      end
+      return worst
+    end },
+  { "python", function() return run(PY .. " bench/peer.py rss") end },
+}, function(m)
+  return m.ppe <= 256, string.format("python/ppe %.1fx", m.python / m.ppe)
+end, "<= 256 KiB")
+
 local function ppe_rtt()
   local n = 5000
   local t0 = now()
@@ -166,57 +217,6 @@ figure(string.format("8 CPU tasks of %.2f s, 2 workers", TASK), "s",
   local r = m.sequential / m.ppe
   return r >= 1.9, string.format("speed-up %.2fx", r)
 end, ">= 1.9x")
-
-figure("executor start to first result", "ms", "lower", {
-  { "ppe", function()
-      local n, total = 40, 0  -- the clock ticks in 10 ms: sum many starts
-      for _ = 1, n do
-        local t0 = now()
-        local e = ppe.executor { max_workers = 2 }
-        e:submit(trivial, 1):result()
-        total = total + (now() - t0)
-        e:close()
-      end
-      return total * 1e3 / n
-    end },
-  { "python", function() return run(PY .. " bench/peer.py start") end },
-}, function(m)
-  return m.ppe <= 1, string.format("python/ppe %.1fx", m.python / m.ppe)
-end, "<= 1 ms")
-
-local function private_kib(pid)
-  local f = io.open("/proc/" .. pid .. "/smaps_rollup")
-  if not f then return nil end
-  local total = 0
-  for line in f:lines() do
-    local k = line:match("^Private_%a+:%s+(%d+)")
-    if k then total = total + tonumber(k) end
-  end
-  f:close()
-  return total
-end
-
-local function selfpid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
-  f:close()
-  return pid
-end
-
-figure("private RSS of an idle worker", "KiB", "lower", {
-  { "ppe", function()
-      local pids, worst = {}, 0
-      for _ = 1, 8 do pids[ex:submit(selfpid):result()] = true end
-      os.execute("sleep 0.2")
-      for pid in pairs(pids) do
-        worst = math.max(worst, private_kib(pid) or 0)
-      end
-      return worst
-    end },
-  { "python", function() return run(PY .. " bench/peer.py rss") end },
-}, function(m)
-  return m.ppe <= 256, string.format("python/ppe %.1fx", m.python / m.ppe)
-end, "<= 256 KiB")
 
 local function rss_kib()
   local f = assert(io.open("/proc/self/status"))
