@@ -427,8 +427,8 @@ describe("initializer", function()
   it("that raises makes the executor broken, and close stays prompt " ..
      "(one worker)", function() raising_init(1) end)
 
-  it("that raises: the executor is still created and its futures fail " ..
-     "with the initializer's error (eight workers, ten times)", function()
+  it("#novalgrind that raises: the executor is still created and its " ..
+     "futures fail with the initializer's error (eight workers, ten times)", function()
     for _ = 1, 10 do raising_init(8) end
   end)
 end)
