@@ -15,8 +15,8 @@ DESTDIR ?=
 BUSTED ?= /usr/bin/busted
 
 # What ppe itself needs, whatever CFLAGS the caller chose.
-PPE_CFLAGS = -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
-  -Wall -Wextra -I$(LUA_INCDIR) -I.
+PPE_FLAGS = -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Wall -Wextra -I.
+PPE_CFLAGS = $(PPE_FLAGS) -I$(LUA_INCDIR)
 PPE_LIBS = -lpthread
 
 SRC = lua_ppe.c $(wildcard src/*.c)
@@ -24,7 +24,7 @@ OBJ = $(SRC:.c=.o)
 HDR = ppe.h $(wildcard src/*.h)
 
 .PHONY: all deps demo test bench fuzz install clean check-asan check-valgrind \
-  host
+  host test-compat
 
 # The specs again under AddressSanitizer and UndefinedBehaviorSanitizer:
 # the module built apart, the runtimes preloaded into the interpreter (and
@@ -74,6 +74,27 @@ spec/fixtures/%.so: spec/fixtures/%.c
 
 test: deps all $(TEST_MODS)
 	$(LUA) $(BUSTED)
+
+# The other Lua versions, each built apart under build/<lua>/ and run by its
+# own interpreter: 'make test-lua5.1' for one, 'make test-compat' for all.
+COMPAT_LUAS = lua5.3 lua5.2 lua5.1 luajit
+compat_inc = $(if $(filter luajit,$(1)),/usr/include/luajit-2.1,/usr/include/$(1))
+
+build/%/ppe.so: $(SRC) $(HDR)
+	@mkdir -p build/$*
+	$(CC) $(CFLAGS) $(PPE_FLAGS) -I$(call compat_inc,$*) $(LIBFLAG) -o $@ \
+	  $(SRC) $(PPE_LIBS)
+
+build/%/evil.so: spec/fixtures/evil.c src/compat.h
+	@mkdir -p build/$*
+	$(CC) $(CFLAGS) $(PPE_FLAGS) -I$(call compat_inc,$*) $(LIBFLAG) -o $@ $<
+
+test-%: build/%/ppe.so build/%/evil.so
+	$* $(BUSTED) --ignore-lua --cpath='build/$*/?.so' $(COMPAT_BUSTED)
+
+test-compat:
+	@sh tools/deps.sh compat
+	@for v in $(COMPAT_LUAS); do $(MAKE) --no-print-directory test-$$v || exit 1; done
 
 build/asan/ppe.so: $(SRC) $(HDR)
 	@mkdir -p build/asan

@@ -10,6 +10,8 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "src/compat.h"
+
 #include "ppe.h"
 #include "src/future.h"
 #include "src/mac.h"

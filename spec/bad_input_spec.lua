@@ -50,7 +50,7 @@ end
 local function healthy(ex)
   local f = ex:submit(function(a, b)
     local h = io.open("/proc/self/stat")
-    local pid = h:read("n")
+    local pid = h:read("*n")
     h:close()
     return a * b, pid
   end, 6, 7)
@@ -640,7 +640,7 @@ describe("bad input", function()
                    U.quote(package.cpath), U.quote(package.path),
                    U.quote(U.interpreter()))
       local h = assert(io.popen(cmd))
-      local out = h:read("a")
+      local out = h:read("*a")
       h:close()
       local last = "none"
       for n in out:gmatch("case (%d+)\n") do last = n end

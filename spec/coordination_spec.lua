@@ -1,6 +1,7 @@
 -- Waiting, mapping, callbacks and event-loop integration.
 local ppe = require "ppe"
-local now = require("helpers").now
+local H = require "helpers"
+local now = H.now
 
 local function spin(secs, v)
   local t = os.clock()
@@ -12,7 +13,7 @@ end
 -- descriptor is readable exactly when it is not zero.
 local function eventfd_count(fd)
   local f = assert(io.open("/proc/self/fdinfo/" .. fd))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return tonumber(s:match("eventfd%-count:%s*(%x+)"), 16)
 end
@@ -343,13 +344,14 @@ describe("done-callbacks, poll and fileno", function()
 end)
 
 describe("a host library's fork handlers", function()
-  it("do not reach the workers (libuv's atfork re-creates fds)", function()
+  it("do not reach the workers (libuv's atfork re-creates fds)",
+     H.scoped(function(scope)
     local ok = pcall(require, "luv")
     if not ok then return pending("lua-luv not installed") end
-    local ex <close> = ppe.executor { max_workers = 2 }
+    local ex = scope(ppe.executor { max_workers = 2 })
     local fs = {}
     for i = 1, 6 do fs[i] = ex:submit(function(x) return x + 1 end, i) end
     for i = 1, 6 do assert.are.equal(i + 1, fs[i]:result(10)) end
     assert.are.equal(0, ex:stats().restarts)
-  end)
+  end))
 end)

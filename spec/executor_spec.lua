@@ -23,7 +23,7 @@ end
 -- A task: the worker's pid and id.
 local function whoami()
   local f = io.open("/proc/self/stat")
-  local pid = f:read("n")
+  local pid = f:read("*n")
   f:close()
   return pid, require("ppe").worker_id()
 end
@@ -32,7 +32,7 @@ end
 local function nap_whoami(secs)
   os.execute("sleep " .. secs)
   local f = io.open("/proc/self/stat")
-  local pid = f:read("n")
+  local pid = f:read("*n")
   f:close()
   return pid, require("ppe").worker_id()
 end
@@ -383,7 +383,7 @@ describe("a worker that dies", function()
     local ex <close> = ppe.executor { max_workers = 1 }
     local f = ex:submit(function()
       local fh = io.open("/proc/self/stat")
-      local pid = fh:read("n")
+      local pid = fh:read("*n")
       fh:close()
       os.execute("kill -9 " .. pid)
       os.execute("sleep 5")
@@ -455,7 +455,7 @@ describe("max_tasks_per_child", function()
     for _ = 1, 3 do
       local inits, pid, id = ex:submit(function()
         local f = io.open("/proc/self/stat")
-        local pid = f:read("n")
+        local pid = f:read("*n")
         f:close()
         return INITS, pid, require("ppe").worker_id()
       end):result(10)

@@ -15,7 +15,7 @@ teardown(function() H.cleanup() end)  -- scratch files, even after a failure
 -- Tasks (by value) that return their argument squared and their pid.
 local function square_pid(x)
   local f = io.open("/proc/self/stat")
-  local pid = f:read("n")
+  local pid = f:read("*n")
   f:close()
   return x * x, pid
 end
@@ -325,7 +325,7 @@ describe("initializer", function()
       initializer = function(a, b, p)
         _G.INIT = a + b
         local f = io.open("/proc/self/stat")
-        local pid = f:read("n")
+        local pid = f:read("*n")
         f:close()
         local o = io.open(p, "a")
         o:write(pid, "\n")
@@ -336,7 +336,7 @@ describe("initializer", function()
     local _ <close> = H.guard(ex)
     local probe = function(d)
       local f = io.open("/proc/self/stat")
-      local pid = f:read("n")
+      local pid = f:read("*n")
       f:close()
       local t = os.clock()
       while os.clock() - t < d do end
@@ -496,12 +496,12 @@ package.cpath = %q .. "?.so;" .. package.cpath
 local ppe = require "ppe"
 local function kids(p)
   local f = io.open("/proc/" .. p .. "/task/" .. p .. "/children")
-  local s = f:read("a"); f:close()
+  local s = f:read("*a"); f:close()
   local t = {}
   for x in s:gmatch("%%d+") do t[#t + 1] = x end
   return t
 end
-local f = io.open("/proc/self/stat"); local me = f:read("n"); f:close()
+local f = io.open("/proc/self/stat"); local me = f:read("*n"); f:close()
 local ex = ppe.executor{ max_workers = 2 }
 local fut = ex:submit(function()
   local t = os.clock() while os.clock() - t < 20 do end
@@ -518,7 +518,7 @@ local function orphan_check(mode)
   local script = child_script(mode)
   local h = assert(io.popen("exec lua5.4 -e '" ..
                             script:gsub("'", "'\\''") .. "'", "r"))
-  local line = h:read("l")
+  local line = h:read("*l")
   assert.is_string(line)
   local pids = {}
   for x in line:gmatch("%d+") do pids[#pids + 1] = tonumber(x) end

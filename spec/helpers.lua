@@ -7,7 +7,7 @@ local M = {}
 -- Wall-clock seconds since boot (10 ms resolution), without a child process.
 function M.now()
   local f = assert(io.open("/proc/uptime"))
-  local t = f:read("n")
+  local t = f:read("*n")
   f:close()
   return t
 end
@@ -16,7 +16,7 @@ end
 -- a task as it is, or called from within one.
 function M.pid()
   local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
+  local pid = f:read("*n")
   f:close()
   return pid
 end
@@ -33,7 +33,7 @@ end
 function M.sleep_pid(secs)
   os.execute("sleep " .. secs)
   local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
+  local pid = f:read("*n")
   f:close()
   return pid
 end
@@ -42,7 +42,7 @@ end
 function M.alive(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return false end
-  local s = f:read("a") or ""
+  local s = f:read("*a") or ""
   f:close()
   local state = s:match("^%d+ %(.*%) (%S)")
   return state ~= nil and state ~= "Z"
@@ -59,7 +59,7 @@ end
 -- scan of /proc/*/stat (field 4). The scan's own 'cat' is left out.
 function M.children(ppid)
   local h = assert(io.popen("exec cat /proc/[0-9]*/stat 2>/dev/null"))
-  local s = h:read("a")
+  local s = h:read("*a")
   h:close()
   local t = {}
   for line in s:gmatch("[^\n]+") do
@@ -120,6 +120,80 @@ function M.count(t)
   for _ in pairs(t) do n = n + 1 end
   return n
 end
+
+-- {======================================================
+-- The specs run on Lua 5.1 to 5.4 and LuaJIT: what they need that not
+-- every version has.
+
+M.pack = table.pack or function(...)
+  return { n = select("#", ...), ... }
+end
+M.unpack = table.unpack or unpack  -- luacheck: ignore 143
+
+-- True if v is an integer: of that subtype from 5.3 on, before it a number
+-- with an integral value (the only kind of integer those versions have).
+function M.is_integer(v)
+  if math.type then return math.type(v) == "integer" end
+  return type(v) == "number" and v == math.floor(v)
+end
+
+-- The eight bytes of a float, little-endian, to compare floats bit for bit
+-- (-0.0 and NaN payloads included). Before 5.3 there is no string.pack:
+-- the wire format's own float encoding stands in, the last eight bytes of
+-- ppe.encode(x).
+function M.float_bits(x)
+  if string.pack then return string.pack("<d", x) end
+  return require("ppe").encode(x):sub(-8)
+end
+
+-- Little-endian unsigned integers of 4 and 8 bytes, by arithmetic, so that
+-- they work where numbers are doubles (exact below 2^53).
+function M.u32(n) return M.uint(n, 4) end
+function M.u64(n) return M.uint(n, 8) end
+function M.uint(n, size)
+  local t = {}
+  for i = 1, size do
+    t[i] = string.char(n % 256)
+    n = math.floor(n / 256)
+  end
+  return table.concat(t)
+end
+
+-- package.searchpath, which 5.1 lacks.
+M.searchpath = package.searchpath or function(name, path)
+  local file = name:gsub("%.", "/")
+  for template in path:gmatch("[^;]+") do
+    local candidate = template:gsub("%?", file)
+    local f = io.open(candidate)
+    if f then f:close() return candidate end
+  end
+  return nil
+end
+
+-- To-be-closed variables, which came with 5.4: M.scoped(function(scope)
+-- ... end) is a function that runs its body with 'scope(x, ...)' standing
+-- for 'local x <close>' (it returns its arguments). When the body ends,
+-- normally or by an error, what it registered is closed in reverse order,
+-- each __close given the error, and the error is raised again.
+function M.scoped(body)
+  return function()
+    local list = {}
+    local function scope(x, ...)
+      list[#list + 1] = x
+      return x, ...
+    end
+    local ok, err = xpcall(function() return body(scope) end,
+                           function(e) return e end)
+    for i = #list, 1, -1 do
+      local mt = getmetatable(list[i])
+      local close = type(mt) == "table" and mt.__close
+      if close then close(list[i], (not ok) and err or nil) end
+    end
+    if not ok then error(err, 0) end
+  end
+end
+
+-- }======================================================
 
 -- Calls fn(...), which must raise a ppe error of kind 'kind'; returns it.
 -- Checked with luassert, so that busted reports a failure, not an error.

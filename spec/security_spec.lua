@@ -14,7 +14,7 @@ local O_CLOEXEC = 0x80000  -- 02000000, as /proc/<pid>/fdinfo shows flags
 local function read_file(path)
   local f = io.open(path)
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -30,7 +30,7 @@ end
 local function fds_of(pid)
   local h = assert(io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null"))
   local t = {}
-  for x in h:read("a"):gmatch("%d+") do t[#t + 1] = tonumber(x) end
+  for x in h:read("*a"):gmatch("%d+") do t[#t + 1] = tonumber(x) end
   h:close()
   table.sort(t)
   return t
@@ -62,12 +62,12 @@ end
 local function inspect()
   local ev = require "evil"
   local f = io.open("/proc/self/stat")
-  local pid = f:read("n")
+  local pid = f:read("*n")
   f:close()
   local fds = ev.fds()
   local ch = ev.channel_fd()
   return { pid = pid, fds = fds, channel = ch, id = ppe.worker_id(),
-           stdin_line = io.read("l"), stdin_all = io.read("a") }
+           stdin_line = io.read("*l"), stdin_all = io.read("*a") }
 end
 
 -- Inspects every worker of an executor of n workers: tasks until each
@@ -160,7 +160,7 @@ describe("security", function()
       end
       local listing = ex:submit(function()
         local h = io.popen("ls -l /proc/self/fd/")
-        local s = h:read("a")
+        local s = h:read("*a")
         h:close()
         return s
       end):result(T)

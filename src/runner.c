@@ -6,6 +6,8 @@
 #include "lauxlib.h"
 #include "lualib.h"
 
+#include "compat.h"
+
 #include "ppe.h"
 #include "runner.h"
 #include "transport.h"
@@ -43,12 +45,13 @@ static int build_state(lua_State *L) {
   }
   /* A host that linked ppe statically has no ppe.so for 'require' to find:
   ** the worker's state gets it from here. */
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_getfield(L, -1, "preload");  /* package.preload, on every Lua */
   lua_pushcfunction(L, luaopen_ppe);
   lua_setfield(L, -2, "ppe");
   return 0;
 }
 
+#if !defined(PPE_LUAJIT)  /* LuaJIT's own allocator cannot be replaced */
 /* The worker's allocator: big blocks (large strings, mostly) come from
 ** mappings with huge pages, so a large message does not pay a page fault
 ** per 4 KiB; small ones from malloc, as luaL_newstate's do. */
@@ -61,13 +64,16 @@ static void *worker_alloc(void *ud, void *p, size_t osize, size_t nsize) {
   }
   return ppe_big_resize(p, osize, nsize);
 }
+#endif
 
 lua_State *ppe_runner_state(const char *path, const char *cpath) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
   /* Everything allocated so far is small, so malloc'd: worker_alloc frees
   ** it as luaL_newstate's allocator would. */
+#if !defined(PPE_LUAJIT)
   lua_setallocf(L, worker_alloc, NULL);
+#endif
   lua_pushcfunction(L, build_state);
   lua_pushlightuserdata(L, (void *)path);
   lua_pushlightuserdata(L, (void *)cpath);

@@ -9,6 +9,8 @@
 #include "lua.h"
 #include "lauxlib.h"  /* LUA_LOADED_TABLE only: the encoder never raises */
 
+#include "compat.h"
+
 #include "mac.h"
 #include "wire.h"
 
@@ -520,7 +522,7 @@ int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
   hdr[4] = (unsigned char)little_endian();
   if (!lua_checkstack(L, LUA_MINSTACK))
     return enc_fail(&e, "%s", "Lua stack overflow");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushglobaltable(L);
   e.globals = lua_topointer(L, -1);  /* kept alive by the registry */
   lua_pop(L, 1);
   lua_pushnil(L);
@@ -885,7 +887,7 @@ static int dec_value(Dec *d, int allow_env) {
       if (!allow_env) return dec_fail(d, "module outside an upvalue");
       return dec_module(d);
     case T_ENV:  /* the encoder sends the globals as this, wherever met */
-      lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+      lua_pushglobaltable(L);
       return 0;
     default: return dec_fail(d, "unknown tag");
   }
