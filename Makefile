@@ -40,7 +40,16 @@ VALGRIND = valgrind -q --trace-children=yes --leak-check=full \
 
 all: ppe.so libppe.a
 
-%.o: %.c $(HDR)
+# What the objects were compiled with: other headers (another Lua) or other
+# flags make every object again.
+build/cflags: FORCE
+	@mkdir -p build
+	@echo '$(CC) $(CFLAGS) $(PPE_CFLAGS)' | cmp -s - $@ || \
+	  echo '$(CC) $(CFLAGS) $(PPE_CFLAGS)' > $@
+
+FORCE:
+
+%.o: %.c $(HDR) build/cflags
 	$(CC) $(CFLAGS) $(PPE_CFLAGS) -c $< -o $@
 
 ppe.so: $(OBJ)
@@ -115,7 +124,10 @@ bench: deps all bench/pingpong
 bench/pingpong: bench/pingpong.c
 	$(CC) -O2 -o $@ bench/pingpong.c
 
-install: ppe.so
+# Installs what was built, as it was built: 'make install' after a 'make'
+# with other variables (LuaRocks passes the build's apart) must not rebuild.
+install:
+	@[ -f ppe.so ] || $(MAKE) ppe.so
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)
 	install -m 0755 ppe.so $(DESTDIR)$(LIBDIR)/ppe.so
 	install -m 0644 ppe.h $(DESTDIR)$(INCDIR)/ppe.h

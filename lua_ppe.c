@@ -167,6 +167,7 @@ static void checkcallable(lua_State *L, int arg) {
 typedef struct Future {
   ppe_task *t;
   int form;   /* F_*: what user value 1 holds */
+  int inner;  /* a map's own: when it is collected, nobody wants its task */
 } Future;
 
 /* Forms of a future's outcome on the Lua side. */
@@ -182,6 +183,7 @@ static void newfuture(lua_State *L, ppe_task *t) {
   Future *f = (Future *)lua_newuserdatauv(L, sizeof(Future), 2);
   f->t = t;
   f->form = F_NONE;
+  f->inner = 0;
   luaL_setmetatable(L, PPE_FUTURE);
 }
 
@@ -189,6 +191,10 @@ static int future_gc(lua_State *L) {
   Future *f = checkfuture(L, 1);
   if (f->t != NULL) {
     ppe_lock();
+    /* A map dropped before its end (a loop left early, before 5.4 has a
+    ** for loop close it) cancels what it has not started, as Python's
+    ** does when its generator goes. */
+    if (f->inner) ppe_task_cancel(f->t);
     ppe_task_unref(f->t);
     ppe_unlock();
     f->t = NULL;
@@ -878,6 +884,7 @@ typedef struct MapState {
   lua_Integer total;        /* #items for a sequence, -1 for an iterator */
   lua_Integer nread;        /* items taken from the source */
   int exhausted;
+  int closed;               /* by __close or it:close(): at its end */
   lua_Integer inflight;     /* items sent and not yet yielded */
   lua_Integer qhead, qtail; /* chunk numbers in the queue */
   lua_Integer cur;          /* chunk being yielded, 0 if none */
@@ -947,6 +954,7 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
     }
     lua_getiuservalue(L, 1, 4);
     newfuture(L, t);
+    ((Future *)lua_touserdata(L, -1))->inner = 1;
     m->qtail++;
     lua_rawseti(L, -2, 3 * m->qtail - 2);
     lua_pushinteger(L, first);
@@ -1093,6 +1101,7 @@ static int map_step(lua_State *L) {
   lua_Integer k, i;
   run_callbacks(L);
   lua_settop(L, 1);
+  if (m->closed) return 0;
   while (m->cur == 0 || m->cur_item >= m->cur_count)
     if (!map_next_chunk(L, m)) return 0;
   lua_getiuservalue(L, 1, 5);
@@ -1125,17 +1134,23 @@ static int map_close(lua_State *L) {
   ppe_lock();
   for (k = m->qhead; k <= m->qtail; k++) {
     Future *f = map_future(L, k);
-    if (f != NULL) ppe_task_cancel(f->t);
+    if (f != NULL && f->t != NULL) ppe_task_cancel(f->t);
     lua_pop(L, 1);
   }
   ppe_unlock();
-  m->exhausted = 1;
+  m->exhausted = m->closed = 1;
   return 0;
 }
 
 static const luaL_Reg map_meta[] = {
   {"__close", map_close},
   {"__call", map_step},
+  {NULL, NULL}
+};
+
+/* it:close(), for Luas whose for loop closes nothing (before 5.4). */
+static const luaL_Reg map_methods[] = {
+  {"close", map_close},
   {NULL, NULL}
 };
 
@@ -1502,8 +1517,7 @@ PPE_API int luaopen_ppe(lua_State *L) {
   lua_pop(L, 1);
   newclass(L, PPE_FUTURE, future_meta, future_methods);
   newclass(L, PPE_EXECUTOR, executor_meta, executor_methods);
-  newmeta(L, PPE_MAP, map_meta);
-  lua_pop(L, 1);
+  newclass(L, PPE_MAP, map_meta, map_methods);
   luaL_newlib(L, ppe_funcs);
   newmeta(L, PPE_ERROR, error_meta);
   lua_setfield(L, -2, "Error");

@@ -19,7 +19,7 @@ that are replaced when they die.
 }
 supported_platforms = { "linux" }
 dependencies = {
-  "lua >= 5.4, < 5.5",
+  "lua >= 5.1, < 5.5",
 }
 build = {
   type = "make",

@@ -5,8 +5,18 @@ local ppe = require "ppe"
 local H = require "fixtures.faults_util"
 
 local ME = H.mypid()
-local PPE_DIR = assert(package.searchpath("ppe", package.cpath),
+local PPE_DIR = assert(H.searchpath("ppe", package.cpath),
                        "ppe.so not found on package.cpath"):gsub("ppe%.so$", "")
+
+-- The interpreter running the specs, for the programs the orphan specs
+-- start: ppe.so is built for one Lua (5.1 to 5.4, LuaJIT) and loads in no
+-- other.
+local LUA = (function()
+  local h = assert(io.popen("readlink /proc/" .. ME .. "/exe"))
+  local path = h:read("*l")
+  h:close()
+  return assert(path, "cannot read /proc/" .. ME .. "/exe")
+end)()
 
 local function square(x) return x * x end
 
@@ -44,7 +54,7 @@ local function check_died(err, d, pid)
   assert.equal("WorkerDied", err.kind, tostring(err))
   assert.equal(getmetatable(err), ppe.Error)
   assert.equal(pid, err.pid)
-  assert.is_true(math.type(err.pid) == "integer" and err.pid > 0)
+  assert.is_true(H.is_integer(err.pid) and err.pid > 0)
   assert.are_not.equal(ME, err.pid)
   if d.signal then
     assert.equal(d.signal, err.signal, tostring(err))
@@ -59,9 +69,9 @@ end
 describe("a worker that dies while running a task", function()
   for _, d in ipairs(DEATHS) do
     it("by " .. d.name .. ": only its future fails, others complete, " ..
-       "a replacement with a new pid serves later tasks", function()
-      local ex <close>, z = H.executor(ppe, { max_workers = 2 })
-      local _ <close> = H.guard(ex)
+       "a replacement with a new pid serves later tasks", H.scoped(function(scope)
+      local ex, z = scope(H.executor(ppe, { max_workers = 2 }))
+      scope(H.guard(ex))
       local first = H.live_workers(z)
       assert.equal(2, #first)
       local firstset = H.set(first)
@@ -124,7 +134,7 @@ describe("a worker that dies while running a task", function()
       assert.is_nil(seen[dead])
       assert.is_true(seen[new[1]], "no task ran on the replacement worker")
       os.remove(path)
-    end)
+    end))
 
     -- The executor sends small tasks several at a time once it has
     -- measured them as short; whether a given burst lands in one read of
@@ -132,56 +142,58 @@ describe("a worker that dies while running a task", function()
     it("by " .. d.name .. " with tasks pipelined before and after it on " ..
        "the same worker: only its own future fails, it runs once", function()
       for round = 1, 5 do
-        local ex <close>, z = H.executor(ppe, { max_workers = 1 })
-        local _ <close> = H.guard(ex)
-        -- many tiny tasks first, so the executor sends several at a time
-        local nwarm = H.warm_up(ex)
-        local path = H.tmpname("pipe_" .. d.how)
-        local before, after = {}, {}
-        for i = 1, 20 do before[i] = ex:submit(square, i) end
-        local victim = ex:submit(H.die, path, d.how)
-        for i = 1, 20 do after[i] = ex:submit(square, 100 + i) end
+        H.scoped(function(scope)
+          local ex, z = scope(H.executor(ppe, { max_workers = 1 }))
+          scope(H.guard(ex))
+          -- many tiny tasks first, so the executor sends several at a time
+          local nwarm = H.warm_up(ex)
+          local path = H.tmpname("pipe_" .. d.how)
+          local before, after = {}, {}
+          for i = 1, 20 do before[i] = ex:submit(square, i) end
+          local victim = ex:submit(H.die, path, d.how)
+          for i = 1, 20 do after[i] = ex:submit(square, 100 + i) end
 
-        assert.is_true(victim:wait(20))
-        for i = 1, 20 do
-          assert.is_true(before[i]:wait(20))
-          assert.is_true(after[i]:wait(20))
-        end
-        local lost = {}
-        for i = 1, 20 do
-          if before[i]:state() ~= "finished" then
-            lost[#lost + 1] = "before #" .. i .. ": " ..
-                              tostring(before[i]:exception(0))
+          assert.is_true(victim:wait(20))
+          for i = 1, 20 do
+            assert.is_true(before[i]:wait(20))
+            assert.is_true(after[i]:wait(20))
           end
-          if after[i]:state() ~= "finished" then
-            lost[#lost + 1] = "after #" .. i .. ": " ..
-                              tostring(after[i]:exception(0))
+          local lost = {}
+          for i = 1, 20 do
+            if before[i]:state() ~= "finished" then
+              lost[#lost + 1] = "before #" .. i .. ": " ..
+                                tostring(before[i]:exception(0))
+            end
+            if after[i]:state() ~= "finished" then
+              lost[#lost + 1] = "after #" .. i .. ": " ..
+                                tostring(after[i]:exception(0))
+            end
           end
-        end
-        local lines = H.read_lines(path)
-        assert.same({}, lost, "round " .. round)
-        assert.equal(1, #lines, "round " .. round .. ": the dying task ran "
-                     .. #lines .. " times")
-        for i = 1, 20 do
-          assert.equal(i * i, before[i]:result(0))
-          assert.equal((100 + i) * (100 + i), after[i]:result(0))
-        end
-        check_died(victim:exception(0), d, tonumber(lines[1]))
-        local st = stats_when(ex, function(s) return s.workers == 1 end)
-        assert.equal(1, st.restarts)
-        assert.equal(1, st.failed)
-        assert.equal(nwarm + 41, st.completed)
-        assert.equal(1, #H.live_workers(z))
-        os.remove(path)
+          local lines = H.read_lines(path)
+          assert.same({}, lost, "round " .. round)
+          assert.equal(1, #lines, "round " .. round .. ": the dying task ran "
+                       .. #lines .. " times")
+          for i = 1, 20 do
+            assert.equal(i * i, before[i]:result(0))
+            assert.equal((100 + i) * (100 + i), after[i]:result(0))
+          end
+          check_died(victim:exception(0), d, tonumber(lines[1]))
+          local st = stats_when(ex, function(s) return s.workers == 1 end)
+          assert.equal(1, st.restarts)
+          assert.equal(1, st.failed)
+          assert.equal(nwarm + 41, st.completed)
+          assert.equal(1, #H.live_workers(z))
+          os.remove(path)
+        end)()
       end
     end)
   end
 end)
 
 describe("a worker that dies while idle", function()
-  it("is replaced silently", function()
-    local ex <close>, z = H.executor(ppe, { max_workers = 2 })
-    local _ <close> = H.guard(ex)
+  it("is replaced silently", H.scoped(function(scope)
+    local ex, z = scope(H.executor(ppe, { max_workers = 2 }))
+    scope(H.guard(ex))
     local v, victim = ex:submit(square_pid, 3):result(20)
     assert.equal(9, v)
     assert.is_true(H.alive(victim))
@@ -208,14 +220,14 @@ describe("a worker that dies while idle", function()
     assert.equal(0, st.failed)
     assert.equal(41, st.completed)
     assert.equal(1, st.restarts)
-  end)
+  end))
 end)
 
 describe("task_timeout", function()
   it("fails a task that runs too long with TaskTimeout; others unaffected",
-     function()
-    local ex <close>, z = H.executor(ppe, { max_workers = 2, task_timeout = 0.3 })
-    local _ <close> = H.guard(ex)
+     H.scoped(function(scope)
+    local ex, z = scope(H.executor(ppe, { max_workers = 2, task_timeout = 0.3 }))
+    scope(H.guard(ex))
     local first = H.set(H.live_workers(z))
     local t0 = H.now()
     local long = ex:submit(H.spin, 30, nil, "not stopped")  -- "forever"
@@ -229,7 +241,7 @@ describe("task_timeout", function()
     local err = long:exception(0)
     assert.equal("TaskTimeout", err.kind, tostring(err))
     assert.equal(getmetatable(err), ppe.Error)
-    assert.is_true(math.type(err.pid) == "integer" and err.pid > 0)
+    assert.is_true(H.is_integer(err.pid) and err.pid > 0)
     assert.is_true(first[err.pid], "pid " .. tostring(err.pid) ..
                    " is not one of the workers")
     assert.matches("^TaskTimeout: ", tostring(err))
@@ -244,46 +256,48 @@ describe("task_timeout", function()
     local v, pid = ex:submit(square_pid, 5):result(20)
     assert.equal(25, v)
     assert.are_not.equal(err.pid, pid)
-  end)
+  end))
 
-  it("does not stop tasks that finish in time", function()
-    local ex <close> = ppe.executor{ max_workers = 2, task_timeout = 0.3 }
-    local _ <close> = H.guard(ex)
+  it("does not stop tasks that finish in time", H.scoped(function(scope)
+    local ex = scope(ppe.executor{ max_workers = 2, task_timeout = 0.3 })
+    scope(H.guard(ex))
     local fs = {}
     for i = 1, 6 do fs[i] = ex:submit(H.spin, 0.05, nil, i) end
     for i = 1, 6 do assert.equal(i, fs[i]:result(20)) end
     assert.equal(0, ex:stats().restarts)
-  end)
+  end))
 
   it("times each task, not a burst of them sent to one worker", function()
     -- Once the executor has measured its tasks as tiny, it sends several
     -- at a time to a worker (how many depends on that measure, so on
     -- timing): 6 rounds. Each task takes 0.05 s, well under task_timeout.
     for round = 1, 6 do
-      local ex <close> = ppe.executor{ max_workers = 1, task_timeout = 0.15 }
-      local _ <close> = H.guard(ex)
-      H.warm_up(ex)
-      local fs = {}
-      for i = 1, 6 do fs[i] = ex:submit(H.spin, 0.05, nil, i) end
-      local bad = {}
-      for i = 1, 6 do
-        assert.is_true(fs[i]:wait(20))
-        if fs[i]:state() ~= "finished" then
-          bad[#bad + 1] = "#" .. i .. ": " .. tostring(fs[i]:exception(0))
+      H.scoped(function(scope)
+        local ex = scope(ppe.executor{ max_workers = 1, task_timeout = 0.15 })
+        scope(H.guard(ex))
+        H.warm_up(ex)
+        local fs = {}
+        for i = 1, 6 do fs[i] = ex:submit(H.spin, 0.05, nil, i) end
+        local bad = {}
+        for i = 1, 6 do
+          assert.is_true(fs[i]:wait(20))
+          if fs[i]:state() ~= "finished" then
+            bad[#bad + 1] = "#" .. i .. ": " .. tostring(fs[i]:exception(0))
+          end
         end
-      end
-      assert.same({}, bad, "round " .. round)
-      for i = 1, 6 do assert.equal(i, fs[i]:result(0)) end
-      assert.equal(0, ex:stats().restarts)
+        assert.same({}, bad, "round " .. round)
+        for i = 1, 6 do assert.equal(i, fs[i]:result(0)) end
+        assert.equal(0, ex:stats().restarts)
+      end)()
     end
   end)
 end)
 
 describe("max_tasks_per_child", function()
   it("= 3 with one worker: 9 tasks run on exactly 3 workers, 3 each",
-     function()
-    local ex <close> = ppe.executor{ max_workers = 1, max_tasks_per_child = 3 }
-    local _ <close> = H.guard(ex)
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor{ max_workers = 1, max_tasks_per_child = 3 })
+    scope(H.guard(ex))
     local pids, uses = {}, {}
     for i = 1, 9 do
       local v, pid = ex:submit(square_pid, i):result(20)
@@ -298,12 +312,12 @@ describe("max_tasks_per_child", function()
       assert.equal(pids[3 * k + 1], pids[3 * k + 3])
     end
     assert.equal(0, ex:stats().failed)
-  end)
+  end))
 
   it("= 3 with a burst of submits: none lost, none runs a 4th task",
-     function()
-    local ex <close> = ppe.executor{ max_workers = 2, max_tasks_per_child = 3 }
-    local _ <close> = H.guard(ex)
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor{ max_workers = 2, max_tasks_per_child = 3 })
+    scope(H.guard(ex))
     local fs, uses = {}, {}
     for i = 1, 60 do fs[i] = ex:submit(square_pid, i) end
     for i = 1, 60 do
@@ -314,13 +328,13 @@ describe("max_tasks_per_child", function()
     for pid, n in pairs(uses) do assert.is_true(n <= 3, pid .. " ran " .. n) end
     assert.is_true(H.count(uses) >= 20)
     assert.equal(0, ex:stats().failed)
-  end)
+  end))
 end)
 
 describe("initializer", function()
-  it("runs once in every worker, replacements included", function()
+  it("runs once in every worker, replacements included", H.scoped(function(scope)
     local path = H.tmpname("init")
-    local ex <close>, z = H.executor(ppe, {
+    local ex, z = scope(H.executor(ppe, {
       max_workers = 2,
       initializer = function(a, b, p)
         _G.INIT = a + b
@@ -332,8 +346,8 @@ describe("initializer", function()
         o:close()
       end,
       initargs = { 1, 2, path },
-    })
-    local _ <close> = H.guard(ex)
+    }))
+    scope(H.guard(ex))
     local probe = function(d)
       local f = io.open("/proc/self/stat")
       local pid = f:read("*n")
@@ -385,7 +399,7 @@ describe("initializer", function()
     end
     assert.same(H.set({ first[1], first[2], new }), ran)
     os.remove(path); os.remove(dpath)
-  end)
+  end))
 
   local function check_broken(f)
     assert.is_true(f:wait(20))
@@ -401,27 +415,29 @@ describe("initializer", function()
   end
 
   local function raising_init(n)
-    local ok, ex = pcall(ppe.executor, {
-      max_workers = n,
-      initializer = function() error("init failed") end,
-    })
-    assert(ok, "ppe.executor raised: " .. tostring(ex) .. (type(ex) == "table"
-           and (" (cause: " .. tostring(ex.cause) .. ")") or ""))
-    local ex <close> = ex  -- luacheck: ignore 411 (to be closed)
-    local _ <close> = H.guard(ex)
-    check_broken(ex:submit(square, 2))
-    -- a later submit fails too, at once, instead of hanging
-    local t0 = H.now()
-    local g = ex:submit(square, 3)
-    check_broken(g)
-    assert.is_true(H.now() - t0 < 1)
-    -- map too
-    assert.has_error(function()
-      for _ in ex:map(square, { 1, 2 }, { timeout = 5 }) do end
-    end)
-    t0 = H.now()
-    ex:close()
-    assert.is_true(H.now() - t0 < 2, "close took " .. (H.now() - t0) .. " s")
+    H.scoped(function(scope)
+      local ok, ex = pcall(ppe.executor, {
+        max_workers = n,
+        initializer = function() error("init failed") end,
+      })
+      assert(ok, "ppe.executor raised: " .. tostring(ex) .. (type(ex) == "table"
+             and (" (cause: " .. tostring(ex.cause) .. ")") or ""))
+      scope(ex)
+      scope(H.guard(ex))
+      check_broken(ex:submit(square, 2))
+      -- a later submit fails too, at once, instead of hanging
+      local t0 = H.now()
+      local g = ex:submit(square, 3)
+      check_broken(g)
+      assert.is_true(H.now() - t0 < 1)
+      -- map too
+      assert.has_error(function()
+        for _ in ex:map(square, { 1, 2 }, { timeout = 5 }) do end
+      end)
+      t0 = H.now()
+      ex:close()
+      assert.is_true(H.now() - t0 < 2, "close took " .. (H.now() - t0) .. " s")
+    end)()
   end
 
   it("that raises makes the executor broken, and close stays prompt " ..
@@ -437,9 +453,9 @@ describe("terminate_workers / kill_workers", function()
   for _, c in ipairs({ { "terminate_workers", 15 }, { "kill_workers", 9 } }) do
     local method, sig = c[1], c[2]
     it(method .. ": running tasks fail with WorkerDied (signal " .. sig ..
-       "), queued ones with BrokenExecutor", function()
-      local ex <close>, z = H.executor(ppe, { max_workers = 2 })
-      local _ <close> = H.guard(ex)
+       "), queued ones with BrokenExecutor", H.scoped(function(scope)
+      local ex, z = scope(H.executor(ppe, { max_workers = 2 }))
+      scope(H.guard(ex))
       local workers = H.live_workers(z)
       local path = H.tmpname("term")
       local running = { ex:submit(H.spin, 20, path, "a"),
@@ -483,7 +499,7 @@ describe("terminate_workers / kill_workers", function()
       ex:shutdown()
       assert.is_true(H.now() - t0 < 1)
       os.remove(path)
-    end)
+    end))
   end
 end)
 
@@ -516,7 +532,7 @@ end
 
 local function orphan_check(mode)
   local script = child_script(mode)
-  local h = assert(io.popen("exec lua5.4 -e '" ..
+  local h = assert(io.popen("exec " .. LUA .. " -e '" ..
                             script:gsub("'", "'\\''") .. "'", "r"))
   local line = h:read("*l")
   assert.is_string(line)
@@ -561,9 +577,9 @@ describe("no orphans", function()
 end)
 
 describe("no zombies and no descriptor leaks", function()
-  it("#novalgrind a worker holds only stdio and its channel", function()
-    local ex <close> = ppe.executor{ max_workers = 2 }
-    local _ <close> = H.guard(ex)
+  it("#novalgrind a worker holds only stdio and its channel", H.scoped(function(scope)
+    local ex = scope(ppe.executor{ max_workers = 2 })
+    scope(H.guard(ex))
     local _, pid = ex:submit(square_pid, 1):result(20)
     local fds = H.fds(pid)
     local nums = {}
@@ -572,7 +588,7 @@ describe("no zombies and no descriptor leaks", function()
     assert.same({ 0, 1, 2 }, { nums[1], nums[2], nums[3] })
     assert.equal("/dev/null", fds[1].target)
     assert.matches("^socket:", fds[4].target)
-  end)
+  end))
 
   -- one worker dies in a task, one is killed while idle; returns the pids
   local function run_and_kill(ex, z, seen)
@@ -623,13 +639,13 @@ describe("no zombies and no descriptor leaks", function()
     local kids0 = #H.all_children(ME)
     local z, seen
     seen = {}
-    do
-      local ex <close>, zz = H.executor(ppe, { max_workers = 2 })
-      local _ <close> = H.guard(ex)
+    H.scoped(function(scope)
+      local ex, zz = scope(H.executor(ppe, { max_workers = 2 }))
+      scope(H.guard(ex))
       z = zz
       assert.is_true(H.fd_count(ME) > fds0)
       run_and_kill(ex, z, seen)
-    end
+    end)()
     -- closed: the zygote and every worker are gone and reaped
     local kids = H.all_children(ME)
     local desc = {}
@@ -647,20 +663,20 @@ describe("no zombies and no descriptor leaks", function()
   end)
 
   it("#novalgrind close releases every descriptor, without waiting for the GC",
-     function()
+     H.scoped(function(scope)
     collectgarbage(); collectgarbage()
     local fds0 = H.fd_count(ME)
-    local ex <close>, z = H.executor(ppe, { max_workers = 2 })
-    local _ <close> = H.guard(ex)
+    local ex, z = scope(H.executor(ppe, { max_workers = 2 }))
+    scope(H.guard(ex))
     run_and_kill(ex, z, {})
     ex:close()
     local left = {}
     for _, e in ipairs(H.fds(ME)) do left[#left + 1] = e.fd .. "=" .. e.target end
     assert.equal(fds0, #left, "after close: " .. table.concat(left, " "))
-  end)
+  end))
 
   it("#novalgrind no descriptor of an executor leaks into a program the parent runs",
-     function()
+     H.scoped(function(scope)
     local out = H.tmpname("exec_fds")
     local function child_fds()
       os.execute("ls /proc/self/fd > " .. out)  -- ls's own descriptors
@@ -669,8 +685,8 @@ describe("no zombies and no descriptor leaks", function()
       return table.concat(l, " ")
     end
     local before = child_fds()
-    local ex <close> = ppe.executor{ max_workers = 2 }
-    local _ <close> = H.guard(ex)
+    local ex = scope(ppe.executor{ max_workers = 2 })
+    scope(H.guard(ex))
     assert.equal(1, ex:submit(square, 1):result(20))
     assert.equal(before, child_fds())
     -- and none into a program a task runs
@@ -685,7 +701,7 @@ describe("no zombies and no descriptor leaks", function()
     -- channel is not there
     assert.equal("0 1 2 3", table.concat(l, " "))
     os.remove(out)
-  end)
+  end))
 
   it("an executor nobody closes is collected: workers reaped, fds back",
      function()

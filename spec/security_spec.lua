@@ -5,6 +5,7 @@
 -- runs 'require' for a name found in a message.
 local U = require "fixtures.bad_util"  -- first: puts spec/fixtures on cpath
 local ppe = require "ppe"
+local H = require "helpers"
 local evil = U.evil()
 
 local T = 30  -- seconds: a loose bound for work that takes a moment
@@ -22,7 +23,8 @@ end
 local function cloexec(pid, fd)
   local s = assert(read_file("/proc/" .. pid .. "/fdinfo/" .. fd))
   local flags = tonumber(assert(s:match("flags:%s*(%d+)")), 8)
-  return flags & O_CLOEXEC ~= 0
+  -- The bit by arithmetic: the & operator came with 5.3.
+  return math.floor(flags / O_CLOEXEC) % 2 == 1
 end
 
 -- Descriptors of another process, as an array of numbers (ls, as Lua
@@ -274,15 +276,40 @@ describe("security", function()
     local T_CFUNC = ppe.encode(print):sub(9, 9)
     local T_NIL = ppe.encode(nil):sub(9, 9)
 
+    -- A varint of v >= 0, by arithmetic so that it works where numbers
+    -- are doubles: exact while v / 128 is, as for the powers of two and
+    -- the values below 2^53 used here.
     local function varint(v)
       local b = {}
       repeat
-        local c = v & 0x7f
-        v = v >> 7  -- logical shift: a negative v is read as 2^64 + v
-        if v ~= 0 then c = c | 0x80 end
+        local c = v % 128
+        v = math.floor(v / 128)
+        if v ~= 0 then c = c + 128 end
         b[#b + 1] = string.char(c)
       until v == 0
       return table.concat(b)
+    end
+
+    -- The varint of 2^64 - 1, which only 64-bit integers hold: nine bytes
+    -- of seven 1 bits each, then one holding the 64th.
+    local VARINT_MAX = ("\255"):rep(9) .. "\1"
+
+    -- A uint32 in the byte order of the header (its fifth byte is 1 when
+    -- little-endian), as string.pack's "=I4" writes it; by arithmetic, as
+    -- 5.1 and 5.2 have no string.pack.
+    local function u32(n)
+      local s = H.u32(n)
+      return header:byte(5) == 1 and s or s:reverse()
+    end
+
+    -- a XOR b for bytes, by arithmetic (the ~ operator came with 5.3).
+    local function bxor(a, b)
+      local r, bit = 0, 1
+      for _ = 1, 8 do
+        if a % 2 ~= b % 2 then r = r + bit end
+        a, b, bit = math.floor(a / 2), math.floor(b / 2), bit * 2
+      end
+      return r
     end
 
     -- Decodes s expecting a SerializationError; returns its message, the
@@ -304,19 +331,19 @@ describe("security", function()
 
     local cases = {
       { "a string of 2^60 bytes",
-        header .. varint(1) .. T_STR .. varint(1 << 60) .. "abc" },
+        header .. varint(1) .. T_STR .. varint(2^60) .. "abc" },
       { "a string of 2^64-1 bytes",
-        header .. varint(1) .. T_STR .. varint(-1) .. "abc" },
+        header .. varint(1) .. T_STR .. VARINT_MAX .. "abc" },
       { "a table of 2^40 array elements",
-        header .. varint(1) .. T_TABLE .. varint(1 << 40) ..
-        string.pack("=I4", 0) .. "\0\0\0" },
+        header .. varint(1) .. T_TABLE .. varint(2^40) ..
+        u32(0) .. "\0\0\0" },
       { "a table of 2^32-1 hash entries",
         header .. varint(1) .. T_TABLE .. varint(0) ..
-        string.pack("=I4", 0xffffffff) .. "\0\0\0" },
+        u32(0xffffffff) .. "\0\0\0" },
       { "2^40 values",
-        header .. varint(1 << 40) .. T_NIL },
+        header .. varint(2^40) .. T_NIL },
       { "a function of 4 GiB of bytecode",
-        header .. varint(1) .. T_LFUNC .. string.pack("=I4", 0xffffffff) ..
+        header .. varint(1) .. T_LFUNC .. u32(0xffffffff) ..
         "12345678" },
     }
     for _, c in ipairs(cases) do
@@ -332,7 +359,7 @@ describe("security", function()
       -- bytes left (100,000 nils at the end). Trusting each claim would
       -- preallocate 900 x 100,000 slots (1.4 GB); the budget allows about
       -- one message's worth.
-      local level = T_TABLE .. varint(100000) .. string.pack("=I4", 0)
+      local level = T_TABLE .. varint(100000) .. u32(0)
       local s = header .. varint(1) .. level:rep(900) .. T_NIL:rep(100000)
       local _, dt, kb = refused(s)
       assert(dt < 2, ("took %.3f s"):format(dt))
@@ -346,7 +373,7 @@ describe("security", function()
       -- bytecode follows. Change one byte of each.
       for _, pos in ipairs{ 14, 20, #good - 2 } do
         local b = good:byte(pos)
-        local forged = good:sub(1, pos - 1) .. string.char(b ~ 0x55) ..
+        local forged = good:sub(1, pos - 1) .. string.char(bxor(b, 0x55)) ..
                        good:sub(pos + 1)
         local msg = refused(forged)
         assert.is_string(msg)
@@ -354,7 +381,7 @@ describe("security", function()
       -- Raw string.dump output with a made-up tag.
       local dump = string.dump(function() return os.exit end)
       local raw = header .. varint(1) .. T_LFUNC ..
-                  string.pack("=I4", #dump) .. ("\0"):rep(8) .. dump .. "\0"
+                  u32(#dump) .. ("\0"):rep(8) .. dump .. "\0"
       assert.matches("not made by this process tree", refused(raw), 1, true)
     end)
 

@@ -63,12 +63,12 @@ describe("soak", function()
     local z
     local finished, died, other, blamed = 0, 0, {}, {}
     local st
-    do
-      local ex <close>, zz = H.executor(ppe, { max_workers = WORKERS })
-      local _ <close> = H.guard(ex)
+    H.scoped(function(scope)
+      local ex, zz = scope(H.executor(ppe, { max_workers = WORKERS }))
+      scope(H.guard(ex))
       z = zz
       assert.equal(WORKERS, #H.live_workers(z))
-      local batch = NTASKS // NKILLS
+      local batch = math.floor(NTASKS / NKILLS)
       for round = 1, NKILLS do
         local lo = (round - 1) * batch + 1
         local hi = round == NKILLS and NTASKS or round * batch
@@ -122,7 +122,7 @@ describe("soak", function()
         return #H.children(z) == WORKERS end, 5),
         "zygote children: " .. table.concat(H.children(z), " "))
       assert.equal(WORKERS, #H.live_workers(z))
-    end
+    end)()
     local elapsed = H.now() - t0
 
     print(("\nsoak: %d tasks, %d kills in %.1f s: finished %d, " ..
@@ -156,10 +156,10 @@ describe("soak", function()
     collectgarbage(); collectgarbage()
     assert.equal(fds0, H.fd_count(ME))
   end)
-  it("#slow tasks that kill their own worker: exactly those fail", function()
+  it("#slow tasks that kill their own worker: exactly those fail", H.scoped(function(scope)
     local N, EVERY = LONG and 20000 or 3000, 150
-    local ex <close> = ppe.executor{ max_workers = WORKERS }
-    local _ <close> = H.guard(ex)
+    local ex = scope(ppe.executor{ max_workers = WORKERS })
+    scope(H.guard(ex))
     local task = function(i, die)
       if die then os.exit(3) end
       return i * 2
@@ -168,7 +168,7 @@ describe("soak", function()
     for i = 1, N do futs[i] = ex:submit(task, i, i % EVERY == 0) end
     local _, not_done = ppe.wait(futs, 60)
     assert.equal(0, #not_done)
-    local wrong, nwrong, dying = {}, 0, N // EVERY
+    local wrong, nwrong, dying = {}, 0, math.floor(N / EVERY)
     local function bad(msg)
       nwrong = nwrong + 1
       if #wrong < 10 then wrong[#wrong + 1] = msg end
@@ -193,5 +193,5 @@ describe("soak", function()
     assert.same({}, wrong, nwrong .. " futures wrong, the first ones:")
     assert.equal(dying, st.restarts)
     assert.equal(dying, st.failed)
-  end)
+  end))
 end)
