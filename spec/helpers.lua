@@ -159,6 +159,29 @@ function M.uint(n, size)
   return table.concat(t)
 end
 
+-- a XOR b for bytes, by arithmetic (the ~ operator came with 5.3).
+function M.bxor(a, b)
+  local r, bit = 0, 1
+  for _ = 1, 8 do
+    if a % 2 ~= b % 2 then r = r + bit end
+    a, b, bit = math.floor(a / 2), math.floor(b / 2), bit * 2
+  end
+  return r
+end
+
+-- The wire format's varint of n >= 0, by arithmetic so that it works where
+-- numbers are doubles: exact while n / 128 is, as for powers of two and
+-- values below 2^53.
+function M.varint(n)
+  local out = {}
+  repeat
+    local byte = n % 128
+    n = math.floor(n / 128)
+    out[#out + 1] = string.char(byte + (n ~= 0 and 128 or 0))
+  until n == 0
+  return table.concat(out)
+end
+
 -- package.searchpath, which 5.1 lacks.
 M.searchpath = package.searchpath or function(name, path)
   local file = name:gsub("%.", "/")

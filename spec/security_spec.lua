@@ -276,19 +276,7 @@ describe("security", function()
     local T_CFUNC = ppe.encode(print):sub(9, 9)
     local T_NIL = ppe.encode(nil):sub(9, 9)
 
-    -- A varint of v >= 0, by arithmetic so that it works where numbers
-    -- are doubles: exact while v / 128 is, as for the powers of two and
-    -- the values below 2^53 used here.
-    local function varint(v)
-      local b = {}
-      repeat
-        local c = v % 128
-        v = math.floor(v / 128)
-        if v ~= 0 then c = c + 128 end
-        b[#b + 1] = string.char(c)
-      until v == 0
-      return table.concat(b)
-    end
+    local varint = H.varint
 
     -- The varint of 2^64 - 1, which only 64-bit integers hold: nine bytes
     -- of seven 1 bits each, then one holding the 64th.
@@ -302,15 +290,7 @@ describe("security", function()
       return header:byte(5) == 1 and s or s:reverse()
     end
 
-    -- a XOR b for bytes, by arithmetic (the ~ operator came with 5.3).
-    local function bxor(a, b)
-      local r, bit = 0, 1
-      for _ = 1, 8 do
-        if a % 2 ~= b % 2 then r = r + bit end
-        a, b, bit = math.floor(a / 2), math.floor(b / 2), bit * 2
-      end
-      return r
-    end
+    local bxor = H.bxor
 
     -- Decodes s expecting a SerializationError; returns its message, the
     -- time taken and how much the Lua heap grew (no collection meanwhile,

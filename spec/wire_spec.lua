@@ -16,15 +16,7 @@ local function pow2(k)
   return p
 end
 
--- a XOR b for bytes, by arithmetic (the ~ operator came with 5.3).
-local function bxor(a, b)
-  local r, bit = 0, 1
-  for _ = 1, 8 do
-    if a % 2 ~= b % 2 then r = r + bit end
-    a, b, bit = math.floor(a / 2), math.floor(b / 2), bit * 2
-  end
-  return r
-end
+local bxor = H.bxor
 
 local function rt(...)
   return ppe.decode(ppe.encode(...))
@@ -94,18 +86,7 @@ end
 -- The header of every message, and a message from raw value bytes.
 local HEADER = ppe.encode():sub(1, 7)
 
--- A varint of n >= 0, by arithmetic so that it works where numbers are
--- doubles: exact while n / 128 is, as for the powers of two and the
--- values below 2^53 used here.
-local function varint(n)
-  local out = {}
-  repeat
-    local byte = n % 128
-    n = math.floor(n / 128)
-    out[#out + 1] = string.char(byte + (n ~= 0 and 128 or 0))
-  until n == 0
-  return table.concat(out)
-end
+local varint = H.varint
 
 -- The tag of a message's first value, and the float made of eight
 -- little-endian bytes: by string.unpack from 5.3, by the decoder before.
