@@ -11,12 +11,7 @@ local PPE_DIR = assert(H.searchpath("ppe", package.cpath),
 -- The interpreter running the specs, for the programs the orphan specs
 -- start: ppe.so is built for one Lua (5.1 to 5.4, LuaJIT) and loads in no
 -- other.
-local LUA = (function()
-  local h = assert(io.popen("readlink /proc/" .. ME .. "/exe"))
-  local path = h:read("*l")
-  h:close()
-  return assert(path, "cannot read /proc/" .. ME .. "/exe")
-end)()
+local LUA = H.interpreter()
 
 local function square(x) return x * x end
 

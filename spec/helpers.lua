@@ -182,6 +182,18 @@ function M.varint(n)
   return table.concat(out)
 end
 
+-- The interpreter running the specs, for the Lua programs some specs start:
+-- ppe.so is built for one Lua and loads in no other. Under a tool that
+-- runs it (valgrind), /proc/self/exe is the tool: then this version's
+-- usual name.
+function M.interpreter()
+  local h = assert(io.popen("readlink /proc/" .. M.pid() .. "/exe"))
+  local path = h:read("*l")
+  h:close()
+  if path and path:match("/lua[^/]*$") then return path end
+  return rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+end
+
 -- package.searchpath, which 5.1 lacks.
 M.searchpath = package.searchpath or function(name, path)
   local file = name:gsub("%.", "/")
