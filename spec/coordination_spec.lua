@@ -3,6 +3,11 @@ local ppe = require "ppe"
 local H = require "helpers"
 local now = H.now
 
+-- A shell word.
+local function quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
 local function spin(secs, v)
   local t = os.clock()
   while os.clock() - t < secs do end
@@ -337,6 +342,27 @@ describe("done-callbacks, poll and fileno", function()
     f:add_done_callback(function() after = true end)
     assert.are.equal(1, f:result(10))
     assert.is_true(after)
+  end)
+
+  -- 5.4 reports through warn, which prints once warnings are on; before
+  -- 5.4 the same line goes to stderr (there is no switch).
+  it("reports a callback's error as a Lua warning", function()
+    local script = ("package.cpath = %q .. ';' .. package.cpath\n")
+      :format(package.cpath:match("^[^;]+")) .. [[
+      local ppe = require "ppe"
+      if warn then warn("@on") end
+      local ex = ppe.executor { max_workers = 1 }
+      local f = ex:submit("string.rep", "x", 2)
+      f:add_done_callback(function() error("cb failed", 0) end)
+      io.stdout:write(f:result(10), "\n")
+      ex:close()
+    ]]
+    local h = assert(io.popen(H.interpreter() .. " -e " .. quote(script) ..
+                              " 2>&1"))
+    local out = h:read("*a")
+    h:close()
+    assert.matches("xx\n", out)
+    assert.matches("Lua warning: ppe: error in a done%-callback: cb failed", out)
   end)
 
   it("runs the callbacks of a cancelled future", function()
