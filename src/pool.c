@@ -683,9 +683,11 @@ static void pool_release(ppe_pool *p) {
   free(p);
 }
 
-/* Waits, at construction, until every first worker is forked. One whose
-** initializer already failed leaves a broken pool, which is still a pool:
-** its futures fail with the cause. Only a failed fork is an error here. */
+/* Waits, at construction, until the zygote is ready and every first worker
+** forked (the spawn requests were sent without waiting for the zygote, to
+** save a round trip). One whose initializer already failed leaves a broken
+** pool, which is still a pool: its futures fail with the cause. Only a
+** zygote or a fork that failed is an error here. */
 static int await_workers(ppe_pool *p) {
   for (;;) {
     int i, pending = 0, fd;
@@ -699,6 +701,11 @@ static int await_workers(ppe_pool *p) {
     if (n != (long)sizeof(m)) {
       if (fd >= 0) close(fd);
       return -ECHILD;
+    }
+    if (m.type == PPE_Z_READY) {  /* the zygote's state, built or not */
+      if (fd >= 0) close(fd);
+      if (m.status != 0) return -m.status;
+      continue;
     }
     on_zmsg(p, &m, fd);
   }

@@ -198,9 +198,7 @@ int ppe_zygote_start(const char *path, const char *cpath, pid_t *pid,
                      int *fd) {
   sigset_t all, old;
   pid_t child, self = getpid();
-  ppe_zmsg m;
-  int sv[2], passfd, r = ppe_packet_channel(sv), saved;
-  long n;
+  int sv[2], r = ppe_packet_channel(sv), saved;
   if (r < 0) return r;
   /* No signal handler of the caller's may run in the child before it has
   ** reset them; and buffered output must not be written twice. */
@@ -218,12 +216,5 @@ int ppe_zygote_start(const char *path, const char *cpath, pid_t *pid,
   }
   *pid = child;
   *fd = sv[0];
-  n = ppe_recv_packet(sv[0], &m, sizeof(m), &passfd);
-  if (passfd >= 0) close(passfd);
-  if (n == (long)sizeof(m) && m.type == PPE_Z_READY && m.status == 0)
-    return 0;
-  close(sv[0]);
-  while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
-    ;
-  return -(n == (long)sizeof(m) && m.status ? m.status : ECHILD);
+  return 0;
 }

@@ -26,7 +26,9 @@ typedef struct ppe_zmsg {
   int32_t status;
 } ppe_zmsg;
 
-/* Forks the zygote and waits for it to be ready. 0 or -errno. */
+/* Forks the zygote, and returns at once: requests may be sent before it
+** says PPE_Z_READY (which then comes first on the channel, with status 0,
+** or an errno before the zygote ends). 0 or -errno. */
 int ppe_zygote_start(const char *path, const char *cpath, pid_t *pid,
                      int *fd);
 int ppe_zygote_send(int fd, int type, int id, int pid, int status);
