@@ -276,62 +276,56 @@ static void patch_varint(char *p, uint64_t v, size_t width) {
   p[i] = (char)v;
 }
 
-/* Sends items 1..n of the table at idx, n being lua_rawlen's border, and
-** returns how many were sent. A border can lie far beyond the items: in
-** {[1]=1, [2]=2, [4]=4, ..., [2^40]=40} it can be 2^40, and sending up to
-** it would write a trillion nils. So the walk gives up once holes
-** outnumber items; then the nils after the last item are dropped and the
-** count, written before the items, is patched. What is left goes with the
-** hash part. Sets *patch to where the hash count goes; -1 on failure. */
-static lua_Integer enc_array(Enc *e, int idx, size_t *patch) {
-  lua_State *L = e->L;
-  lua_Integer i, n = 0, holes = 0, border = (lua_Integer)lua_rawlen(L, idx);
-  size_t at = e->b->len, width, end;
-  uint32_t nhash = 0;
-  if (put_varint(e, (uint64_t)border)) return -1;
-  width = e->b->len - at;
-  *patch = e->b->len;
-  if (put_raw(e, &nhash, sizeof(nhash))) return -1;  /* written later */
-  end = e->b->len;
-  for (i = 1; i <= border; i++) {
-    if (lua_rawgeti(L, idx, i) == LUA_TNIL) {
-      lua_pop(L, 1);
-      if (++holes > i / 2) break;  /* mostly holes: give up */
-      if (put_byte(e, T_NIL)) return -1;
-      continue;
-    }
-    if (enc_value(e, lua_gettop(L), AS_DATA)) {
-      char comp[32];
-      snprintf(comp, sizeof(comp), "index %lld", (long long)i);
-      enc_where(e, comp);
-      return -1;
-    }
-    lua_pop(L, 1);
-    n = i;
-    end = e->b->len;
-  }
-  if (n != border) {
-    e->b->len = end;
-    patch_varint(e->b->p + at, (uint64_t)n, width);
-  }
-  return n;
-}
-
+/* Writes the table at idx in one traversal. The wire puts an array part
+** (items 1..narr, nil where a hole is) before the key/value pairs; Lua's
+** traversal visits the array part first, in order, so the keys 1, 2, ...
+** it yields at the start go to the array part, and every key after the
+** first that does not continue them goes with the pairs. That keeps the
+** format whatever the traversal order (a key out of line is just a
+** pair), and visits each entry once.
+**
+** narr is written first, as the width of lua_rawlen's border, and patched
+** at the end: the array part never goes beyond the border. A border can
+** lie far beyond the items ({[1]=1, [2]=2, [4]=4, ..., [2^40]=40} may
+** have 2^40), so a gap is filled with nils only while holes stay fewer
+** than half the items; a longer gap ends the array part. */
 static int enc_table(Enc *e, int idx) {
   lua_State *L = e->L;
-  lua_Integer n;
+  lua_Integer border, n = 0, holes = 0;
   uint32_t nhash = 0;
-  size_t patch;
-  int r = enc_seen(e, idx);
+  size_t at, width, patch;
+  int r = enc_seen(e, idx), inarray;
   if (r) return r < 0 ? -1 : 0;
   if (enc_enter(e) || put_byte(e, T_TABLE)) return -1;
-  if ((n = enc_array(e, idx, &patch)) < 0) return -1;
+  border = (lua_Integer)lua_rawlen(L, idx);
+  at = e->b->len;
+  if (put_varint(e, (uint64_t)border)) return -1;
+  width = e->b->len - at;
+  patch = e->b->len;
+  if (put_raw(e, &nhash, sizeof(nhash))) return -1;  /* written later */
+  inarray = border > 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int top = lua_gettop(L);
-    if (n > 0 && lua_isinteger(L, top - 1)) {
-      lua_Integer k = lua_tointeger(L, top - 1);
-      if (k >= 1 && k <= n) { lua_pop(L, 1); continue; }  /* sent above */
+    if (inarray) {
+      lua_Integer k = 0;
+      int isint = 0;
+      if (lua_type(L, top - 1) == LUA_TNUMBER)
+        k = lua_tointegerx(L, top - 1, &isint);
+      if (isint && k > n && k <= border && 2 * (holes + k - n - 1) <= k) {
+        for (; n + 1 < k; n++, holes++)
+          if (put_byte(e, T_NIL)) return -1;
+        if (enc_value(e, top, AS_DATA)) {
+          char comp[32];
+          snprintf(comp, sizeof(comp), "index %lld", (long long)k);
+          enc_where(e, comp);
+          return -1;
+        }
+        n = k;
+        lua_pop(L, 1);
+        continue;
+      }
+      inarray = 0;  /* the rest are pairs */
     }
     if (enc_value(e, top - 1, AS_DATA)) {
       enc_where(e, "table key");
@@ -344,6 +338,7 @@ static int enc_table(Enc *e, int idx) {
     nhash++;
     lua_pop(L, 1);
   }
+  if (n != border) patch_varint(e->b->p + at, (uint64_t)n, width);
   memcpy(e->b->p + patch, &nhash, sizeof(nhash));
   e->depth--;
   return 0;
