@@ -149,13 +149,13 @@ static void enc_where_key(Enc *e, int idx) {
   enc_where(e, comp);
 }
 
-static int put_byte(Enc *e, int c) {
+static inline int put_byte(Enc *e, int c) {
   if (ppe_buf_reserve(e->b, 1)) return enc_oom(e);
   e->b->p[e->b->len++] = (char)c;
   return 0;
 }
 
-static int put_raw(Enc *e, const void *p, size_t n) {
+static inline int put_raw(Enc *e, const void *p, size_t n) {
   return ppe_buf_add(e->b, p, n) ? enc_oom(e) : 0;
 }
 
