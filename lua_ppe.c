@@ -885,6 +885,7 @@ typedef struct MapState {
   lua_Integer nread;        /* items taken from the source */
   int exhausted;
   int closed;               /* by __close or it:close(): at its end */
+  int compact;              /* this chunk: one value per item, no counts */
   lua_Integer inflight;     /* items sent and not yet yielded */
   lua_Integer qhead, qtail; /* chunk numbers in the queue */
   lua_Integer cur;          /* chunk being yielded, 0 if none */
@@ -1073,6 +1074,8 @@ static int map_next_chunk(lua_State *L, MapState *m) {
     map_drop(L, m, m->cur);
     return raiseerror(L, "SerializationError", err);
   }
+  /* A chunk whose every item gave one value comes as true, v1, ..., vn. */
+  m->compact = n > 0 && lua_type(L, top + 1) == LUA_TBOOLEAN;
   if (lua_getiuservalue(L, 1, 5) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, n, 0);
@@ -1086,6 +1089,7 @@ static int map_next_chunk(lua_State *L, MapState *m) {
     lua_rawseti(L, top + 1, i);
   }
   m->nvals = n;
+  if (m->compact) m->cur_pos = 2;
   lua_settop(L, 1);
   ppe_lock();
   ppe_buf_free(&t->res);
@@ -1105,6 +1109,11 @@ static int map_step(lua_State *L) {
   while (m->cur == 0 || m->cur_item >= m->cur_count)
     if (!map_next_chunk(L, m)) return 0;
   lua_getiuservalue(L, 1, 5);
+  if (m->compact) {
+    lua_pushinteger(L, m->cur_first + m->cur_item++);
+    lua_rawgeti(L, 2, m->cur_pos++);
+    return 2;
+  }
   lua_rawgeti(L, 2, m->cur_pos);
   k = lua_tointeger(L, 3);
   lua_pushinteger(L, m->cur_first + m->cur_item++);

@@ -167,6 +167,41 @@ describe("ex:map", function()
     assert.are.equal(1, got[3])
   end)
 
+  -- A chunk whose items all return one value travels without counts; one
+  -- with any other item (none, two, an error) keeps them: both kinds of
+  -- chunk, one after the other, must give every item exactly its values.
+  it("gives each item exactly its values, one or not", function()
+    local function f(x)
+      if x == 7 then return end
+      if x == 8 then return x, "two" end
+      if x == 9 then error("nine", 0) end
+      return x * 10
+    end
+    local items = {}
+    for k = 1, 12 do items[k] = k end
+    local seen = {}
+    local it = ex:map(f, items, { chunksize = 3 })
+    for k = 1, 12 do
+      local r = H.pack(pcall(it))
+      seen[k] = r
+    end
+    assert.is_nil((it()))
+    for k = 1, 12 do
+      local r = seen[k]
+      if k == 9 then
+        assert.is_false(r[1])
+        assert.are.equal("RemoteError", r[2].kind)
+        assert.are.equal("nine", r[2].value)
+      elseif k == 7 then
+        assert.are.same({ true, 7, n = 2 }, r)
+      elseif k == 8 then
+        assert.are.same({ true, 8, 8, "two", n = 4 }, r)
+      else
+        assert.are.same({ true, k, k * 10, n = 3 }, r)
+      end
+    end
+  end)
+
   it("spreads table items with unpack = true", function()
     local got = {}
     for i, s in ex:map(function(a, b) return a .. b end,
