@@ -27,7 +27,8 @@ enum {
   PPE_F_INITERR,    /* worker -> parent: the initializer raised */
   PPE_F_CHUNK       /* parent -> worker: fn, spread, items...; the reply
                     ** (OK) is per item: count and values, or -1 and
-                    ** message, traceback, value */
+                    ** message, traceback, value; or, when every item
+                    ** gave one value, true and the values alone */
 };
 
 /* A payload larger than this is refused: it protects a reader from a peer
