@@ -1143,7 +1143,7 @@ static int map_close(lua_State *L) {
   ppe_lock();
   for (k = m->qhead; k <= m->qtail; k++) {
     Future *f = map_future(L, k);
-    if (f != NULL && f->t != NULL) ppe_task_cancel(f->t);
+    if (f != NULL) ppe_task_cancel(f->t);
     lua_pop(L, 1);
   }
   ppe_unlock();

@@ -49,13 +49,6 @@ local function sh(cmd)
   return r == true or r == 0
 end
 
--- -0.0, made at run time: Lua 5.1 keeps one constant for 0.0 and -0.0 in
--- a function, so a literal -0.0 may be read as the 0.0 beside it (or turn
--- a 1/0 there into -inf).
-local function neg_zero()
-  local z = 0.0
-  return -z
-end
 
 describe("workers", function()
   it("are processes other than the caller, one per worker",
@@ -141,7 +134,7 @@ describe("results", function()
 
   it("keep the number subtypes", function()
     -- x - x % 1 is the floor division x // 1, which Lua 5.1 and 5.2 lack:
-    -- of a float, both give a float. -z is -0.0, as in neg_zero.
+    -- of a float, both give a float. -z is -0.0, as H.NEG_ZERO is.
     local f = ex:submit(function(i, x)
       local z = 0.0
       return i, x, i + 0.0, x - x % 1, 2^53, -z
@@ -152,7 +145,7 @@ describe("results", function()
     assert.are.equal(3, xf)
     assert.are.equal(3, xi)
     assert.are.equal(2^53, big)
-    assert.are.equal(H.float_bits(neg_zero()), H.float_bits(nz))
+    assert.are.equal(H.float_bits(H.NEG_ZERO), H.float_bits(nz))
     -- Lua 5.3 and later have the integer and float subtypes, and integers
     -- beyond 2^53.
     if math.type then
@@ -183,7 +176,7 @@ describe("results", function()
   it("keep doubles bit for bit, around 2^53, at -0.0, inf and NaN", function()
     local nan = 0 / 0
     local xs = { 2^53 - 1, 2^53, -2^53, 2^53 + 2, 2^60, -2^63, 2^64, 1e300,
-                 1.5, -2.5, 2^-1074, neg_zero(), 1 / 0, -1 / 0, nan, -nan }
+                 1.5, -2.5, 2^-1074, H.NEG_ZERO, 1 / 0, -1 / 0, nan, -nan }
     local got = H.pack(ex:submit(function(...) return ... end, H.unpack(xs))
                          :result(10))
     assert.are.equal(#xs, got.n)

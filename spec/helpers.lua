@@ -125,6 +125,10 @@ end
 -- The specs run on Lua 5.1 to 5.4 and LuaJIT: what they need that not
 -- every version has.
 
+-- -0.0, made at run time: Lua 5.1 keeps one constant for 0.0 and -0.0 in
+-- a function, so a literal -0.0 may be read as a 0.0 beside it.
+M.NEG_ZERO = -1 / math.huge
+
 M.pack = table.pack or function(...)
   return { n = select("#", ...), ... }
 end

@@ -2,8 +2,7 @@
 local ppe = require "ppe"
 local H = require "helpers"
 
--- -0.0, made at run time: Lua 5.1 folds the literal -0.0 into 0.
-local NZERO = -1 / math.huge
+local NZERO = H.NEG_ZERO
 
 -- Before 5.2 there is no rawlen; # is the same on a table with no
 -- metatable.
