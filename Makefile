@@ -17,7 +17,7 @@ BUSTED ?= /usr/bin/busted
 # What ppe itself needs, whatever CFLAGS the caller chose.
 PPE_FLAGS = -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Wall -Wextra -I.
 PPE_CFLAGS = $(PPE_FLAGS) -I$(LUA_INCDIR)
-PPE_LIBS = -lpthread
+PPE_LIBS = -lpthread -ldl
 
 SRC = lua_ppe.c $(wildcard src/*.c)
 OBJ = $(SRC:.c=.o)

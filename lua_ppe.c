@@ -14,6 +14,7 @@
 
 #include "ppe.h"
 #include "src/future.h"
+#include "src/hostalloc.h"
 #include "src/mac.h"
 #include "src/pool.h"
 #include "src/transport.h"
@@ -1522,6 +1523,7 @@ PPE_API int luaopen_ppe(lua_State *L) {
   int i, r = ppe_mac_init();
   if (r < 0)
     return luaL_error(L, "ppe: cannot draw a random key (%s)", strerror(-r));
+  ppe_host_alloc(L);  /* large results land in reused huge pages */
   newmeta(L, PPE_BUFBOX, buf_meta);
   lua_pop(L, 1);
   newclass(L, PPE_FUTURE, future_meta, future_methods);

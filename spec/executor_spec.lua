@@ -691,6 +691,41 @@ describe("big messages", function()
     -- Unchanged in the caller.
     assert.are.equal("ab", s:sub(-2))
   end))
+
+  -- The caller's state gets its big blocks from ppe once ppe is loaded: a
+  -- block made before must still go back to Lua's own allocator, blocks
+  -- grown, shrunk and alive at exit must stay whole, and exit must not
+  -- find the allocator unloaded with ppe.so.
+  it("leave the caller's own big blocks whole, before and after require",
+     function()
+    local dir = assert(H.searchpath("ppe", package.cpath)):gsub("ppe%.so$", "")
+    local script = ([[
+      local before = string.rep("b", 6 * 1048576)
+      package.cpath = %q .. "?.so;" .. package.cpath
+      local ppe = require "ppe"
+      local ex = ppe.executor { max_workers = 1 }
+      local t = {}
+      for i = 1, 700000 do t[i] = i end
+      local s = ex:submit(function(x) return x .. "e" end, before):result(60)
+      local grown = ppe.decode(ppe.encode(s)) .. "x"
+      local sum = 0
+      for i = 1, #t, 1000 do sum = sum + t[i] end
+      before, t = nil, nil
+      collectgarbage()
+      local small = grown:sub(1, 3) .. grown:sub(-3)
+      ex:close()
+      KEEP = { s, grown, string.rep("k", 5 * 1048576) }
+      io.write(#s, " ", #grown, " ", small, " ", sum, "\n")
+    ]]):format(dir)
+    local h = assert(io.popen(H.interpreter() .. " -e '" ..
+                              script:gsub("'", "'\\''") .. "' 2>&1"))
+    local out = h:read("*a")
+    local ok, how, code = h:close()
+    assert.are.equal("6291457 6291458 bbbbex 244650700\n", out)
+    if how ~= nil then  -- Lua 5.1's close says nothing of the status
+      assert.are.same({ true, "exit", 0 }, { ok, how, code })
+    end
+  end)
 end)
 
 describe("shutdown", function()

@@ -6,24 +6,46 @@
 #include <sys/mman.h>
 
 #include "buf.h"
+#include "future.h"
 
-/* A buffer this large lives in its own mapping, asked for huge pages: a
-** fresh 64 MiB message then costs 32 page faults, not 16384, and growing
-** it moves page tables (mremap) instead of copying bytes. Buffers at least
-** this large are always mapped, smaller ones always malloc'd. */
-#define MAPPED (4u << 20)
+/* A buffer of PPE_BIG_MIN or more lives in its own mapping, asked for
+** huge pages: a fresh 64 MiB message then costs 32 page faults, not 16384,
+** and growing it moves page tables (mremap) instead of copying bytes. */
+#define MAPPED PPE_BIG_MIN
 
 /* Freed mappings kept for the next big block: a buffer that comes back
 ** with its pages present is not zeroed again by the kernel, which is most
-** of the cost of a large message. Trimmed when the process goes idle. */
-#define SLOTS 2
+** of the cost of a large message. Enough slots for a request, the string
+** it carries, the reply and a result or two not yet collected; each goes
+** back to the system KEEP_S seconds after it was kept, unless reused. */
+#define SLOTS 6
+#define KEEP_S 1.0
 
-static struct { void *p; size_t size; } cache[SLOTS];
+static struct { void *p; size_t size; double at; } cache[SLOTS];
+static int keepers = 0;  /* who will trim the cache: 0, nothing is kept */
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* A cached mapping of at least n bytes (its size in *size), or NULL. */
-static void *take_cached(size_t n, size_t *size) {
+void ppe_big_keep(int delta) {
+  int none;
+  pthread_mutex_lock(&cache_lock);
+  keepers += delta;
+  none = keepers <= 0;
+  pthread_mutex_unlock(&cache_lock);
+  if (none) ppe_big_trim(-1);
+}
+
+/* A mapping's length is its block's size rounded up to whole huge pages:
+** blocks of nearly the same size (a message, the string it carries, the
+** reply that echoes it) then fit each other's kept mappings exactly, and
+** the size a block is freed with tells the length to unmap. */
+#define HUGE ((size_t)2 << 20)
+#define ROUND(n) (((n) + HUGE - 1) & ~(HUGE - 1))
+
+/* A cached mapping of exactly n bytes (rounded), cut from the smallest
+** one at least that long; or NULL. */
+static void *take_cached(size_t n) {
   void *p = NULL;
+  size_t size = 0;
   int i, best = -1;
   pthread_mutex_lock(&cache_lock);
   for (i = 0; i < SLOTS; i++)
@@ -32,16 +54,17 @@ static void *take_cached(size_t n, size_t *size) {
       best = i;
   if (best >= 0) {
     p = cache[best].p;
-    *size = cache[best].size;
+    size = cache[best].size;
     cache[best].p = NULL;
   }
   pthread_mutex_unlock(&cache_lock);
+  if (p != NULL && size > n) munmap((char *)p + n, size - n);
   return p;
 }
 
-/* A new mapping of at least n bytes, from the cache if it has one. */
-static void *map_new(size_t n, size_t *size) {
-  void *p = take_cached(n, size);
+/* A new mapping of n bytes (rounded), from the cache if it has one. */
+static void *map_new(size_t n) {
+  void *p = take_cached(n);
   if (p != NULL) return p;
   p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
            -1, 0);
@@ -49,14 +72,18 @@ static void *map_new(size_t n, size_t *size) {
 #ifdef MADV_HUGEPAGE
   madvise(p, n, MADV_HUGEPAGE);
 #endif
-  *size = n;
   return p;
 }
 
 /* Keeps a mapping for reuse, evicting a smaller one. */
-static void put_cached(void *p, size_t size) {
+static void put_cached(void *p, size_t size, double now) {
   int i, small = -1;
   pthread_mutex_lock(&cache_lock);
+  if (keepers <= 0) {  /* nobody would give it back when idle */
+    pthread_mutex_unlock(&cache_lock);
+    munmap(p, size);
+    return;
+  }
   for (i = 0; i < SLOTS; i++)
     if (small < 0 || cache[i].p == NULL ||
         (cache[small].p != NULL && cache[i].size < cache[small].size))
@@ -66,6 +93,7 @@ static void put_cached(void *p, size_t size) {
     size_t osize = cache[small].size;
     cache[small].p = p;
     cache[small].size = size;
+    cache[small].at = now;
     p = old;
     size = osize;
   }
@@ -73,48 +101,53 @@ static void put_cached(void *p, size_t size) {
   if (p != NULL) munmap(p, size);
 }
 
-void ppe_big_trim(void) {
-  int i;
+double ppe_big_trim(double now) {
+  struct { void *p; size_t size; } gone[SLOTS];
+  double next = -1;
+  int i, n = 0;
+  pthread_mutex_lock(&cache_lock);
   for (i = 0; i < SLOTS; i++) {
-    void *p;
-    size_t size;
-    pthread_mutex_lock(&cache_lock);
-    p = cache[i].p;
-    size = cache[i].size;
-    cache[i].p = NULL;
-    pthread_mutex_unlock(&cache_lock);
-    if (p != NULL) munmap(p, size);
+    if (cache[i].p == NULL) continue;
+    if (now < 0 || now - cache[i].at >= KEEP_S) {
+      gone[n].p = cache[i].p;
+      gone[n++].size = cache[i].size;
+      cache[i].p = NULL;
+    }
+    else if (next < 0 || cache[i].at + KEEP_S - now < next)
+      next = cache[i].at + KEEP_S - now;
   }
+  pthread_mutex_unlock(&cache_lock);
+  for (i = 0; i < n; i++) munmap(gone[i].p, gone[i].size);
+  return next;
 }
 
 void ppe_big_after_fork(void) {
   int i;
   /* The lock may have been held by another thread at the fork. */
   pthread_mutex_init(&cache_lock, NULL);
+  keepers = 1;  /* a worker trims its own cache when idle */
   for (i = 0; i < SLOTS; i++) {
     if (cache[i].p != NULL) munmap(cache[i].p, cache[i].size);
     cache[i].p = NULL;
   }
 }
 
-/* Resizes to at least nsize; *got is the size the block has. */
-static void *resize_atleast(void *p, size_t osize, size_t nsize,
-                            size_t *got) {
+void *ppe_big_resize(void *p, size_t osize, size_t nsize) {
   void *np;
-  *got = nsize;
   if (nsize < MAPPED) {  /* to or within the malloc heap */
     if (osize < MAPPED) return realloc(p, nsize);
     np = malloc(nsize);
     if (np == NULL) return NULL;
     memcpy(np, p, nsize);
-    munmap(p, osize);
+    munmap(p, ROUND(osize));
     return np;
   }
   if (osize >= MAPPED) {
-    np = mremap(p, osize, nsize, MREMAP_MAYMOVE);
+    if (ROUND(osize) == ROUND(nsize)) return p;
+    np = mremap(p, ROUND(osize), ROUND(nsize), MREMAP_MAYMOVE);
     return np == MAP_FAILED ? NULL : np;
   }
-  np = map_new(nsize, got);
+  np = map_new(ROUND(nsize));
   if (np != NULL && p != NULL) {
     memcpy(np, p, osize < nsize ? osize : nsize);
     free(p);
@@ -122,23 +155,9 @@ static void *resize_atleast(void *p, size_t osize, size_t nsize,
   return np;
 }
 
-void *ppe_big_resize(void *p, size_t osize, size_t nsize) {
-  size_t got;
-  void *np = resize_atleast(p, osize, nsize, &got);
-  if (np != NULL && got != nsize) {  /* exact sizes are asked for here */
-    void *sp = mremap(np, got, nsize, 0);
-    if (sp == MAP_FAILED) {
-      ppe_big_free(np, got);
-      return NULL;
-    }
-    np = sp;
-  }
-  return np;
-}
-
 void ppe_big_free(void *p, size_t size) {
   if (p == NULL) return;
-  if (size >= MAPPED) put_cached(p, size);
+  if (size >= MAPPED) put_cached(p, ROUND(size), ppe_now());
   else free(p);
 }
 
@@ -151,7 +170,16 @@ int ppe_buf_grow_(ppe_buf *b, size_t extra) {
   /* Doubling keeps appends amortised O(1); the guard stops overflow. */
   while (ncap < need)
     ncap = (ncap > (size_t)-1 / 2) ? need : ncap * 2;
-  np = resize_atleast(b->p, b->cap, ncap, &ncap);
+  if (ncap >= MAPPED) {
+    /* Mapped, a buffer grows by moving page tables, not bytes: a quarter
+    ** more each time keeps appends amortised O(1) and a frame read by its
+    ** known size takes the whole pages it needs, not twice that. */
+    size_t quarter = b->cap + b->cap / 4;
+    ncap = need > quarter ? need : quarter;
+    if (ncap > (size_t)-1 - HUGE) return -ENOMEM;
+    ncap = ROUND(ncap);
+  }
+  np = ppe_big_resize(b->p, b->cap, ncap);
   if (np == NULL) return -ENOMEM;
   b->p = np;
   b->cap = ncap;

@@ -29,14 +29,23 @@ static inline int ppe_buf_add(ppe_buf *b, const void *s, size_t n) {
 
 void ppe_buf_free(ppe_buf *b);
 
+/* Blocks at least this large are mapped (huge pages, kept for reuse);
+** smaller ones are malloc'd. */
+#define PPE_BIG_MIN ((size_t)4 << 20)
+
 /* The allocation behind buffers, for other big blocks too: resizes a
 ** block of osize bytes (0 for none) to nsize; NULL on failure, the block
 ** untouched. Blocks must be freed with the size they have. */
 void *ppe_big_resize(void *p, size_t osize, size_t nsize);
 void ppe_big_free(void *p, size_t size);
 
-/* Returns the kept mappings to the system (when idle). */
-void ppe_big_trim(void);
+/* Returns to the system the kept mappings that went unused for a while
+** (all of them if now < 0); now is ppe_now(). Returns the seconds until
+** the next one is due, or -1 if none is kept. */
+double ppe_big_trim(double now);
+/* Freed mappings are kept for reuse only while someone trims them when
+** idle: each executor counts itself in (+1) and out (-1). */
+void ppe_big_keep(int delta);
 /* In a child after fork: the cache's lock and contents are not its own. */
 void ppe_big_after_fork(void);
 

@@ -569,19 +569,15 @@ static void zygote_gone(ppe_pool *p) {
 
 #define ZBATCH 32
 
-#define IDLE_TRIM_MS 200
-
 static void *io_main(void *arg) {
   ppe_pool *p = (ppe_pool *)arg;
-  int trimmed = 0;
   ppe_lock();
   while (!(p->closing && all_gone(p))) {
     ppe_zmsg zm[ZBATCH];
     int zfds[ZBATCH], nz = 0, i, np = p->nw + 2, zgone = 0;
     double now = ppe_now();
     int timeout = poll_timeout(p, now), n;
-    /* With nothing running for a while, kept buffers go back. */
-    if (timeout < 0 && p->nrunning == 0 && !trimmed) timeout = IDLE_TRIM_MS;
+    double due;
     p->pfd[0].fd = p->wakefd;
     p->pfd[0].events = POLLIN;
     p->pfd[1].fd = p->zfd;
@@ -593,6 +589,11 @@ static void *io_main(void *arg) {
       p->pfd[i + 2].revents = 0;
     }
     ppe_unlock();
+    /* Big blocks kept for reuse go back once unused for a while; this
+    ** thread is the one that wakes up for it. */
+    due = ppe_big_trim(now);
+    if (due >= 0 && (timeout < 0 || due * 1000 < timeout))
+      timeout = (int)(due * 1000) + 1;
     /* Reads happen outside the lock: only this thread reads or closes
     ** the channels, so the caller's thread keeps submitting meanwhile. */
     n = poll(p->pfd, (nfds_t)np, timeout);
@@ -600,11 +601,6 @@ static void *io_main(void *arg) {
       ppe_lock();
       continue;
     }
-    if (n == 0 && timeout == IDLE_TRIM_MS) {
-      ppe_big_trim();
-      trimmed = 1;
-    }
-    else if (n > 0) trimmed = 0;
     if (p->pfd[0].revents & POLLIN) {
       uint64_t v;
       while (read(p->wakefd, &v, sizeof(v)) > 0)
@@ -681,6 +677,7 @@ static void pool_release(ppe_pool *p) {
   free(p->pfd);
   free(p->w);
   free(p);
+  ppe_big_keep(-1);
 }
 
 /* Waits, at construction, until the zygote is ready and every first worker
@@ -738,6 +735,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   ppe_pool *p = calloc(1, sizeof(*p));
   int i, r;
   if (p == NULL) return -ENOMEM;
+  ppe_big_keep(1);  /* the I/O thread trims the kept mappings when idle */
   p->zfd = p->wakefd = p->notifyfd = -1;
   p->nw = o->max_workers;
   p->max_tasks = o->max_tasks_per_child;

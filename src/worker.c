@@ -8,6 +8,7 @@
 #include "lua.h"
 
 #include "buf.h"
+#include "future.h"
 #include "runner.h"
 #include "transport.h"
 #include "worker.h"
@@ -16,7 +17,8 @@
 ** so its memory is there for the next one. */
 #define BIG_MESSAGE (1024 * 1024)
 
-/* After this long without work, a worker gives its memory back. */
+/* After this long without work, a worker collects its garbage and frees
+** its buffers. */
 #define IDLE_MS 200
 
 static int worker_id = 0;  /* 0 in the parent */
@@ -70,7 +72,13 @@ void ppe_worker_main(lua_State *L, int fd, int id) {
         lua_gc(L, LUA_GCCOLLECT, 0);
         ppe_buf_free(&reply);
         ppe_reader_free(&rd);
-        ppe_big_trim();
+      }
+      /* Big blocks kept for reuse go back once unused for a while. */
+      if (rd.pos == rd.b.len) {
+        double due;
+        while ((due = ppe_big_trim(ppe_now())) >= 0 &&
+               ppe_wait_readable(fd, (int)(due * 1000) + 1) == 0)
+          ;
       }
       n = ppe_reader_fill(&rd, fd);
       if (n == 0) _exit(0);  /* end of stream: the executor is done */
