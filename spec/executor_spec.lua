@@ -676,6 +676,33 @@ describe("scheduling", function()
   end))
 end)
 
+describe("a burst of submits", function()
+  -- Submits that find the I/O thread busy with replies are left beside the
+  -- queue for it rather than wait: they must still run in their order, and
+  -- each once.
+  it("runs every task once, in the order submitted", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local n = 20000
+    local fs = {}
+    for i = 1, n do
+      fs[i] = ex:submit(function(x)
+        COUNT = (COUNT or 0) + 1
+        return COUNT, x
+      end, i)
+    end
+    local last = 0
+    for i = 1, n do
+      local c, x = fs[i]:result(60)
+      assert.are.equal(i, x)
+      assert.is_true(c > last, "task " .. i .. " ran " .. c .. "th")
+      last = c
+    end
+    assert.are.equal(n, last)
+    local st = ex:stats()
+    assert.are.same({ n, 0, 0 }, { st.completed, st.pending, st.running })
+  end))
+end)
+
 describe("big messages", function()
   it("carry a 64 MiB argument and a 64 MiB result", H.scoped(function(scope)
     local ex = scope(ppe.executor { max_workers = 1 })

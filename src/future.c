@@ -27,6 +27,11 @@ void ppe_lock(void) {
   pthread_mutex_lock(&lock);
 }
 
+int ppe_trylock(void) {
+  pthread_once(&once, init_cond);
+  return pthread_mutex_trylock(&lock) == 0;
+}
+
 void ppe_unlock(void) {
   pthread_mutex_unlock(&lock);
 }

@@ -39,6 +39,7 @@ typedef struct ppe_task {
 ** more. The lock is never held across a call into Lua. */
 void ppe_lock(void);
 void ppe_unlock(void);
+int ppe_trylock(void);  /* 1 if it took the lock */
 /* Waits for a completion until 'deadline' (monotonic seconds; < 0 for
 ** ever). Returns 0 when woken, -ETIMEDOUT when the deadline passed. */
 int ppe_wait_completion(double deadline);

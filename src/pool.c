@@ -70,6 +70,9 @@ struct ppe_pool {
   pthread_t thread;
   int thread_on, joined;
   int wake_pending;    /* the I/O thread has a wake-up coming */
+  pthread_mutex_t side_lock;  /* guards the three below */
+  ppe_task *shead, *stail;    /* submitted while the lock was busy */
+  int io_done;         /* the I/O thread takes no more from there */
   double ewma_us;      /* average run time of a task, once known */
   int shutdown;        /* no more submits */
   int closing;         /* stop the workers once nothing is left to run */
@@ -152,6 +155,26 @@ static void fail_queue(ppe_pool *p) {
     fail_broken(p, t);
     ppe_task_unref(t);
   }
+}
+
+/* Moves the tasks submitted while the lock was busy to the queue, in their
+** order, numbering them. A broken pool fails them. */
+static void take_side(ppe_pool *p) {
+  ppe_task *t;
+  pthread_mutex_lock(&p->side_lock);
+  t = p->shead;
+  p->shead = p->stail = NULL;
+  pthread_mutex_unlock(&p->side_lock);
+  while (t != NULL) {
+    ppe_task *next = t->next;
+    t->next = NULL;
+    t->id = ++p->nextid;
+    if (p->qtail) p->qtail->next = t;
+    else p->qhead = t;
+    p->qtail = t;
+    t = next;
+  }
+  if (p->broken) fail_queue(p);
 }
 
 static void set_broken(ppe_pool *p, const char *cause) {
@@ -641,9 +664,16 @@ static void *io_main(void *arg) {
     for (i = 0; i < nz; i++) on_zmsg(p, &zm[i], zfds[i]);
     if (zgone) zygote_gone(p);
     check_timeouts(p, ppe_now());
+    take_side(p);
     dispatch(p, 0);
     maybe_close(p);
   }
+  /* Nothing may wait on the side now that nobody would take it. */
+  pthread_mutex_lock(&p->side_lock);
+  p->io_done = 1;
+  pthread_mutex_unlock(&p->side_lock);
+  take_side(p);
+  fail_queue(p);
   ppe_unlock();
   /* Every worker is reaped: the zygote may go, and is reaped here so no
   ** zombie waits for a join that may come late. */
@@ -672,6 +702,7 @@ static void pool_release(ppe_pool *p) {
   if (p->wakefd >= 0) close(p->wakefd);
   if (p->notifyfd >= 0) close(p->notifyfd);
   if (p->zfd >= 0) close(p->zfd);
+  pthread_mutex_destroy(&p->side_lock);
   ppe_buf_free(&p->init);
   ppe_buf_free(&p->initerr);
   free(p->pfd);
@@ -736,6 +767,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   int i, r;
   if (p == NULL) return -ENOMEM;
   ppe_big_keep(1);  /* the I/O thread trims the kept mappings when idle */
+  pthread_mutex_init(&p->side_lock, NULL);
   p->zfd = p->wakefd = p->notifyfd = -1;
   p->nw = o->max_workers;
   p->max_tasks = o->max_tasks_per_child;
@@ -778,9 +810,37 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   return 0;
 }
 
+/* Leaves t for the I/O thread, which holds the lock: waiting for it
+** would put the caller to sleep while the thread finishes a batch of
+** replies. 0 if the I/O thread has ended (the caller then takes the
+** lock). */
+static int submit_side(ppe_pool *p, ppe_task *t) {
+  int first;
+  pthread_mutex_lock(&p->side_lock);
+  if (p->io_done) {
+    pthread_mutex_unlock(&p->side_lock);
+    return 0;
+  }
+  ppe_task_ref(t);  /* t is not shared yet: no lock needed */
+  first = p->shead == NULL;
+  if (p->stail) p->stail->next = t;
+  else p->shead = t;
+  p->stail = t;
+  pthread_mutex_unlock(&p->side_lock);
+  /* It may be past the point where it looks: one wake-up per batch. */
+  if (first) wake(p);
+  return 1;
+}
+
 int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
   int partial;
-  ppe_lock();
+  /* shutdown is set by the caller's own thread: reading it here is safe. */
+  if (!p->shutdown && !ppe_trylock()) {
+    if (submit_side(p, t)) return 0;
+    ppe_lock();
+  }
+  else if (p->shutdown) ppe_lock();
+  take_side(p);  /* those come first */
   if (p->broken) {
     ppe_task_ref(t);
     fail_broken(p, t);
@@ -815,6 +875,7 @@ void ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures) {
   ppe_lock();
   p->shutdown = 1;
   p->closing = 1;
+  take_side(p);
   if (cancel_futures) {
     ppe_task *t;
     for (t = p->qhead; t != NULL; t = t->next) ppe_task_cancel(t);
@@ -844,6 +905,7 @@ void ppe_pool_stats(ppe_pool *p, ppe_stats *st) {
   int i;
   memset(st, 0, sizeof(*st));
   ppe_lock();
+  take_side(p);
   for (i = 0; i < p->nw; i++)
     if (LIVE(&p->w[i])) st->workers++;
   for (t = p->qhead; t != NULL; t = t->next) {
