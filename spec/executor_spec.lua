@@ -487,6 +487,18 @@ describe("task_timeout", function()
     assert.are_not.equal(err.pid, pid)
   end))
 
+  -- The task below goes straight from submit to an idle worker, while the
+  -- I/O thread sleeps with no deadline to watch.
+  it("stops a task submitted to an executor that sat idle",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1, task_timeout = 0.5 })
+    local first = ex:submit(H.pid):result(10)
+    os.execute("sleep 1.5")
+    local f = ex:submit(forever)
+    local err = H.expect_error("TaskTimeout", f.result, f, 10)
+    assert.are.equal(first, err.pid)
+  end))
+
   it("leaves alone a task that finishes in time", H.scoped(function(scope)
     local ex = scope(ppe.executor { max_workers = 1, task_timeout = 2 })
     assert.are.equal("ok", ex:submit(H.spin, 0.1, "ok"):result(10))

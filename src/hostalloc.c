@@ -8,8 +8,11 @@
 ** else goes on as before. Blocks are told apart by a list of the ones ppe
 ** handed out (there are few: each is 4 MiB or more). */
 #include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -83,6 +86,15 @@ static void *host_alloc(void *ud, void *p, size_t osize, size_t nsize) {
   return stock(ud, p, osize, nsize);
 }
 
+/* 1 if the file named is the program itself (ppe linked into a host). */
+static int in_program(const char *name) {
+  char exe[PATH_MAX], real[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0 || realpath(name, real) == NULL) return 0;
+  exe[n] = '\0';
+  return strcmp(exe, real) == 0;
+}
+
 /* lua_close unloads C libraries before it frees the last objects, which
 ** then come to host_alloc: the code that holds it must stay loaded. 1 if
 ** it will (also when it is linked into the program). */
@@ -92,9 +104,11 @@ static int stay_loaded(void) {
   if (dladdr((void *)host_alloc, &info) == 0 || info.dli_fname == NULL)
     return 0;
   h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
-  if (h == NULL) return 0;
-  dlclose(h);  /* the reference just taken; the library stays */
-  return 1;
+  if (h != NULL) {
+    dlclose(h);  /* the reference just taken; the library stays */
+    return 1;
+  }
+  return in_program(info.dli_fname);  /* linked in: never unloaded */
 }
 
 static void find_stock(void) {

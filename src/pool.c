@@ -857,7 +857,9 @@ int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
   if (p->qtail) p->qtail->next = t;
   else p->qhead = t;
   p->qtail = t;
-  partial = dispatch(p, 1) && !p->wake_pending;
+  /* The I/O thread must wake for what is left to send, and for the
+  ** deadline of a task started here: it may be asleep with none. */
+  partial = (dispatch(p, 1) || p->task_timeout > 0) && !p->wake_pending;
   if (partial) p->wake_pending = 1;  /* one wake-up serves a burst */
   ppe_unlock();
   if (partial) wake(p);
