@@ -668,7 +668,8 @@ static void *io_main(void *arg) {
     dispatch(p, 0);
     maybe_close(p);
   }
-  /* Nothing may wait on the side now that nobody would take it. */
+  /* Nothing may wait on the side, or in the queue, now that nobody would
+  ** take it: what is left fails. */
   pthread_mutex_lock(&p->side_lock);
   p->io_done = 1;
   pthread_mutex_unlock(&p->side_lock);
@@ -834,12 +835,13 @@ static int submit_side(ppe_pool *p, ppe_task *t) {
 
 int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
   int partial;
-  /* shutdown is set by the caller's own thread: reading it here is safe. */
-  if (!p->shutdown && !ppe_trylock()) {
+  /* shutdown is set by the caller's own thread: reading it here is safe.
+  ** After it, the lock is taken to raise below. */
+  if (p->shutdown) ppe_lock();
+  else if (!ppe_trylock()) {
     if (submit_side(p, t)) return 0;
     ppe_lock();
   }
-  else if (p->shutdown) ppe_lock();
   take_side(p);  /* those come first */
   if (p->broken) {
     ppe_task_ref(t);
