@@ -11,7 +11,6 @@
 /* A buffer of PPE_BIG_MIN or more lives in its own mapping, asked for
 ** huge pages: a fresh 64 MiB message then costs 32 page faults, not 16384,
 ** and growing it moves page tables (mremap) instead of copying bytes. */
-#define MAPPED PPE_BIG_MIN
 
 /* Freed mappings kept for the next big block: a buffer that comes back
 ** with its pages present is not zeroed again by the kernel, which is most
@@ -134,15 +133,15 @@ void ppe_big_after_fork(void) {
 
 void *ppe_big_resize(void *p, size_t osize, size_t nsize) {
   void *np;
-  if (nsize < MAPPED) {  /* to or within the malloc heap */
-    if (osize < MAPPED) return realloc(p, nsize);
+  if (nsize < PPE_BIG_MIN) {  /* to or within the malloc heap */
+    if (osize < PPE_BIG_MIN) return realloc(p, nsize);
     np = malloc(nsize);
     if (np == NULL) return NULL;
     memcpy(np, p, nsize);
     munmap(p, ROUND(osize));
     return np;
   }
-  if (osize >= MAPPED) {
+  if (osize >= PPE_BIG_MIN) {
     if (ROUND(osize) == ROUND(nsize)) return p;
     np = mremap(p, ROUND(osize), ROUND(nsize), MREMAP_MAYMOVE);
     return np == MAP_FAILED ? NULL : np;
@@ -157,7 +156,7 @@ void *ppe_big_resize(void *p, size_t osize, size_t nsize) {
 
 void ppe_big_free(void *p, size_t size) {
   if (p == NULL) return;
-  if (size >= MAPPED) put_cached(p, ROUND(size), ppe_now());
+  if (size >= PPE_BIG_MIN) put_cached(p, ROUND(size), ppe_now());
   else free(p);
 }
 
@@ -170,7 +169,7 @@ int ppe_buf_grow_(ppe_buf *b, size_t extra) {
   /* Doubling keeps appends amortised O(1); the guard stops overflow. */
   while (ncap < need)
     ncap = (ncap > (size_t)-1 / 2) ? need : ncap * 2;
-  if (ncap >= MAPPED) {
+  if (ncap >= PPE_BIG_MIN) {
     /* Mapped, a buffer grows by moving page tables, not bytes: a quarter
     ** more each time keeps appends amortised O(1) and a frame read by its
     ** known size takes the whole pages it needs, not twice that. */
