@@ -76,12 +76,17 @@ typedef struct Seen {
   lua_Integer id;
 } Seen;
 
+/* Slots of the map kept in the encoder itself: a message with a few
+** tables and functions, a task's usually, allocates none. */
+#define SEEN_LOCAL 16
+
 typedef struct Enc {
   lua_State *L;
   ppe_buf *b;
   int seen;        /* stack slot of the userdata holding 'slots', or nil */
-  Seen *slots;
+  Seen *slots;     /* 'local' until it outgrows it */
   size_t cap;      /* slots, a power of 2; at most half of them in use */
+  Seen local[SEEN_LOCAL];
   lua_Integer nseen;
   const void *globals;  /* sent as T_ENV, wherever met */
   int depth;
@@ -216,12 +221,13 @@ static size_t seen_slot(const Enc *e, const void *p) {
   return i;
 }
 
-/* Doubles the map. Its memory is a userdata in the 'seen' slot of the
-** stack, so that a memory error (the one way the encoder raises) leaks
-** nothing; the old one is left to the collector. Addresses are stable:
-** everything sent is reachable from the values being encoded. */
+/* Doubles the map. Beyond the encoder's own slots, its memory is a
+** userdata in the 'seen' slot of the stack, so that a memory error (the
+** one way the encoder raises) leaks nothing; the old one is left to the
+** collector. Addresses are stable: everything sent is reachable from the
+** values being encoded. */
 static void seen_grow(Enc *e) {
-  size_t i, cap = e->cap ? e->cap * 2 : 64;
+  size_t i, cap = e->cap * 2;
   Seen *old = e->slots;
   size_t oldcap = e->cap;
   e->slots = (Seen *)lua_newuserdatauv(e->L, cap * sizeof(Seen), 0);
@@ -513,7 +519,8 @@ int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
                                     sizeof(lua_Integer), sizeof(lua_Number)};
   int i, top = lua_gettop(L);
   e.L = L; e.b = b; e.nseen = 0; e.depth = 0; e.nparts = 0; e.err = err;
-  e.slots = NULL; e.cap = 0;
+  memset(e.local, 0, sizeof(e.local));
+  e.slots = e.local; e.cap = SEEN_LOCAL;
   hdr[4] = (unsigned char)little_endian();
   if (!lua_checkstack(L, LUA_MINSTACK))
     return enc_fail(&e, "%s", "Lua stack overflow");
