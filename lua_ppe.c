@@ -26,6 +26,7 @@
 #define PPE_BUFBOX "ppe.Buffer"
 #define PPE_EXECUTOR "ppe.Executor"
 #define PPE_FUTURE "ppe.Future"
+#define PPE_TASKREF "ppe.TaskRef"
 
 /* Above this many workers, a number is a mistake rather than a wish. */
 #define MAX_WORKERS 1024
@@ -164,41 +165,65 @@ static void checkcallable(lua_State *L, int arg) {
 */
 
 /* A future's user values: 1, what the Lua side made of the outcome (the
-** values table, with n, or the error object); 2, its done-callbacks. */
+** values table, with n, or the error object); 2, its done-callbacks; 3,
+** its TaskRef. */
 typedef struct Future {
   ppe_task *t;
+  struct TaskRef *ref;  /* in user value 3 */
   int form;   /* F_*: what user value 1 holds */
-  int inner;  /* a map's own: when it is collected, nobody wants its task */
 } Future;
+
+/* The future's reference to its task, let go by this object's finalizer,
+** not the future's: an object with a finalizer outlives its last reference
+** by a collection cycle, and so does all it holds, a 64 MiB result say.
+** A future without one goes, with its result, in the cycle that finds it
+** unreachable, so the next result can reuse its memory. */
+typedef struct TaskRef {
+  ppe_task *t;
+  int inner;  /* a map's own: when it is collected, nobody wants its task */
+} TaskRef;
 
 /* Forms of a future's outcome on the Lua side. */
 enum { F_NONE, F_ONE, F_MANY, F_FAIL };
 
 static int run_callbacks(lua_State *L);
 
+/* A future is usable as long as its TaskRef holds its task: always, but
+** for one that a finalizer of the caller's brought back from the dead. */
+static Future *checkfuture(lua_State *L, int arg);
+
 static Future *checkfuture(lua_State *L, int arg) {
-  return (Future *)luaL_checkudata(L, arg, PPE_FUTURE);
+  Future *f = (Future *)luaL_checkudata(L, arg, PPE_FUTURE);
+  if (f->ref->t == NULL) luaL_error(L, "attempt to use a collected future");
+  return f;
 }
 
-static void newfuture(lua_State *L, ppe_task *t) {
-  Future *f = (Future *)lua_newuserdatauv(L, sizeof(Future), 2);
+static void newfuture(lua_State *L, ppe_task *t, int inner) {
+  TaskRef *r = (TaskRef *)lua_newuserdatauv(L, sizeof(TaskRef), 0);
+  Future *f;
+  r->t = t;
+  r->inner = inner;
+  luaL_setmetatable(L, PPE_TASKREF);
+  f = (Future *)lua_newuserdatauv(L, sizeof(Future), 3);
   f->t = t;
+  f->ref = r;
   f->form = F_NONE;
-  f->inner = 0;
   luaL_setmetatable(L, PPE_FUTURE);
+  lua_insert(L, -2);
+  lua_setiuservalue(L, -2, 3);
 }
 
-static int future_gc(lua_State *L) {
-  Future *f = checkfuture(L, 1);
-  if (f->t != NULL) {
+static int taskref_gc(lua_State *L) {
+  TaskRef *r = (TaskRef *)luaL_checkudata(L, 1, PPE_TASKREF);
+  if (r->t != NULL) {
     ppe_lock();
     /* A map dropped before its end (a loop left early, before 5.4 has a
     ** for loop close it) cancels what it has not started, as Python's
     ** does when its generator goes. */
-    if (f->inner) ppe_task_cancel(f->t);
-    ppe_task_unref(f->t);
+    if (r->inner) ppe_task_cancel(r->t);
+    ppe_task_unref(r->t);
     ppe_unlock();
-    f->t = NULL;
+    r->t = NULL;
   }
   return 0;
 }
@@ -270,6 +295,11 @@ static void push_remote(lua_State *L, const char *s, size_t len,
 /* Builds the error object of a failed or cancelled task. */
 static void push_failure(lua_State *L, ppe_task *t) {
   char msg[160];
+  if (ppe_task_res_lost(t)) {
+    pusherror(L, "BrokenExecutor", "the outcome is in a worker's memory, "
+              "which the child of a fork does not share");
+    return;
+  }
   switch (t->state == PPE_CANCELLED ? -1 : t->err) {
     case -1:
       pusherror(L, "CancelledError", "the future was cancelled");
@@ -338,7 +368,7 @@ static int outcome(lua_State *L, int arg, Future *f, int as_table) {
   ppe_task *t = f->t;
   if (f->form == F_NONE) {
     int form = F_FAIL;
-    if (t->state == PPE_FINISHED) {
+    if (t->state == PPE_FINISHED && !ppe_task_res_lost(t)) {
       char err[PPE_ERRSZ];
       int top = lua_gettop(L);
       int n = ppe_decode(L, PPE_RES(t), PPE_RESLEN(t), 0, err);
@@ -360,7 +390,7 @@ static int outcome(lua_State *L, int arg, Future *f, int as_table) {
     lua_setiuservalue(L, arg, 1);
     f->form = form;
     ppe_lock();
-    ppe_buf_free(&t->res);  /* the Lua side holds it now */
+    ppe_task_drop_res(t);  /* the Lua side holds it now */
     ppe_unlock();
   }
   else if (as_table && f->form == F_ONE) {
@@ -511,7 +541,7 @@ static int e_submit(lua_State *L) {
     ppe_unlock();
     return raiseerror(L, "ShutdownError", "cannot submit after shutdown");
   }
-  newfuture(L, t);
+  newfuture(L, t, 0);
   run_callbacks(L);
   return 1;
 }
@@ -955,8 +985,7 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
       raiseerror(L, "ShutdownError", "cannot map after shutdown");
     }
     lua_getiuservalue(L, 1, 4);
-    newfuture(L, t);
-    ((Future *)lua_touserdata(L, -1))->inner = 1;
+    newfuture(L, t, 1);
     m->qtail++;
     lua_rawseti(L, -2, 3 * m->qtail - 2);
     lua_pushinteger(L, first);
@@ -1065,7 +1094,7 @@ static int map_next_chunk(lua_State *L, MapState *m) {
   t = fut->t;
   m->cur_pid = t->pid;
   top = lua_gettop(L);
-  if (t->state != PPE_FINISHED) {
+  if (t->state != PPE_FINISHED || ppe_task_res_lost(t)) {
     outcome(L, top, fut, 1);
     map_drop(L, m, m->cur);
     return lua_error(L);
@@ -1093,8 +1122,7 @@ static int map_next_chunk(lua_State *L, MapState *m) {
   if (m->compact) m->cur_pos = 2;
   lua_settop(L, 1);
   ppe_lock();
-  ppe_buf_free(&t->res);
-  t->res_off = 0;
+  ppe_task_drop_res(t);
   ppe_unlock();
   return 1;
 }
@@ -1285,8 +1313,12 @@ static const luaL_Reg future_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg taskref_meta[] = {
+  {"__gc", taskref_gc},
+  {NULL, NULL}
+};
+
 static const luaL_Reg future_meta[] = {
-  {"__gc", future_gc},
   {"__tostring", f_tostring},
   {"__index", NULL},
   {NULL, NULL}
@@ -1525,6 +1557,8 @@ PPE_API int luaopen_ppe(lua_State *L) {
     return luaL_error(L, "ppe: cannot draw a random key (%s)", strerror(-r));
   ppe_host_alloc(L);  /* large results land in reused huge pages */
   newmeta(L, PPE_BUFBOX, buf_meta);
+  lua_pop(L, 1);
+  newmeta(L, PPE_TASKREF, taskref_meta);
   lua_pop(L, 1);
   newclass(L, PPE_FUTURE, future_meta, future_methods);
   newclass(L, PPE_EXECUTOR, executor_meta, executor_methods);

@@ -466,6 +466,24 @@ describe("bad input", function()
       e2:close()
     end)
 
+    -- Tables have finalizers from 5.2 on.
+    local gc_tables = _VERSION ~= "Lua 5.1"
+    ;(gc_tables and it or pending)("one a finalizer brings back after its "
+                                   .. "collection: a Lua error", function()
+      local e2 = ppe.executor{ max_workers = 1 }
+      local f = e2:submit(function() return "gone" end)
+      assert.equal("gone", f:result(T))
+      local back
+      setmetatable({ f = f }, { __gc = function(o) back = o.f end })
+      f = nil  -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      assert.is_not_nil(back)
+      lua_error(back.result, { back, 0 }, "attempt to use a collected future")
+      lua_error(back.done, { back }, "attempt to use a collected future")
+      e2:close()
+    end)
+
     it("one cancelled by shutdown{cancel_futures=true}", function()
       local e2 = ppe.executor{ max_workers = 1 }
       local slow = e2:submit(function()
@@ -657,6 +675,33 @@ describe("bad input", function()
 
     it("a header claiming 2^40 bytes: fails within seconds", function()
       local bytes = frame_header(3, 0, 1, 2^40)
+      local e = misbehave(function()
+        local evil = require "evil"
+        evil.write(evil.channel_fd(), bytes)
+        evil.sleep(15)
+      end)
+      assert.equal("WorkerDied", e.kind, tostring(e))
+    end)
+
+    -- PPE_F_REF (8): the reply is in the worker's arena, at an offset
+    -- and length that follow the header as two 8-byte fields.
+    local function ref_frame(off, len)
+      return frame_header(8, 0, 1, 16) .. frame_header(0, 0, off, len):sub(9)
+    end
+
+    it("a reference outside the worker's arena: WorkerDied", function()
+      local bytes = ref_frame(2^50, 4096)
+      local e = misbehave(function()
+        local evil = require "evil"
+        evil.write(evil.channel_fd(), bytes)
+        evil.sleep(15)
+      end)
+      assert.equal("WorkerDied", e.kind, tostring(e))
+    end)
+
+    it("a reference to what is not the message it names: WorkerDied",
+       function()
+      local bytes = ref_frame(0, 4096)
       local e = misbehave(function()
         local evil = require "evil"
         evil.write(evil.channel_fd(), bytes)

@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "future.h"
+#include "shm.h"
 
 /* A buffer of PPE_BIG_MIN or more lives in its own mapping, asked for
 ** huge pages: a fresh 64 MiB message then costs 32 page faults, not 16384,
@@ -102,7 +103,7 @@ static void put_cached(void *p, size_t size, double now) {
 
 double ppe_big_trim(double now) {
   struct { void *p; size_t size; } gone[SLOTS];
-  double next = -1;
+  double next = ppe_shm_trim(now, KEEP_S);
   int i, n = 0;
   pthread_mutex_lock(&cache_lock);
   for (i = 0; i < SLOTS; i++) {
@@ -160,6 +161,37 @@ void ppe_big_free(void *p, size_t size) {
   else free(p);
 }
 
+static int keeping(void) {
+  int k;
+  pthread_mutex_lock(&cache_lock);
+  k = keepers > 0;
+  pthread_mutex_unlock(&cache_lock);
+  return k;
+}
+
+/* Only a block of PPE_BIG_MIN or more can be the arena's: the test for
+** it, under a lock, is spared the small buffers of every task. */
+static void buf_release(void *p, size_t size) {
+  if (size < PPE_BIG_MIN || !ppe_shm_free(p, size, keeping()))
+    ppe_big_free(p, size);
+}
+
+/* A buffer that outgrows the malloc heap goes to the shared arena, where
+** the peer can read it without a copy through the socket; to a mapping of
+** its own if the arena has no room. */
+static void *buf_resize(ppe_buf *b, size_t ncap) {
+  void *np;
+  if (ncap < PPE_BIG_MIN) return ppe_big_resize(b->p, b->cap, ncap);
+  if (ppe_shm_extend(b->p, b->cap, ncap)) return b->p;
+  np = ppe_shm_alloc(ncap);
+  if (np == NULL && !ppe_shm_has(b->p))
+    return ppe_big_resize(b->p, b->cap, ncap);
+  if (np == NULL && (np = map_new(ROUND(ncap))) == NULL) return NULL;
+  if (b->len > 0) memcpy(np, b->p, b->len);
+  buf_release(b->p, b->cap);
+  return np;
+}
+
 int ppe_buf_grow_(ppe_buf *b, size_t extra) {
   size_t need, ncap;
   char *np;
@@ -178,7 +210,7 @@ int ppe_buf_grow_(ppe_buf *b, size_t extra) {
     if (ncap > (size_t)-1 - HUGE) return -ENOMEM;
     ncap = ROUND(ncap);
   }
-  np = ppe_big_resize(b->p, b->cap, ncap);
+  np = buf_resize(b, ncap);
   if (np == NULL) return -ENOMEM;
   b->p = np;
   b->cap = ncap;
@@ -186,7 +218,7 @@ int ppe_buf_grow_(ppe_buf *b, size_t extra) {
 }
 
 void ppe_buf_free(ppe_buf *b) {
-  ppe_big_free(b->p, b->cap);
+  buf_release(b->p, b->cap);
   b->p = NULL;
   b->len = b->cap = 0;
 }

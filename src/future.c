@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "future.h"
+#include "shm.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t completion;
@@ -88,6 +89,22 @@ static void drop_req(ppe_task *t) {
   else ppe_buf_free(&t->req);
 }
 
+void ppe_task_drop_res(ppe_task *t) {
+  if (t->res_peer != NULL) {
+    if (!ppe_peer_gone(t->res_peer)) ppe_shm_return(t->res.p, t->res.len);
+    ppe_peer_unref(t->res_peer);
+    t->res_peer = NULL;
+    t->res.p = NULL;
+    t->res.len = t->res.cap = 0;
+  }
+  else ppe_buf_free(&t->res);
+  t->res_off = 0;
+}
+
+int ppe_task_res_lost(const ppe_task *t) {
+  return t->res_peer != NULL && ppe_peer_gone(t->res_peer);
+}
+
 void ppe_task_ref(ppe_task *t) {
   t->refs++;
 }
@@ -95,7 +112,7 @@ void ppe_task_ref(ppe_task *t) {
 void ppe_task_unref(ppe_task *t) {
   if (--t->refs > 0) return;
   drop_req(t);
-  ppe_buf_free(&t->res);
+  ppe_task_drop_res(t);
   free(t);
 }
 
@@ -112,7 +129,7 @@ void ppe_task_complete(ppe_task *t, int state, int err) {
 }
 
 void ppe_task_fail(ppe_task *t, int err, const char *cause) {
-  t->res.len = t->res_off = 0;
+  ppe_task_drop_res(t);
   if (cause != NULL) ppe_buf_add(&t->res, cause, strlen(cause));
   ppe_task_complete(t, PPE_FAILED, err);
 }

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "transport.h"
 
 enum { PPE_PENDING, PPE_RUNNING, PPE_FINISHED, PPE_FAILED, PPE_CANCELLED };
 
@@ -22,9 +23,13 @@ typedef struct ppe_task {
   int err;              /* PPE_E_*, when state is PPE_FAILED */
   int refs;             /* holders: the future, the pool; under the lock */
   ppe_buf req;          /* frame header and request; freed once sent */
+  ppe_ref ref;          /* what is sent instead when req is in the shared
+                        ** arena (type 0 otherwise) */
   ppe_buf res;          /* reply payload from res_off on, or the text of
                         ** a cause */
   size_t res_off;       /* a large reply keeps its frame header before */
+  struct ppe_peer *res_peer;  /* res is a worker's, in its arena, when set:
+                        ** returned to it, not freed (ppe_task_drop_res) */
   int res_text;         /* res is plain text, not a wire message */
   int req_inline;       /* req lives in this block, after the struct */
   pid_t pid;            /* the worker that ran it */
@@ -54,6 +59,12 @@ double ppe_now(void);
 ppe_task *ppe_task_new(ppe_buf *req);
 void ppe_task_ref(ppe_task *t);    /* lock held */
 void ppe_task_unref(ppe_task *t);  /* lock held */
+
+/* Lets go of the reply bytes (lock held). */
+void ppe_task_drop_res(ppe_task *t);
+/* 1 if the reply bytes are in a worker's memory that this process, the
+** child of a fork, does not share. */
+int ppe_task_res_lost(const ppe_task *t);
 
 #define PPE_RES(t) ((t)->res.p + (t)->res_off)
 #define PPE_RESLEN(t) ((t)->res.len - (t)->res_off)

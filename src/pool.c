@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "pool.h"
+#include "shm.h"
 #include "transport.h"
 #include "zygote.h"
 
@@ -50,6 +51,8 @@ typedef struct wslot {
   ppe_reader rd;       /* touched by the I/O thread only */
   const char *out;     /* the initializer's request being sent */
   size_t outlen, outpos;
+  ppe_ref outref;      /* what is sent of it when it is in the arena */
+  ppe_peer *peer;      /* its arena, where its large replies are */
   double deadline;     /* of the running task */
   double started;      /* when the running task started, about */
   double kill_at;      /* a worker whose channel ended: when to kill it */
@@ -80,6 +83,7 @@ struct ppe_pool {
   int spawnfail;       /* a worker could not be forked */
   char cause[160];     /* why it broke, when no worker said it */
   ppe_buf initerr;     /* the initializer's error reply, if it raised */
+  int shared;          /* workers read large requests in our arena */
   int max_tasks;
   double task_timeout;
   ppe_buf init;        /* initializer request, sent to every new worker */
@@ -202,6 +206,11 @@ static void close_channel(wslot *w) {
   w->state = W_ENDING;
 }
 
+/* What goes on the socket for a task: its request, or, when that is in
+** the shared arena, a frame that says where. */
+#define WIRE(t) ((t)->ref.f.type ? (const char *)&(t)->ref : (t)->req.p)
+#define WIRELEN(t) ((t)->ref.f.type ? sizeof((t)->ref) : (t)->req.len)
+
 static int has_output(const wslot *w) {
   return w->out != NULL || w->sending != NULL;
 }
@@ -223,14 +232,14 @@ static void push(wslot *w) {
     long r;
     int n = 0;
     for (; t != NULL && n < IOV_BATCH; t = t->next, off = 0) {
-      iov[n].iov_base = t->req.p + off;
-      iov[n].iov_len = t->req.len - off;
+      iov[n].iov_base = (char *)WIRE(t) + off;
+      iov[n].iov_len = WIRELEN(t) - off;
       n++;
     }
     r = ppe_sendv_some(w->fd, iov, n);
     if (r <= 0) return;
     while (r > 0 && w->sending != NULL) {
-      size_t left = w->sending->req.len - w->sendpos;
+      size_t left = WIRELEN(w->sending) - w->sendpos;
       if ((size_t)r < left) {
         w->sendpos += (size_t)r;
         break;
@@ -258,6 +267,9 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   f.id = t->id;
   f.len = t->req.len - sizeof(f);
   memcpy(t->req.p, &f, sizeof(f));
+  if (!p->shared || t->req.cap < PPE_BIG_MIN ||
+      !ppe_shm_ref(&t->ref, t->req.p, t->req.len))
+    t->ref.f.type = 0;
   t->state = PPE_RUNNING;
   t->pid = w->pid;
   t->next = NULL;
@@ -330,8 +342,11 @@ static void kill_worker(ppe_pool *p, wslot *w, int sig) {
 ** buffer instead of copied out of it. */
 #define STEAL_MIN (1u << 20)
 
+/* A reply: its header f and payload pl, in the reader's buffer or, when
+** 'shared' is set, in the worker's arena, where 'shared' is the whole
+** message; that is lent to us until we return it. */
 static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
-                     const char *pl, int alone) {
+                     const char *pl, int alone, char *shared) {
   ppe_task *t = w->head;
   int state = PPE_FINISHED, err = PPE_E_NONE;
   if (w->state == W_INIT) {
@@ -341,10 +356,12 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
         ppe_buf_add(&p->initerr, pl, (size_t)f->len);
       set_broken(p, "the initializer raised");
     }
+    if (shared != NULL) ppe_shm_return(shared, sizeof(*f) + f->len);
     return;
   }
   if (t == NULL || f->id != t->id || w->state != W_READY) {
     kill_worker(p, w, SIGKILL);  /* a worker out of step is not trusted */
+    if (shared != NULL) ppe_shm_return(shared, sizeof(*f) + f->len);
     return;
   }
   /* Replies come in the order of requests: this is the running task. */
@@ -365,7 +382,15 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
   else if (f->type != PPE_F_OK) { state = PPE_FAILED; err = PPE_E_SERIAL; }
   t->res.len = t->res_off = 0;
   t->res_text = 0;
-  if (alone && f->len >= STEAL_MIN) {
+  if (shared != NULL) {  /* read where it is, returned once decoded */
+    ppe_buf_free(&t->res);
+    t->res.p = shared;
+    t->res.len = sizeof(*f) + (size_t)f->len;
+    t->res_off = sizeof(*f);
+    t->res_peer = w->peer;
+    ppe_peer_ref(w->peer);
+  }
+  else if (alone && f->len >= STEAL_MIN) {
     ppe_buf_free(&t->res);
     t->res = w->rd.b;
     t->res_off = sizeof(*f);
@@ -389,7 +414,17 @@ static void take_frames(ppe_pool *p, wslot *w) {
   for (;;) {
     size_t start = w->rd.pos;
     if ((r = ppe_reader_next(&w->rd, &f, &pl)) != 1) break;
-    on_frame(p, w, &f, pl, start == 0 && w->rd.pos == w->rd.b.len);
+    if (f.type == PPE_F_REF) {
+      ppe_frame in;
+      char *m = ppe_peer_message(w->peer, &f, pl, &in);
+      if (m == NULL) {
+        r = -EPROTO;
+        break;
+      }
+      on_frame(p, w, &in, m + sizeof(in), 0, m);
+    }
+    else on_frame(p, w, &f, pl, start == 0 && w->rd.pos == w->rd.b.len,
+                  NULL);
   }
   if (r < 0) kill_worker(p, w, SIGKILL);
 }
@@ -403,9 +438,24 @@ static void drain(wslot *w) {
   }
 }
 
+/* Asks the zygote for the worker of slot w, with an arena of its own for
+** its large replies, which we map first: a worker whose arena we could
+** not map gets none, and replies through its channel. */
+static int ask_spawn(ppe_pool *p, wslot *w) {
+  int r, fd = ppe_shm_create();
+  ppe_peer_unref(w->peer);
+  w->peer = fd >= 0 ? ppe_peer_open(fd, 1) : NULL;
+  if (w->peer == NULL && fd >= 0) {
+    close(fd);
+    fd = -1;
+  }
+  r = ppe_zygote_spawn(p->zfd, (int)(w - p->w) + 1, fd);
+  if (fd >= 0) close(fd);
+  return r;
+}
+
 static void respawn(ppe_pool *p, wslot *w) {
-  int id = (int)(w - p->w) + 1;
-  if (p->closing || ppe_zygote_send(p->zfd, PPE_Z_SPAWN, id, 0, 0) != 0) {
+  if (p->closing || ask_spawn(p, w) != 0) {
     w->state = W_NONE;
     return;
   }
@@ -496,6 +546,10 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
     w->state = W_INIT;
     w->out = p->init.p;
     w->outlen = p->init.len;
+    if (p->shared && ppe_shm_ref(&w->outref, p->init.p, p->init.len)) {
+      w->out = (const char *)&w->outref;
+      w->outlen = sizeof(w->outref);
+    }
     w->outpos = 0;
     push(w);
   }
@@ -637,7 +691,8 @@ static void *io_main(void *arg) {
         drain(&p->w[i]);
     if (p->pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       while (nz < ZBATCH) {
-        long n = ppe_recv_packet(p->zfd, &zm[nz], sizeof(zm[0]), &zfds[nz]);
+        long n = ppe_recv_packet(p->zfd, &zm[nz], sizeof(zm[0]), &zfds[nz],
+                                 1);
         if (n == (long)sizeof(zm[0])) nz++;
         else {
           if (zfds[nz] >= 0) close(zfds[nz]);
@@ -699,6 +754,9 @@ static void pool_release(ppe_pool *p) {
   for (i = 0; i < p->nw; i++) {
     if (p->w[i].fd >= 0) close(p->w[i].fd);
     ppe_reader_free(&p->w[i].rd);
+    ppe_lock();  /* replies still held by futures keep it mapped */
+    ppe_peer_unref(p->w[i].peer);
+    ppe_unlock();
   }
   if (p->wakefd >= 0) close(p->wakefd);
   if (p->notifyfd >= 0) close(p->notifyfd);
@@ -726,7 +784,7 @@ static int await_workers(ppe_pool *p) {
       if (p->w[i].state == W_SPAWNING) pending = 1;
     if (!pending) return p->spawnfail ? -ECHILD : 0;
     if (ppe_wait_readable(p->zfd, 10000) <= 0) return -ETIMEDOUT;
-    n = ppe_recv_packet(p->zfd, &m, sizeof(m), &fd);
+    n = ppe_recv_packet(p->zfd, &m, sizeof(m), &fd, 1);
     if (n != (long)sizeof(m)) {
       if (fd >= 0) close(fd);
       return -ECHILD;
@@ -734,6 +792,7 @@ static int await_workers(ppe_pool *p) {
     if (m.type == PPE_Z_READY) {  /* the zygote's state, built or not */
       if (fd >= 0) close(fd);
       if (m.status != 0) return -m.status;
+      p->shared = m.id == 1;
       continue;
     }
     on_zmsg(p, &m, fd);
@@ -796,7 +855,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   ppe_lock();
   for (i = 0; i < p->nw; i++) {
     p->w[i].state = W_SPAWNING;
-    if (ppe_zygote_send(p->zfd, PPE_Z_SPAWN, i + 1, 0, 0) != 0) {
+    if (ask_spawn(p, &p->w[i]) != 0) {
       ppe_unlock();
       abandon(p);
       return -ECHILD;

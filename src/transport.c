@@ -125,26 +125,30 @@ int ppe_wait_readable(int fd, int timeout_ms) {
   }
 }
 
-int ppe_send_packet(int fd, const void *p, size_t n, int passfd) {
+/* Aligned room for the descriptors a packet may carry. */
+typedef union {
+  char buf[CMSG_SPACE(PPE_MAXFDS * sizeof(int))];
+  struct cmsghdr align;
+} fdspace;
+
+int ppe_send_packet(int fd, const void *p, size_t n, const int *fds,
+                    int nfds) {
   struct iovec iov = {(void *)p, n};
   struct msghdr mh;
-  union {  /* aligned room for one descriptor */
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } ctl;
+  fdspace ctl;
   memset(&mh, 0, sizeof(mh));
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  if (passfd >= 0) {
+  if (nfds > 0 && nfds <= PPE_MAXFDS) {
     struct cmsghdr *c;
     memset(&ctl, 0, sizeof(ctl));
     mh.msg_control = ctl.buf;
-    mh.msg_controllen = sizeof(ctl.buf);
+    mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
     c = CMSG_FIRSTHDR(&mh);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &passfd, sizeof(int));
+    c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
   }
   for (;;) {
     if (sendmsg(fd, &mh, MSG_NOSIGNAL) >= 0) return 0;
@@ -152,16 +156,14 @@ int ppe_send_packet(int fd, const void *p, size_t n, int passfd) {
   }
 }
 
-long ppe_recv_packet(int fd, void *p, size_t n, int *passfd) {
+long ppe_recv_packet(int fd, void *p, size_t n, int *fds, int maxfds) {
   struct iovec iov = {p, n};
   struct msghdr mh;
   struct cmsghdr *c;
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } ctl;
+  fdspace ctl;
   ssize_t r;
-  *passfd = -1;
+  int i, got = 0;
+  for (i = 0; i < maxfds; i++) fds[i] = -1;
   memset(&mh, 0, sizeof(mh));
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
@@ -170,9 +172,17 @@ long ppe_recv_packet(int fd, void *p, size_t n, int *passfd) {
   do r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
   while (r < 0 && errno == EINTR);
   if (r < 0) return -errno;
-  for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-      memcpy(passfd, CMSG_DATA(c), sizeof(int));
+  for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+    int k, nc;
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    nc = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    for (k = 0; k < nc; k++) {
+      int d;
+      memcpy(&d, CMSG_DATA(c) + (size_t)k * sizeof(int), sizeof(int));
+      if (got < maxfds) fds[got++] = d;
+      else close(d);  /* more than asked for: not ours to keep */
+    }
+  }
   return (long)r;
 }
 

@@ -25,11 +25,20 @@ enum {
   PPE_F_ERR,        /* worker -> parent: message, traceback, value */
   PPE_F_SERR,       /* worker -> parent: results could not be sent */
   PPE_F_INITERR,    /* worker -> parent: the initializer raised */
-  PPE_F_CHUNK       /* parent -> worker: fn, spread, items...; the reply
+  PPE_F_CHUNK,      /* parent -> worker: fn, spread, items...; the reply
                     ** (OK) is per item: count and values, or -1 and
                     ** message, traceback, value; or, when every item
                     ** gave one value, true and the values alone */
+  PPE_F_REF         /* either way: the message is in the sender's shared
+                    ** arena (shm.h); the payload says where */
 };
+
+/* A PPE_F_REF frame and its payload: the offset of a whole message
+** (header and payload) in the sender's arena, and its length. */
+typedef struct ppe_ref {
+  ppe_frame f;
+  uint64_t off, len;
+} ppe_ref;
 
 /* A payload larger than this is refused: it protects a reader from a peer
 ** that went astray, not from legitimate data. */
@@ -59,10 +68,13 @@ int ppe_recv_all(int fd, void *p, size_t n);  /* -EPIPE on end of stream */
 ** 1 readable, 0 timed out, or -errno. */
 int ppe_wait_readable(int fd, int timeout_ms);
 
-/* A datagram with up to one descriptor attached; recv sets *fd to -1 when
-** none came, returns 0 at end of stream, -EAGAIN when none is there. */
-int ppe_send_packet(int fd, const void *p, size_t n, int passfd);
-long ppe_recv_packet(int fd, void *p, size_t n, int *passfd);
+/* A datagram with up to PPE_MAXFDS descriptors attached; recv fills
+** fds[0..maxfds) with those that came and -1 for the rest, returns 0 at
+** end of stream, -EAGAIN when none is there. */
+#define PPE_MAXFDS 2
+int ppe_send_packet(int fd, const void *p, size_t n, const int *fds,
+                    int nfds);
+long ppe_recv_packet(int fd, void *p, size_t n, int *fds, int maxfds);
 
 /* Frames arriving on a stream: bytes are appended at the end and whole
 ** frames taken from the front. */

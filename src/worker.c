@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "future.h"
 #include "runner.h"
+#include "shm.h"
 #include "transport.h"
 #include "worker.h"
 
@@ -43,23 +44,43 @@ static uint32_t micros_since(const struct timespec *t0) {
 static void serve_one(lua_State *L, int fd, const ppe_frame *f,
                       const char *payload, ppe_buf *reply) {
   struct timespec t0;
+  ppe_ref ref;
+  const char *out;
+  size_t n;
+  int big;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   if (ppe_runner_run(L, (int)f->type, f->id, payload, (size_t)f->len,
                      reply) < 0)
     _exit(4);
   /* The parent sizes its pipelines by the time a task takes. */
   ((ppe_frame *)reply->p)->aux = micros_since(&t0);
+  out = reply->p;
+  n = reply->len;
   fflush(stdout);  /* print's output reaches a pipe though _exit skips */
   fflush(stderr);  /* stdio, and before the reply that reports the task */
-  if (ppe_send_all(fd, reply->p, reply->len) != 0) _exit(0);
-  if (f->len > BIG_MESSAGE || reply->len > BIG_MESSAGE)
-    lua_gc(L, LUA_GCCOLLECT, 0);
+  big = f->len > BIG_MESSAGE || reply->len > BIG_MESSAGE;
+  if (reply->cap >= PPE_BIG_MIN && ppe_shm_ref(&ref, reply->p, reply->len)) {
+    /* The parent reads it where it is, and says when it is done; the
+    ** next reply is built elsewhere meanwhile. */
+    ppe_shm_lend(reply->p, reply->cap);
+    reply->p = NULL;
+    reply->len = reply->cap = 0;
+    out = (const char *)&ref;
+    n = sizeof(ref);
+  }
+  if (ppe_send_all(fd, out, n) != 0) _exit(0);
+  if (big) lua_gc(L, LUA_GCCOLLECT, 0);
 }
 
-void ppe_worker_main(lua_State *L, int fd, int id) {
+void ppe_worker_main(lua_State *L, int fd, int id, int arena,
+                     ppe_peer *pa) {
   ppe_reader rd = {PPE_BUF_INIT, 0};
   ppe_buf reply = PPE_BUF_INIT;
+  char *shared;  /* the request, when it is in the caller's arena */
   worker_id = id;
+  /* Large replies are built in our arena: the mapping stays, the
+  ** descriptor is not needed. */
+  if (arena >= 0 && ppe_shm_adopt(arena) != 0) close(arena);  /* none */
   for (;;) {
     ppe_frame f;
     const char *payload;
@@ -85,10 +106,19 @@ void ppe_worker_main(lua_State *L, int fd, int id) {
       if (n < 0 && n != -EAGAIN) _exit(n == -ENOMEM ? 4 : 3);
       continue;
     }
+    shared = NULL;
+    if (f.type == PPE_F_REF) {
+      ppe_frame in;
+      if ((shared = ppe_peer_message(pa, &f, payload, &in)) == NULL)
+        _exit(3);
+      f = in;
+      payload = shared + sizeof(in);
+    }
     if (f.type != PPE_F_TASK && f.type != PPE_F_INIT &&
         f.type != PPE_F_CHUNK)
       _exit(3);
     serve_one(L, fd, &f, payload, &reply);
+    if (shared != NULL) ppe_peer_done(shared, sizeof(f) + (size_t)f.len);
     if (f.type == PPE_F_INIT && ((ppe_frame *)reply.p)->type != PPE_F_OK)
       _exit(5);  /* an initializer that raised leaves the worker useless */
   }

@@ -17,6 +17,7 @@
 
 #include "buf.h"
 #include "runner.h"
+#include "shm.h"
 #include "transport.h"
 #include "worker.h"
 #include "zygote.h"
@@ -25,6 +26,8 @@
 ** reused by then). */
 typedef struct Zyg {
   int fd, sfd;
+  ppe_peer *arena;  /* the caller's shared arena, read-only: mapped once,
+                   ** every worker inherits the mapping; or NULL */
   lua_State *L;
   pid_t *live;
   int nlive, cap;
@@ -33,7 +36,13 @@ typedef struct Zyg {
 int ppe_zygote_send(int fd, int type, int id, int pid, int status) {
   ppe_zmsg m;
   m.type = type; m.id = id; m.pid = pid; m.status = status;
-  return ppe_send_packet(fd, &m, sizeof(m), -1);
+  return ppe_send_packet(fd, &m, sizeof(m), NULL, 0);
+}
+
+int ppe_zygote_spawn(int fd, int id, int arena) {
+  ppe_zmsg m;
+  m.type = PPE_Z_SPAWN; m.id = id; m.pid = 0; m.status = 0;
+  return ppe_send_packet(fd, &m, sizeof(m), &arena, arena >= 0);
 }
 
 /* A child of a process that dies gets SIGKILL; if the parent is already
@@ -64,7 +73,7 @@ static pid_t fork_plain(void) {
 #endif
 }
 
-static void spawn(Zyg *z, int id) {
+static void spawn(Zyg *z, int id, int arena) {
   int sv[2], r = ppe_channel(sv);
   pid_t pid, self = getpid();
   if (r < 0) {
@@ -92,7 +101,7 @@ static void spawn(Zyg *z, int id) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (ppe_runner_hook(z->L) != 0) _exit(6);
-    ppe_worker_main(z->L, sv[1], id);
+    ppe_worker_main(z->L, sv[1], id, arena, z->arena);
   }
   r = errno;
   close(sv[1]);
@@ -104,7 +113,7 @@ static void spawn(Zyg *z, int id) {
   z->live[z->nlive++] = pid;
   {
     ppe_zmsg m = {PPE_Z_SPAWNED, id, pid, 0};
-    ppe_send_packet(z->fd, &m, sizeof(m), sv[0]);
+    ppe_send_packet(z->fd, &m, sizeof(m), &sv[0], 1);
   }
   close(sv[0]);
 }
@@ -146,12 +155,13 @@ static void serve(Zyg *z) {
     if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       ppe_zmsg m;
       int passfd;
-      long n = ppe_recv_packet(z->fd, &m, sizeof(m), &passfd);
-      if (passfd >= 0) close(passfd);
+      long n = ppe_recv_packet(z->fd, &m, sizeof(m), &passfd, 1);
+      if (n == (long)sizeof(m) && m.type == PPE_Z_SPAWN)
+        spawn(z, m.id, passfd);
+      if (passfd >= 0) close(passfd);  /* the worker has its own copy */
       if (n <= 0) break;  /* the executor is gone */
       if (n != (long)sizeof(m)) continue;
-      if (m.type == PPE_Z_SPAWN) spawn(z, m.id);
-      else if (m.type == PPE_Z_KILL && is_live(z, m.pid) >= 0)
+      if (m.type == PPE_Z_KILL && is_live(z, m.pid) >= 0)
         kill(m.pid, m.status);
     }
   }
@@ -165,21 +175,26 @@ static void serve(Zyg *z) {
 }
 
 static void zygote_main(int fd, pid_t parent, const char *path,
-                        const char *cpath) {
+                        const char *cpath, int arena) {
   Zyg z;
   sigset_t chld;
-  int keep[1], null;
+  int keep[2], null;
   die_with_parent(parent);
   ppe_big_after_fork();
   default_signals();
   keep[0] = fd;
-  ppe_close_all_but(keep, 1);
+  keep[1] = arena;
+  ppe_close_all_but(keep, 2);
+  memset(&z, 0, sizeof(z));
+  if (arena >= 0) {
+    z.arena = ppe_peer_open(arena, 0);
+    close(arena);
+  }
   null = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null >= 0) {
     dup2(null, 0);  /* workers read no input of the caller's */
     close(null);
   }
-  memset(&z, 0, sizeof(z));
   z.fd = fd;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
@@ -190,24 +205,36 @@ static void zygote_main(int fd, pid_t parent, const char *path,
     ppe_zygote_send(fd, PPE_Z_READY, 0, 0, z.sfd < 0 ? errno : ENOMEM);
     _exit(1);
   }
-  ppe_zygote_send(fd, PPE_Z_READY, 0, 0, 0);
+  ppe_zygote_send(fd, PPE_Z_READY, z.arena != NULL, 0, 0);
   serve(&z);
+}
+
+/* The caller's arena, for the zygote's workers: opened anew read-only, so
+** that they can read what the caller sends and write nothing of its. The
+** child of a fork lets go of the arena it inherits (shm.c); the zygote
+** maps it again from this descriptor. -1 if it can't be had. */
+static int readonly(int fd) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  return open(path, O_RDONLY | O_CLOEXEC);
 }
 
 int ppe_zygote_start(const char *path, const char *cpath, pid_t *pid,
                      int *fd) {
   sigset_t all, old;
   pid_t child, self = getpid();
-  int sv[2], r = ppe_packet_channel(sv), saved;
+  int sv[2], r = ppe_packet_channel(sv), saved, arena = ppe_shm_own();
   if (r < 0) return r;
+  if (arena >= 0) arena = readonly(arena);
   /* No signal handler of the caller's may run in the child before it has
   ** reset them; and buffered output must not be written twice. */
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   fflush(NULL);
   child = fork();
-  if (child == 0) zygote_main(sv[1], self, path, cpath);
+  if (child == 0) zygote_main(sv[1], self, path, cpath, arena);
   saved = errno;
+  if (arena >= 0) close(arena);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(sv[1]);
   if (child < 0) {

@@ -11,8 +11,9 @@
 
 /* Messages on the zygote's channel (one datagram each). */
 enum {
-  PPE_Z_READY = 1,  /* z -> p: state built (status 0) or errno */
-  PPE_Z_SPAWN,      /* p -> z: fork worker 'id' */
+  PPE_Z_READY = 1,  /* z -> p: state built (status 0) or errno; 'id' is
+                    ** 1 if workers read the caller's arena (shm.h) */
+  PPE_Z_SPAWN,      /* p -> z: fork worker 'id'; its arena attached */
   PPE_Z_SPAWNED,    /* z -> p: worker 'id' is 'pid'; its channel attached */
   PPE_Z_SPAWNFAIL,  /* z -> p: worker 'id' could not be forked (errno) */
   PPE_Z_KILL,       /* p -> z: send signal 'status' to 'pid' if alive */
@@ -32,5 +33,7 @@ typedef struct ppe_zmsg {
 int ppe_zygote_start(const char *path, const char *cpath, pid_t *pid,
                      int *fd);
 int ppe_zygote_send(int fd, int type, int id, int pid, int status);
+/* Asks for worker 'id', handing it its shared arena (-1 for none). */
+int ppe_zygote_spawn(int fd, int id, int arena);
 
 #endif

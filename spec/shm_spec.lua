@@ -1,0 +1,221 @@
+-- Large messages through the shared arenas: their bytes are written where
+-- the other side reads them, not sent through the channel; the memory
+-- behind them is reused, given back after a second without use, never
+-- writable by a worker for the caller's part, and not shared with the
+-- child of a fork.
+local U = require "fixtures.bad_util"  -- first: puts spec/fixtures on cpath
+local ppe = require "ppe"
+local H = require "helpers"
+
+local evil = U.evil()
+local MiB = 1024 * 1024
+local ARENA = "/memfd:ppe (deleted)"
+
+local function read_file(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- A process's mappings of arenas: { perms =, inode =, rss = KiB }.
+local function arenas(pid)
+  local t, cur = {}, nil
+  local s = assert(read_file("/proc/" .. pid .. "/smaps"))
+  for line in s:gmatch("[^\n]+") do
+    local perms, inode, name =
+      line:match("^%x+%-%x+ (%S+) %x+ %S+ (%d+)%s+(.-)%s*$")
+    if perms then
+      cur = nil
+      if name == ARENA then
+        cur = { perms = perms, inode = inode, rss = 0 }
+        t[#t + 1] = cur
+      end
+    elseif cur then
+      local rss = line:match("^Rss:%s+(%d+) kB")
+      if rss then cur.rss = tonumber(rss) end
+    end
+  end
+  return t
+end
+
+local function find(list, perms, inode)
+  for _, m in ipairs(list) do
+    if m.perms == perms and (inode == nil or m.inode == inode) then
+      return m
+    end
+  end
+end
+
+-- A worker's own arena (where it builds replies) and, in the caller, the
+-- caller's own arena (where requests are built): their resident KiB.
+local function resident(wpid)
+  local w = arenas(wpid)
+  local own, callers = find(w, "rw-s"), find(w, "r--s")
+  local mine = find(arenas(H.pid()), "rw-s", callers.inode)
+  return own.rss, mine.rss
+end
+
+-- 256 distinct bytes over and over: n bytes.
+local function pattern(n)
+  local t = {}
+  for i = 0, 255 do t[#t + 1] = string.char(i) end
+  return string.rep(table.concat(t), math.floor(n / 256))
+end
+
+local function reverse(s) return s:reverse(), #s end
+
+describe("large messages", function()
+  it("#novalgrind are read where they were written: the request in the "
+     .. "caller's arena, the reply in the worker's", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local pid = ex:submit(H.pid):result(10)
+    local s = pattern(16 * MiB)
+    local r, n = ex:submit(reverse, s):result(60)
+    assert.are.equal(16 * MiB, n)
+    assert.is_true(r == s:reverse())
+    assert.are.equal(string.char(255, 254, 253), r:sub(1, 3))
+    -- Pages a process has touched in a mapping are resident there: the
+    -- worker read 16 MiB in its view of the caller's arena, and the caller
+    -- in its view of the worker's. Through the channel, neither would.
+    local w = arenas(pid)
+    local own, callers = find(w, "rw-s"), find(w, "r--s")
+    assert.is_true(callers.rss >= 16 * 1024, "read in the caller's arena: "
+                   .. callers.rss .. " KiB")
+    local view = find(arenas(H.pid()), "rw-s", own.inode)
+    assert.is_true(view.rss >= 16 * 1024, "read in the worker's arena: "
+                   .. view.rss .. " KiB")
+  end))
+
+  it("keep every value whole: strings in tables, errors, initargs",
+     H.scoped(function(scope)
+    local big = pattern(6 * MiB)
+    local ex = scope(ppe.executor {
+      max_workers = 1,
+      initializer = function(x) BIG_INIT = x end,
+      initargs = { big },
+    })
+    local t = ex:submit(function(a)
+      return { a, a:upper(), n = #a, init = BIG_INIT == a }
+    end, big):result(60)
+    assert.is_true(t[1] == big)
+    assert.is_true(t[2] == big:upper())
+    assert.are.equal(6 * MiB, t.n)
+    assert.is_true(t.init)
+    local ok, e = pcall(function()
+      return ex:submit(function(a) error({ a }) end, big):result(60)
+    end)
+    assert.is_false(ok)
+    assert.are.equal("RemoteError", e.kind)
+    assert.is_true(e.value[1] == big)
+  end))
+
+  it("#novalgrind reuse the memory of results once they are read or dropped",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local pid = ex:submit(H.pid):result(10)
+    local s = pattern(16 * MiB)
+    for _ = 1, 8 do
+      assert.are.equal(16 * MiB, #ex:submit(reverse, s):result(60))
+    end
+    for _ = 1, 8 do
+      local f = ex:submit(reverse, s)
+      assert.is_true(f:wait(60))
+      f = nil  -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+    end
+    -- 16 messages of 16 MiB each way; a block or three stays in use.
+    local worker, caller = resident(pid)
+    assert.is_true(worker <= 3 * 18 * 1024, "worker's arena " .. worker)
+    assert.is_true(caller <= 3 * 18 * 1024, "caller's arena " .. caller)
+  end))
+
+  it("are freed with their future, in the first collection after it is "
+     .. "dropped", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local f = ex:submit(function() return string.rep("r", 8 * MiB) end)
+    assert.are.equal(8 * MiB, #f:result(60))
+    collectgarbage()
+    collectgarbage()
+    local before = collectgarbage("count")
+    f = nil  -- luacheck: ignore 311
+    collectgarbage()
+    -- A future with a finalizer would keep its result one cycle more.
+    local freed = before - collectgarbage("count")
+    assert.is_true(freed >= 8 * 1024, freed .. " KiB freed")
+  end))
+
+  it("#novalgrind give their memory back after a second without use",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local pid = ex:submit(H.pid):result(10)
+    local s = pattern(8 * MiB)
+    assert.are.equal(8 * MiB, #ex:submit(reverse, s):result(60))
+    local worker, caller = resident(pid)
+    assert.is_true(worker >= 8 * 1024 and caller >= 8 * 1024,
+                   "kept for reuse at first")
+    assert.is_truthy(H.wait_until(function()
+      worker, caller = resident(pid)
+      return worker == 0 and caller == 0
+    end, 5), "still resident: " .. worker .. " and " .. caller .. " KiB")
+  end))
+end)
+
+describe("the arenas", function()
+  it("#novalgrind are the worker's own, writable, and the caller's, "
+     .. "read-only in the worker", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local pid = ex:submit(H.pid):result(10)
+    local mine = arenas(H.pid())
+    do
+      local w = arenas(pid)
+      assert.are.equal(2, #w)
+      local own, callers = find(w, "rw-s"), find(w, "r--s")
+      assert.is_truthy(own and callers)
+      -- The caller reads the worker's replies, writes its own requests.
+      assert.is_truthy(find(mine, "rw-s", own.inode))
+      assert.is_truthy(find(mine, "rw-s", callers.inode))
+    end
+  end))
+
+  it("#novalgrind are not shared with the child of a fork, which makes its "
+     .. "own", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local pid = ex:submit(H.pid):result(10)
+    local s = pattern(8 * MiB)
+    local f = ex:submit(reverse, s)
+    assert.is_true(f:wait(60))
+    local inodes = {}
+    for _, m in ipairs(arenas(H.pid())) do inodes[m.inode] = true end
+    -- The I/O thread must not hold the lock at the fork: it sleeps once
+    -- the request's block has gone back.
+    assert.is_truthy(H.wait_until(function()
+      local _, caller = resident(pid)
+      return caller == 0
+    end, 5))
+    local out = evil.fork(function()
+      local before = #arenas(H.pid())
+      local ok, e = pcall(f.result, f, 1)
+      local back = ppe.decode(ppe.encode(s)) == s
+      local ex2 = ppe.executor { max_workers = 1 }
+      back = back and ex2:submit(reverse, s):result(10) == s:reverse()
+      ex2:close()
+      local after = arenas(H.pid())
+      return table.concat({ before, tostring(ok), e.kind, tostring(back),
+                            #after, after[1].perms, after[1].inode }, " ")
+    end)
+    local before, ok, kind, back, nafter, perms, inode =
+      out:match("^(%d+) (%S+) (%S+) (%S+) (%d+) (%S+) (%d+)$")
+    assert.are.equal("0", before)
+    assert.are.equal("false", ok)
+    assert.are.equal("BrokenExecutor", kind)
+    assert.are.equal("true", back)
+    assert.are.equal("1", nafter)
+    assert.are.equal("rw-s", perms)
+    assert.is_nil(inodes[inode])
+    -- The parent's future is whole.
+    assert.is_true(f:result(10) == s:reverse())
+  end))
+end)
