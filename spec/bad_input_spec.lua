@@ -643,44 +643,32 @@ describe("bad input", function()
       return field(ftype, 4) .. field(aux, 4) .. field(id, 8) .. field(len, 8)
     end
 
-    it("garbage bytes: WorkerDied, and a new worker", function()
+    -- A worker that writes 'bytes' on its channel, then sleeps: its task
+    -- fails with WorkerDied.
+    local function dies_of(bytes)
       local e = misbehave(function()
         local evil = require "evil"
-        evil.write(evil.channel_fd(), string.rep("garbage!", 64))
+        evil.write(evil.channel_fd(), bytes)
         evil.sleep(15)
       end)
       assert.equal("WorkerDied", e.kind, tostring(e))
+    end
+
+    it("garbage bytes: WorkerDied, and a new worker", function()
+      dies_of(string.rep("garbage!", 64))
     end)
 
     it("a reply for a task it was not given: WorkerDied", function()
       -- PPE_F_OK (3) for task id 999999, 3 payload bytes
-      local bytes = frame_header(3, 0, 999999, 3) .. "abc"
-      local e = misbehave(function()
-        local evil = require "evil"
-        evil.write(evil.channel_fd(), bytes)
-        evil.sleep(15)
-      end)
-      assert.equal("WorkerDied", e.kind, tostring(e))
+      dies_of(frame_header(3, 0, 999999, 3) .. "abc")
     end)
 
     it("a header claiming more than 2^40 bytes: WorkerDied", function()
-      local bytes = frame_header(3, 0, 1, 2^40 + 1)
-      local e = misbehave(function()
-        local evil = require "evil"
-        evil.write(evil.channel_fd(), bytes)
-        evil.sleep(15)
-      end)
-      assert.equal("WorkerDied", e.kind, tostring(e))
+      dies_of(frame_header(3, 0, 1, 2^40 + 1))
     end)
 
     it("a header claiming 2^40 bytes: fails within seconds", function()
-      local bytes = frame_header(3, 0, 1, 2^40)
-      local e = misbehave(function()
-        local evil = require "evil"
-        evil.write(evil.channel_fd(), bytes)
-        evil.sleep(15)
-      end)
-      assert.equal("WorkerDied", e.kind, tostring(e))
+      dies_of(frame_header(3, 0, 1, 2^40))
     end)
 
     -- PPE_F_REF (8): the reply is in the worker's arena, at an offset
@@ -690,24 +678,12 @@ describe("bad input", function()
     end
 
     it("a reference outside the worker's arena: WorkerDied", function()
-      local bytes = ref_frame(2^50, 4096)
-      local e = misbehave(function()
-        local evil = require "evil"
-        evil.write(evil.channel_fd(), bytes)
-        evil.sleep(15)
-      end)
-      assert.equal("WorkerDied", e.kind, tostring(e))
+      dies_of(ref_frame(2^50, 4096))
     end)
 
     it("a reference to what is not the message it names: WorkerDied",
        function()
-      local bytes = ref_frame(0, 4096)
-      local e = misbehave(function()
-        local evil = require "evil"
-        evil.write(evil.channel_fd(), bytes)
-        evil.sleep(15)
-      end)
-      assert.equal("WorkerDied", e.kind, tostring(e))
+      dies_of(ref_frame(0, 4096))
     end)
 
     it("a worker that closes its channel, then sleeps: fails within "

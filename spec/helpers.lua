@@ -103,6 +103,16 @@ function M.new_fds(before, after)
   return table.concat(s, ", ")
 end
 
+-- A whole file, or nil if it cannot be opened (/proc entries of processes
+-- that are gone).
+function M.read_file(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 -- Polls cond() until it is true or 'timeout' seconds pass; its last value.
 function M.wait_until(cond, timeout)
   local deadline = M.now() + (timeout or 5)

@@ -12,16 +12,8 @@ local T = 30  -- seconds: a loose bound for work that takes a moment
 
 local O_CLOEXEC = 0x80000  -- 02000000, as /proc/<pid>/fdinfo shows flags
 
-local function read_file(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 local function cloexec(pid, fd)
-  local s = assert(read_file("/proc/" .. pid .. "/fdinfo/" .. fd))
+  local s = assert(H.read_file("/proc/" .. pid .. "/fdinfo/" .. fd))
   local flags = tonumber(assert(s:match("flags:%s*(%d+)")), 8)
   -- The bit by arithmetic: the & operator came with 5.3.
   return math.floor(flags / O_CLOEXEC) % 2 == 1
@@ -42,7 +34,7 @@ end
 -- The inode is the 10th column of tcp/udp (and their 6 forms), the 7th
 -- of unix.
 local function net_inodes(name)
-  local s = read_file("/proc/net/" .. name)
+  local s = H.read_file("/proc/net/" .. name)
   local t = {}
   if not s then return t end
   local col = name == "unix" and 7 or 10

@@ -11,18 +11,16 @@ local evil = U.evil()
 local MiB = 1024 * 1024
 local ARENA = "/memfd:ppe (deleted)"
 
-local function read_file(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
+-- An executor of one worker, and that worker's pid.
+local function one_worker(scope)
+  local ex = scope(ppe.executor { max_workers = 1 })
+  return ex, ex:submit(H.pid):result(10)
 end
 
 -- A process's mappings of arenas: { perms =, inode =, rss = KiB }.
 local function arenas(pid)
   local t, cur = {}, nil
-  local s = assert(read_file("/proc/" .. pid .. "/smaps"))
+  local s = assert(H.read_file("/proc/" .. pid .. "/smaps"))
   for line in s:gmatch("[^\n]+") do
     local perms, inode, name =
       line:match("^%x+%-%x+ (%S+) %x+ %S+ (%d+)%s+(.-)%s*$")
@@ -69,8 +67,7 @@ local function reverse(s) return s:reverse(), #s end
 describe("large messages", function()
   it("#novalgrind are read where they were written: the request in the "
      .. "caller's arena, the reply in the worker's", H.scoped(function(scope)
-    local ex = scope(ppe.executor { max_workers = 1 })
-    local pid = ex:submit(H.pid):result(10)
+    local ex, pid = one_worker(scope)
     local s = pattern(16 * MiB)
     local r, n = ex:submit(reverse, s):result(60)
     assert.are.equal(16 * MiB, n)
@@ -113,8 +110,7 @@ describe("large messages", function()
 
   it("#novalgrind reuse the memory of results once they are read or dropped",
      H.scoped(function(scope)
-    local ex = scope(ppe.executor { max_workers = 1 })
-    local pid = ex:submit(H.pid):result(10)
+    local ex, pid = one_worker(scope)
     local s = pattern(16 * MiB)
     for _ = 1, 8 do
       assert.are.equal(16 * MiB, #ex:submit(reverse, s):result(60))
@@ -149,8 +145,7 @@ describe("large messages", function()
 
   it("#novalgrind give their memory back after a second without use",
      H.scoped(function(scope)
-    local ex = scope(ppe.executor { max_workers = 1 })
-    local pid = ex:submit(H.pid):result(10)
+    local ex, pid = one_worker(scope)
     local s = pattern(8 * MiB)
     assert.are.equal(8 * MiB, #ex:submit(reverse, s):result(60))
     local worker, caller = resident(pid)
@@ -166,8 +161,7 @@ end)
 describe("the arenas", function()
   it("#novalgrind are the worker's own, writable, and the caller's, "
      .. "read-only in the worker", H.scoped(function(scope)
-    local ex = scope(ppe.executor { max_workers = 1 })
-    local pid = ex:submit(H.pid):result(10)
+    local _, pid = one_worker(scope)
     local mine = arenas(H.pid())
     do
       local w = arenas(pid)
@@ -182,8 +176,7 @@ describe("the arenas", function()
 
   it("#novalgrind are not shared with the child of a fork, which makes its "
      .. "own", H.scoped(function(scope)
-    local ex = scope(ppe.executor { max_workers = 1 })
-    local pid = ex:submit(H.pid):result(10)
+    local ex, pid = one_worker(scope)
     local s = pattern(8 * MiB)
     local f = ex:submit(reverse, s)
     assert.is_true(f:wait(60))
