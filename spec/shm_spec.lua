@@ -158,6 +158,57 @@ describe("large messages", function()
   end))
 end)
 
+describe("a worker's large strings", function()
+  -- /proc/<pid>/smaps_rollup's LazyFree: pages marked free (MADV_FREE),
+  -- still mapped, that the kernel takes back when it needs memory.
+  local function lazy_kib(pid)
+    local s = H.read_file("/proc/" .. pid .. "/smaps_rollup") or ""
+    return tonumber(s:match("LazyFree:%s+(%d+) kB")) or 0
+  end
+
+  it("#novalgrind are left to the kernel a second after they are freed, "
+     .. "still mapped for reuse", H.scoped(function(scope)
+    local ex, pid = one_worker(scope)
+    assert.are.equal(0, lazy_kib(pid))
+    -- The argument becomes a 16 MiB string there, garbage once it returns.
+    assert.are.equal(16 * MiB, ex:submit(function(x) return #x end,
+                                         pattern(16 * MiB)):result(60))
+    assert.is_truthy(H.wait_until(function()
+      return lazy_kib(pid) >= 16 * 1024
+    end, 5), "LazyFree: " .. lazy_kib(pid) .. " KiB")
+  end))
+end)
+
+describe("without arenas", function()
+  -- An address-space limit below an arena's size (the machine's RAM): no
+  -- arena can be mapped, in the caller or for a worker, and large
+  -- messages go through the channels.
+  it("#novalgrind large messages go through the channels", function()
+    if (os.getenv("LD_PRELOAD") or ""):find("asan") then
+      return pending("AddressSanitizer needs more address space")
+    end
+    local dir = assert(H.searchpath("ppe", package.cpath)):gsub("ppe%.so$", "")
+    local script = ([[
+      package.cpath = %q .. "?.so;" .. package.cpath
+      local ppe = require "ppe"
+      local ex = ppe.executor { max_workers = 1 }
+      local s = string.rep("ab", 4 * 1048576)
+      local r = ex:submit(function(x) return x:upper() end, s):result(60)
+      local f = io.open("/proc/self/maps")
+      local _, arenas = f:read("*a"):gsub("memfd:ppe", "")
+      f:close()
+      ex:close()
+      io.write(#r, " ", tostring(r == s:upper()), " ", arenas, "\n")
+    ]]):format(dir)
+    local h = assert(io.popen("ulimit -v 2000000 && " .. H.interpreter() ..
+                              " -e '" .. script:gsub("'", "'\\''") ..
+                              "' 2>&1"))
+    local out = h:read("*a")
+    h:close()
+    assert.are.equal("8388608 true 0\n", out)
+  end)
+end)
+
 describe("the arenas", function()
   it("#novalgrind are the worker's own, writable, and the caller's, "
      .. "read-only in the worker", H.scoped(function(scope)

@@ -16,12 +16,21 @@
 /* Freed mappings kept for the next big block: a buffer that comes back
 ** with its pages present is not zeroed again by the kernel, which is most
 ** of the cost of a large message. Enough slots for a request, the string
-** it carries, the reply and a result or two not yet collected; each goes
-** back to the system KEEP_S seconds after it was kept, unless reused. */
+** it carries, the reply and a result or two not yet collected. Unless
+** reused, each is kept KEEP_S seconds, then LAZY_S more with its pages
+** marked free (MADV_FREE): the kernel takes them back whenever it needs
+** memory, and until then a reuse finds them without a fault; then it is
+** unmapped. (jemalloc decays its pages the same way, over longer.) */
 #define SLOTS 6
 #define KEEP_S 1.0
+#define LAZY_S 10.0
 
-static struct { void *p; size_t size; double at; } cache[SLOTS];
+static struct {
+  void *p;
+  size_t size;
+  double at;  /* when it was kept, or marked free */
+  int lazy;   /* its pages are marked free */
+} cache[SLOTS];
 static int keepers = 0;  /* who will trim the cache: 0, nothing is kept */
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -94,6 +103,7 @@ static void put_cached(void *p, size_t size, double now) {
     cache[small].p = p;
     cache[small].size = size;
     cache[small].at = now;
+    cache[small].lazy = 0;
     p = old;
     size = osize;
   }
@@ -107,14 +117,23 @@ double ppe_big_trim(double now) {
   int i, n = 0;
   pthread_mutex_lock(&cache_lock);
   for (i = 0; i < SLOTS; i++) {
+    double left;
     if (cache[i].p == NULL) continue;
-    if (now < 0 || now - cache[i].at >= KEEP_S) {
+#ifdef MADV_FREE
+    /* Under the lock: a block taken meanwhile would lose what it got. */
+    if (!cache[i].lazy && now >= 0 && now - cache[i].at >= KEEP_S &&
+        madvise(cache[i].p, cache[i].size, MADV_FREE) == 0) {
+      cache[i].lazy = 1;
+      cache[i].at = now;
+    }
+#endif
+    left = (cache[i].lazy ? LAZY_S : KEEP_S) - (now - cache[i].at);
+    if (now < 0 || left <= 0) {
       gone[n].p = cache[i].p;
       gone[n++].size = cache[i].size;
       cache[i].p = NULL;
     }
-    else if (next < 0 || cache[i].at + KEEP_S - now < next)
-      next = cache[i].at + KEEP_S - now;
+    else if (next < 0 || left < next) next = left;
   }
   pthread_mutex_unlock(&cache_lock);
   for (i = 0; i < n; i++) munmap(gone[i].p, gone[i].size);
