@@ -143,6 +143,31 @@ describe("large messages", function()
     assert.is_true(freed >= 8 * 1024, freed .. " KiB freed")
   end))
 
+  it("#novalgrind outlive their worker; its arena goes with the last one "
+     .. "read", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1, max_tasks_per_child = 2 })
+    -- Task 1 of 2: the worker's pid and its own arena's inode.
+    local pid, inode = ex:submit(function()
+      local f = io.open("/proc/self/maps")
+      local maps = f:read("*a")
+      f:close()
+      f = io.open("/proc/self/stat")
+      local me = f:read("*n")
+      f:close()
+      return me, maps:match("%x+%-%x+ rw%-s %x+ %S+ (%d+)%s+/memfd:ppe")
+    end):result(10)
+    assert.is_not_nil(inode)
+    -- Task 2 of 2: a reply in that arena; then the worker leaves, and
+    -- once another runs, the executor has let go of it.
+    local s = pattern(8 * MiB)
+    local f = ex:submit(reverse, s)
+    assert.is_true(f:wait(60))
+    assert.are_not.equal(pid, ex:submit(H.pid):result(10))
+    assert.is_truthy(find(arenas(H.pid()), "rw-s", inode))
+    assert.is_true(f:result(10) == s:reverse())
+    assert.is_nil(find(arenas(H.pid()), "rw-s", inode))
+  end))
+
   it("#novalgrind give their memory back after a second without use",
      H.scoped(function(scope)
     local ex, pid = one_worker(scope)
