@@ -84,9 +84,11 @@ static const luaL_Reg error_meta[] = {
 ** =======================================================
 */
 
-static ppe_buf *newbuf(lua_State *L) {
+/* 'shared' for a request, built to be sent (see buf.h). */
+static ppe_buf *newbuf(lua_State *L, int shared) {
   ppe_buf *b = (ppe_buf *)lua_newuserdatauv(L, sizeof(ppe_buf), 0);
   b->p = NULL; b->len = b->cap = 0;
+  b->shared = shared;
   luaL_setmetatable(L, PPE_BUFBOX);
   return b;
 }
@@ -121,10 +123,10 @@ static ppe_buf *scratch(lua_State *L) {
     b = (ppe_buf *)lua_touserdata(L, -1);
     if (b->len == 0) return b;
     lua_pop(L, 1);
-    return newbuf(L);
+    return newbuf(L, 1);
   }
   lua_pop(L, 1);
-  b = newbuf(L);
+  b = newbuf(L, 1);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &scratch_key);
   return b;
@@ -143,6 +145,9 @@ static ppe_buf *encode_request(lua_State *L, int first, int n,
   if (ppe_buf_add(b, &f, sizeof(f)) != 0)
     luaL_error(L, "not enough memory");
   if (ppe_encode(L, b, first, n, label, base, err) != 0) {
+    /* A large block goes back: kept, it would be in the arena, which a
+    ** child of fork could not write. */
+    if (b->cap >= PPE_BIG_MIN) ppe_buf_free(b);
     b->len = 0;
     raiseerror(L, "SerializationError", err);
   }
@@ -776,6 +781,9 @@ static ppe_task **checkfutures(lua_State *L, int arg, int *n) {
     if (f == NULL)
       luaL_error(L, "bad argument #%d (item %d is %s, not a future)", arg,
                  (int)i, luaL_typename(L, -1));
+    if (f->ref->t == NULL)
+      luaL_error(L, "bad argument #%d (item %d is a collected future)", arg,
+                 (int)i);
     ts[i - 1] = f->t;
     lua_pop(L, 1);
   }
@@ -1072,6 +1080,18 @@ static void map_drop(lua_State *L, MapState *m, lua_Integer k) {
 /* Moves to the next chunk to yield and decodes its reply into the values
 ** table (user value 5, reused from chunk to chunk). Returns 0 when the map
 ** is done; raises the failure of a whole chunk (a worker died, say). */
+/* Raises if the futures of a map were collected (a finalizer of the
+** caller's brought the map back): their tasks are gone. Before any lock. */
+static void map_alive(lua_State *L, MapState *m) {
+  lua_Integer k;
+  for (k = m->qhead; k <= m->qtail; k++) {
+    Future *f = map_future(L, k);
+    lua_pop(L, 1);
+    if (f != NULL && f->ref->t == NULL)
+      luaL_error(L, "attempt to use a collected map");
+  }
+}
+
 static int map_next_chunk(lua_State *L, MapState *m) {
   char err[PPE_ERRSZ];
   Executor *e;
@@ -1079,6 +1099,7 @@ static int map_next_chunk(lua_State *L, MapState *m) {
   ppe_task *t;
   lua_Integer i;
   int n, top;
+  map_alive(L, m);
   if (m->cur != 0) map_drop(L, m, m->cur);
   lua_getiuservalue(L, 1, 1);
   e = (Executor *)lua_touserdata(L, -1);
@@ -1169,6 +1190,7 @@ static int map_step(lua_State *L) {
 static int map_close(lua_State *L) {
   MapState *m = (MapState *)luaL_checkudata(L, 1, PPE_MAP);
   lua_Integer k;
+  map_alive(L, m);
   ppe_lock();
   for (k = m->qhead; k <= m->qtail; k++) {
     Future *f = map_future(L, k);
@@ -1235,7 +1257,7 @@ static int e_map(lua_State *L) {
   if (e->shut || e->pool == NULL)
     return raiseerror(L, "ShutdownError", "cannot map after shutdown");
   /* The function is checked once here, so its faults name it. */
-  probe = newbuf(L);
+  probe = newbuf(L, 0);
   if (ppe_encode(L, probe, 2, 1, "argument", 1, err) != 0)
     return raiseerror(L, "SerializationError", err);
   lua_pop(L, 1);
@@ -1403,7 +1425,7 @@ static ppe_buf *initoption(lua_State *L, int arg) {
     if (lua_getfield(L, arg, "initargs") != LUA_TNIL)
       luaL_error(L, "option 'initargs' given without 'initializer'");
     lua_settop(L, top);
-    return newbuf(L);
+    return newbuf(L, 1);
   }
   if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TFUNCTION)
     luaL_error(L, "option 'initializer' must be a function or function "
@@ -1492,7 +1514,7 @@ static int l_executor(lua_State *L) {
 static int l_encode(lua_State *L) {
   char err[PPE_ERRSZ];
   int n = lua_gettop(L);
-  ppe_buf *b = newbuf(L);
+  ppe_buf *b = newbuf(L, 0);
   if (ppe_encode(L, b, 1, n, "argument", 1, err) != 0)
     return raiseerror(L, "SerializationError", err);
   lua_pushlstring(L, b->p, b->len);

@@ -484,6 +484,23 @@ describe("bad input", function()
       e2:close()
     end)
 
+    ;(gc_tables and it or pending)("a map a finalizer brings back after its "
+                                   .. "collection: a Lua error", function()
+      local e2 = ppe.executor{ max_workers = 1 }
+      local m = e2:map(function(x) return x end, { 1, 2, 3, 4 },
+                       { chunksize = 1 })
+      assert.same({ 1, 1 }, { m() })
+      local back
+      setmetatable({ m = m }, { __gc = function(o) back = o.m end })
+      m = nil  -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      assert.is_not_nil(back)
+      lua_error(back, {}, "attempt to use a collected map")
+      lua_error(back.close, { back }, "attempt to use a collected map")
+      e2:close()
+    end)
+
     it("one cancelled by shutdown{cancel_futures=true}", function()
       local e2 = ppe.executor{ max_workers = 1 }
       local slow = e2:submit(function()

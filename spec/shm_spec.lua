@@ -108,6 +108,21 @@ describe("large messages", function()
     assert.is_true(e.value[1] == big)
   end))
 
+  it("carry an initializer's error to every future", H.scoped(function(scope)
+    local ex = scope(ppe.executor {
+      max_workers = 1,
+      initializer = function(n) error(string.rep("i", n), 0) end,
+      initargs = { 5 * MiB },
+    })
+    local ok, e = pcall(function()
+      return ex:submit(function() return 1 end):result(60)
+    end)
+    assert.is_false(ok)
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.are.equal("RemoteError", e.cause.kind)
+    assert.is_true(e.cause.message == string.rep("i", 5 * MiB))
+  end))
+
   it("#novalgrind reuse the memory of results once they are read or dropped",
      H.scoped(function(scope)
     local ex, pid = one_worker(scope)

@@ -195,12 +195,14 @@ static void buf_release(void *p, size_t size) {
     ppe_big_free(p, size);
 }
 
-/* A buffer that outgrows the malloc heap goes to the shared arena, where
-** the peer can read it without a copy through the socket; to a mapping of
-** its own if the arena has no room. */
+/* A message to send that outgrows the malloc heap goes to the shared
+** arena, where the peer can read it without a copy through the socket; to
+** a mapping of its own if the arena has no room. Other buffers (what was
+** read, results) stay private: a child of fork keeps its copy of them. */
 static void *buf_resize(ppe_buf *b, size_t ncap) {
   void *np;
-  if (ncap < PPE_BIG_MIN) return ppe_big_resize(b->p, b->cap, ncap);
+  if (ncap < PPE_BIG_MIN || !b->shared)
+    return ppe_big_resize(b->p, b->cap, ncap);
   if (ppe_shm_extend(b->p, b->cap, ncap)) return b->p;
   np = ppe_shm_alloc(ncap);
   if (np == NULL && !ppe_shm_has(b->p))

@@ -9,9 +9,11 @@ typedef struct ppe_buf {
   char *p;
   size_t len;  /* bytes in use */
   size_t cap;  /* bytes allocated */
+  int shared;  /* a message to send: grown large, it lives in the shared
+               ** arena (shm.h), where the other side reads it */
 } ppe_buf;
 
-#define PPE_BUF_INIT {NULL, 0, 0}
+#define PPE_BUF_INIT {NULL, 0, 0, 0}
 
 /* Makes room for 'extra' more bytes; 0 or -ENOMEM, the buffer untouched
 ** on failure. */

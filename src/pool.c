@@ -417,7 +417,9 @@ static void take_frames(ppe_pool *p, wslot *w) {
     if (f.type == PPE_F_REF) {
       ppe_frame in;
       char *m = ppe_peer_message(w->peer, &f, pl, &in);
-      if (m == NULL) {
+      if (m == NULL) {  /* nothing more of it is read: its channel ends */
+        w->rd.pos = w->rd.b.len;
+        w->eof = 1;
         r = -EPROTO;
         break;
       }

@@ -224,9 +224,12 @@ static size_t arena_size(void) {
 }
 
 int ppe_shm_create(void) {
-  int fd = memfd_create("ppe", MFD_CLOEXEC);
+  int fd = memfd_create("ppe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return -errno;
-  if (ftruncate(fd, (off_t)arena_size()) != 0) {
+  /* Sealed at its size: nobody that reopens it (through /proc) can cut
+  ** it short under a mapping, which would make the owner fault. */
+  if (ftruncate(fd, (off_t)arena_size()) != 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
     int e = errno;
     close(fd);
     return -e;
@@ -262,8 +265,18 @@ static void after_fork(void) {
   A.fd = -1;
 }
 
+/* A fork waits for the lock, so the child finds the lists whole. */
+static void before_fork(void) {
+  pthread_mutex_lock(&lock);
+}
+
+static void parent_after_fork(void) {
+  pthread_mutex_unlock(&lock);
+}
+
 static int watch_forks(void) {
-  if (!atfork_set && pthread_atfork(NULL, NULL, after_fork) != 0)
+  if (!atfork_set &&
+      pthread_atfork(before_fork, parent_after_fork, after_fork) != 0)
     return -1;
   atfork_set = 1;
   return 0;
@@ -528,7 +541,9 @@ char *ppe_peer_message(ppe_peer *pe, const ppe_frame *f, const char *pl,
   if (f->len != sizeof(off) + sizeof(len)) return NULL;
   memcpy(&off, pl, sizeof(off));
   memcpy(&len, pl + sizeof(off), sizeof(len));
-  if (len < sizeof(*in) || (m = ppe_peer_at(pe, off, len)) == NULL)
+  /* Blocks start on whole units: the return is an aligned store. */
+  if (off % GRAIN != 0 || len < sizeof(*in) ||
+      (m = ppe_peer_at(pe, off, len)) == NULL)
     return NULL;
   SHOW(m, len);
   /* Read once: the header is checked and used from this copy. */
@@ -553,12 +568,12 @@ void ppe_peer_ref(ppe_peer *pe) {
 
 void ppe_peer_unref(ppe_peer *pe) {
   if (pe == NULL || --pe->refs > 0) return;
-  pthread_mutex_lock(&lock);
+  pthread_mutex_lock(&lock);  /* a fork sees it listed or unmapped */
   if (pe->prev != NULL) pe->prev->next = pe->next;
   else peers = pe->next;
   if (pe->next != NULL) pe->next->prev = pe->prev;
-  pthread_mutex_unlock(&lock);
   munmap(pe->base, pe->size);
+  pthread_mutex_unlock(&lock);
   free(pe);
 }
 

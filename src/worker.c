@@ -40,20 +40,22 @@ static uint32_t micros_since(const struct timespec *t0) {
 /* Runs one request and sends its reply before anything else runs: if the
 ** next task kills the worker, no finished task's result dies with it, and
 ** the parent knows the oldest unanswered task as the one that was
-** running. Requests still arrive several at a time. */
-static void serve_one(lua_State *L, int fd, const ppe_frame *f,
-                      const char *payload, ppe_buf *reply) {
+** running. Requests still arrive several at a time. Returns the reply's
+** type (the reply itself may have been lent to the parent). */
+static int serve_one(lua_State *L, int fd, const ppe_frame *f,
+                     const char *payload, ppe_buf *reply) {
   struct timespec t0;
   ppe_ref ref;
   const char *out;
   size_t n;
-  int big;
+  int big, type;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   if (ppe_runner_run(L, (int)f->type, f->id, payload, (size_t)f->len,
                      reply) < 0)
     _exit(4);
   /* The parent sizes its pipelines by the time a task takes. */
   ((ppe_frame *)reply->p)->aux = micros_since(&t0);
+  type = (int)((ppe_frame *)reply->p)->type;
   out = reply->p;
   n = reply->len;
   fflush(stdout);  /* print's output reaches a pipe though _exit skips */
@@ -70,14 +72,17 @@ static void serve_one(lua_State *L, int fd, const ppe_frame *f,
   }
   if (ppe_send_all(fd, out, n) != 0) _exit(0);
   if (big) lua_gc(L, LUA_GCCOLLECT, 0);
+  return type;
 }
 
 void ppe_worker_main(lua_State *L, int fd, int id, int arena,
                      ppe_peer *pa) {
   ppe_reader rd = {PPE_BUF_INIT, 0};
-  ppe_buf reply = PPE_BUF_INIT;
+  ppe_buf reply = PPE_BUF_INIT;  /* made shared below */
   char *shared;  /* the request, when it is in the caller's arena */
+  int type;
   worker_id = id;
+  reply.shared = 1;
   /* Large replies are built in our arena: the mapping stays, the
   ** descriptor is not needed. */
   if (arena >= 0 && ppe_shm_adopt(arena) != 0) close(arena);  /* none */
@@ -117,9 +122,9 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
     if (f.type != PPE_F_TASK && f.type != PPE_F_INIT &&
         f.type != PPE_F_CHUNK)
       _exit(3);
-    serve_one(L, fd, &f, payload, &reply);
+    type = serve_one(L, fd, &f, payload, &reply);
     if (shared != NULL) ppe_peer_done(shared, sizeof(f) + (size_t)f.len);
-    if (f.type == PPE_F_INIT && ((ppe_frame *)reply.p)->type != PPE_F_OK)
+    if (f.type == PPE_F_INIT && type != PPE_F_OK)
       _exit(5);  /* an initializer that raised leaves the worker useless */
   }
 }
