@@ -9,10 +9,6 @@
 #include "future.h"
 #include "shm.h"
 
-/* A buffer of PPE_BIG_MIN or more lives in its own mapping, asked for
-** huge pages: a fresh 64 MiB message then costs 32 page faults, not 16384,
-** and growing it moves page tables (mremap) instead of copying bytes. */
-
 /* Freed mappings kept for the next big block: a buffer that comes back
 ** with its pages present is not zeroed again by the kernel, which is most
 ** of the cost of a large message. Enough slots for a request, the string
@@ -43,12 +39,7 @@ void ppe_big_keep(int delta) {
   if (none) ppe_big_trim(-1);
 }
 
-/* A mapping's length is its block's size rounded up to whole huge pages:
-** blocks of nearly the same size (a message, the string it carries, the
-** reply that echoes it) then fit each other's kept mappings exactly, and
-** the size a block is freed with tells the length to unmap. */
-#define HUGE ((size_t)2 << 20)
-#define ROUND(n) (((n) + HUGE - 1) & ~(HUGE - 1))
+#define ROUND(n) PPE_HUGE_ROUND(n)
 
 /* A cached mapping of exactly n bytes (rounded), cut from the smallest
 ** one at least that long; or NULL. */
@@ -71,7 +62,11 @@ static void *take_cached(size_t n) {
   return p;
 }
 
-/* A new mapping of n bytes (rounded), from the cache if it has one. */
+/* A new mapping of n bytes (rounded), from the cache if it has one. A
+** block of PPE_BIG_MIN or more that is not in the shared arena lives in
+** one, asked for huge pages: a fresh 64 MiB message then costs 32 page
+** faults, not 16384, and growing it moves page tables (mremap) instead of
+** copying bytes. */
 static void *map_new(size_t n) {
   void *p = take_cached(n);
   if (p != NULL) return p;
@@ -228,7 +223,7 @@ int ppe_buf_grow_(ppe_buf *b, size_t extra) {
     ** known size takes the whole pages it needs, not twice that. */
     size_t quarter = b->cap + b->cap / 4;
     ncap = need > quarter ? need : quarter;
-    if (ncap > (size_t)-1 - HUGE) return -ENOMEM;
+    if (ncap > (size_t)-1 - PPE_HUGE) return -ENOMEM;
     ncap = ROUND(ncap);
   }
   np = buf_resize(b, ncap);

@@ -35,6 +35,13 @@ void ppe_buf_free(ppe_buf *b);
 ** smaller ones are malloc'd. */
 #define PPE_BIG_MIN ((size_t)4 << 20)
 
+/* Mapped blocks, here and in the shared arena (shm.h), are sized in whole
+** huge pages: blocks of nearly the same size (a message, the string it
+** carries, the reply that echoes it) then fit each other's freed blocks
+** exactly, and the size a block is freed with tells its length. */
+#define PPE_HUGE ((size_t)2 << 20)
+#define PPE_HUGE_ROUND(n) (((n) + PPE_HUGE - 1) & ~(PPE_HUGE - 1))
+
 /* The allocation behind buffers, for other big blocks too: resizes a
 ** block of osize bytes (0 for none) to nsize; NULL on failure, the block
 ** untouched. Blocks must be freed with the size they have. */

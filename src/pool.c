@@ -267,9 +267,7 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   f.id = t->id;
   f.len = t->req.len - sizeof(f);
   memcpy(t->req.p, &f, sizeof(f));
-  if (!p->shared || t->req.cap < PPE_BIG_MIN ||
-      !ppe_shm_ref(&t->ref, t->req.p, t->req.len))
-    t->ref.f.type = 0;
+  if (!p->shared || !ppe_shm_ref(&t->ref, &t->req)) t->ref.f.type = 0;
   t->state = PPE_RUNNING;
   t->pid = w->pid;
   t->next = NULL;
@@ -548,7 +546,7 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
     w->state = W_INIT;
     w->out = p->init.p;
     w->outlen = p->init.len;
-    if (p->shared && ppe_shm_ref(&w->outref, p->init.p, p->init.len)) {
+    if (p->shared && ppe_shm_ref(&w->outref, &p->init)) {
       w->out = (const char *)&w->outref;
       w->outlen = sizeof(w->outref);
     }

@@ -30,10 +30,8 @@
 #define SHOW(p, n) ((void)0)
 #endif
 
-/* Blocks are whole huge pages, as the big blocks of buf.c are, so a
-** message and the reply that echoes it fit each other's freed blocks. */
-#define GRAIN ((size_t)2 << 20)
-#define ROUND(n) (((n) + GRAIN - 1) & ~(GRAIN - 1))
+/* Blocks are whole huge pages, as the big blocks of buf.c are. */
+#define ROUND(n) PPE_HUGE_ROUND(n)
 
 /* An arena is sparse: it takes memory only for the pages written. Its
 ** size bounds one message; larger ones go through the socket. */
@@ -237,17 +235,22 @@ int ppe_shm_create(void) {
   return fd;
 }
 
-/* In the child of a fork, the arena is the parent's: its mapping is
-** swapped for an inaccessible reservation, so that no block of it is
-** written or reused here and no other mapping lands on its addresses. */
+/* Swaps a mapping for an inaccessible reservation of its addresses: no
+** byte of it is read or written here, and no other mapping lands there. */
+static void reserve(void *p, size_t size) {
+  mmap(p, size, PROT_NONE,
+       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
+/* In the child of a fork, the arena is the parent's: no block of it may be
+** written or reused here. */
 static void after_fork(void) {
   ppe_peer *pe;
   pthread_mutex_init(&lock, NULL);
   /* The workers' arenas too: a child keeps no memory of theirs alive,
   ** and returns no loan that is its parent's. */
   for (pe = peers; pe != NULL; pe = pe->next) {
-    mmap(pe->base, pe->size, PROT_NONE,
-         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    reserve(pe->base, pe->size);
     pe->gone = 1;
   }
   if (A.base != NULL) {
@@ -255,8 +258,7 @@ static void after_fork(void) {
       gone[ngone].p = A.base;
       gone[ngone++].size = A.size;
     }
-    mmap(A.base, A.size, PROT_NONE,
-         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    reserve(A.base, A.size);
     if (A.fd >= 0) close(A.fd);
   }
   free(A.fr.e);
@@ -370,15 +372,13 @@ done:
 }
 
 int ppe_shm_extend(void *p, size_t osize, size_t nsize) {
-  size_t off, o = ROUND(osize), nn = ROUND(nsize), end;
+  size_t o = ROUND(osize), nn = ROUND(nsize), end;
   int i, ok = 0;
   pthread_mutex_lock(&lock);
-  if (!OWNS(p) || nsize == 0) goto done;
-  off = (size_t)((char *)p - A.base);
-  end = off + o;
+  if (!OWNS(p)) goto done;
+  end = (size_t)((char *)p - A.base) + o;
   ok = 1;
-  if (nn < o) free_locked(off + nn, o - nn, 1, ppe_now());
-  else if (nn > o) {
+  if (nn > o) {
     size_t need = nn - o;
     for (i = 0; i < A.fr.n && A.fr.e[i].off < end; i++)
       ;
@@ -400,10 +400,6 @@ int ppe_shm_has(const void *p) {
   r = OWNS(p);
   pthread_mutex_unlock(&lock);
   return r;
-}
-
-uint64_t ppe_shm_offset(const void *p) {
-  return (uint64_t)((const char *)p - A.base);
 }
 
 int ppe_shm_free(void *p, size_t size, int keep) {
@@ -436,16 +432,19 @@ void ppe_shm_lend(void *p, size_t size) {
   pthread_mutex_unlock(&lock);
 }
 
-int ppe_shm_ref(ppe_ref *r, const char *msg, size_t len) {
+int ppe_shm_ref(ppe_ref *r, const ppe_buf *b) {
   ppe_frame f;
-  if (len < sizeof(f) || !ppe_shm_has(msg)) return 0;
-  memcpy(&f, msg, sizeof(f));
+  /* Only a block that large can be the arena's: the test for it, under
+  ** the lock, is spared the small messages of every task. */
+  if (b->cap < PPE_BIG_MIN || b->len < sizeof(f) || !ppe_shm_has(b->p))
+    return 0;
+  memcpy(&f, b->p, sizeof(f));
   r->f.type = PPE_F_REF;
   r->f.aux = 0;
   r->f.id = f.id;
   r->f.len = sizeof(r->off) + sizeof(r->len);
-  r->off = ppe_shm_offset(msg);
-  r->len = len;
+  r->off = (uint64_t)(b->p - A.base);
+  r->len = b->len;
   return 1;
 }
 
@@ -528,7 +527,9 @@ int ppe_peer_gone(const ppe_peer *pe) {
   return pe->gone;
 }
 
-char *ppe_peer_at(ppe_peer *pe, uint64_t off, uint64_t len) {
+/* The message at [off, off + len) of the peer's arena, or NULL if that
+** is not inside it. */
+static char *peer_at(ppe_peer *pe, uint64_t off, uint64_t len) {
   if (pe == NULL || pe->gone || off > pe->size || len > pe->size - off)
     return NULL;
   return pe->base + off;
@@ -542,8 +543,8 @@ char *ppe_peer_message(ppe_peer *pe, const ppe_frame *f, const char *pl,
   memcpy(&off, pl, sizeof(off));
   memcpy(&len, pl + sizeof(off), sizeof(len));
   /* Blocks start on whole units: the return is an aligned store. */
-  if (off % GRAIN != 0 || len < sizeof(*in) ||
-      (m = ppe_peer_at(pe, off, len)) == NULL)
+  if (off % PPE_HUGE != 0 || len < sizeof(*in) ||
+      (m = peer_at(pe, off, len)) == NULL)
     return NULL;
   SHOW(m, len);
   /* Read once: the header is checked and used from this copy. */

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 /* A new arena, not mapped here: its descriptor (close-on-exec), or
 ** -errno. A worker's is made by the zygote, which hands it to the worker
 ** and to the executor. */
@@ -23,8 +25,8 @@ int ppe_shm_adopt(int fd);
 /* Blocks in the own arena, for message buffers only: n is rounded up to
 ** whole huge pages. NULL when there is no arena or no room in it. */
 void *ppe_shm_alloc(size_t n);
-/* Grows (or shrinks) a block in place: 1, or 0 if p is not the arena's
-** or what follows it is taken. */
+/* Grows a block in place to nsize bytes (or finds it large enough): 1, or
+** 0 if p is not the arena's or what follows it is taken. */
 int ppe_shm_extend(void *p, size_t osize, size_t nsize);
 /* 1 if p is a block of the own arena. */
 int ppe_shm_has(const void *p);
@@ -32,14 +34,11 @@ int ppe_shm_has(const void *p);
 ** block keeps its pages for reuse when 'keep', else they go back at once.
 ** Blocks inherited from the parent of a fork are let go, never reused. */
 int ppe_shm_free(void *p, size_t size, int keep);
-/* Where p is in the own arena, for the peer. */
-uint64_t ppe_shm_offset(const void *p);
-
 struct ppe_ref;
 struct ppe_frame;
-/* Fills r to name the message msg (header and payload, len bytes) if it
-** is in the own arena; 0 if it is not and must go through the socket. */
-int ppe_shm_ref(struct ppe_ref *r, const char *msg, size_t len);
+/* Fills r to name the message in b (header and payload) if it is in the
+** own arena; 0 if it is not and must go through the socket. */
+int ppe_shm_ref(struct ppe_ref *r, const ppe_buf *b);
 
 /* A block sent to the peer, which keeps it until it writes 0 in the
 ** block's first 32-bit word (ppe_shm_return, given the message's length):
@@ -58,9 +57,6 @@ typedef struct ppe_peer ppe_peer;
 ppe_peer *ppe_peer_open(int fd, int writable);
 /* 1 in the child of a fork: the mapping is not there, nor the loans. */
 int ppe_peer_gone(const ppe_peer *pe);
-/* The message at [off, off + len) of the peer's arena, or NULL if that
-** is not inside it. */
-char *ppe_peer_at(ppe_peer *pe, uint64_t off, uint64_t len);
 /* The message a PPE_F_REF frame f (payload pl) names: its header copied
 ** to *in, and a pointer to the whole of it; NULL if f is not a well-formed
 ** reference into the peer's arena. */
