@@ -173,8 +173,7 @@ static void checkcallable(lua_State *L, int arg) {
 ** values table, with n, or the error object); 2, its done-callbacks; 3,
 ** its TaskRef. */
 typedef struct Future {
-  ppe_task *t;
-  struct TaskRef *ref;  /* in user value 3 */
+  struct TaskRef *ref;  /* in user value 3; its task is the future's */
   int form;   /* F_*: what user value 1 holds */
 } Future;
 
@@ -188,6 +187,8 @@ typedef struct TaskRef {
   int inner;  /* a map's own: when it is collected, nobody wants its task */
 } TaskRef;
 
+#define TASK(f) ((f)->ref->t)
+
 /* Forms of a future's outcome on the Lua side. */
 enum { F_NONE, F_ONE, F_MANY, F_FAIL };
 
@@ -195,11 +196,9 @@ static int run_callbacks(lua_State *L);
 
 /* A future is usable as long as its TaskRef holds its task: always, but
 ** for one that a finalizer of the caller's brought back from the dead. */
-static Future *checkfuture(lua_State *L, int arg);
-
 static Future *checkfuture(lua_State *L, int arg) {
   Future *f = (Future *)luaL_checkudata(L, arg, PPE_FUTURE);
-  if (f->ref->t == NULL) luaL_error(L, "attempt to use a collected future");
+  if (TASK(f) == NULL) luaL_error(L, "attempt to use a collected future");
   return f;
 }
 
@@ -210,7 +209,6 @@ static void newfuture(lua_State *L, ppe_task *t, int inner) {
   r->inner = inner;
   luaL_setmetatable(L, PPE_TASKREF);
   f = (Future *)lua_newuserdatauv(L, sizeof(Future), 3);
-  f->t = t;
   f->ref = r;
   f->form = F_NONE;
   luaL_setmetatable(L, PPE_FUTURE);
@@ -370,7 +368,7 @@ static void push_failure(lua_State *L, ppe_task *t) {
 ** values table (with n), which 'as_table' always asks for. Pushes it and
 ** returns its form. */
 static int outcome(lua_State *L, int arg, Future *f, int as_table) {
-  ppe_task *t = f->t;
+  ppe_task *t = TASK(f);
   if (f->form == F_NONE) {
     int form = F_FAIL;
     if (t->state == PPE_FINISHED && !ppe_task_res_lost(t)) {
@@ -413,7 +411,7 @@ static int outcome(lua_State *L, int arg, Future *f, int as_table) {
 
 static int f_result(lua_State *L) {
   Future *f = checkfuture(L, 1);
-  int i, n, ok = await(f->t, optdeadline(L, 2));
+  int i, n, ok = await(TASK(f), optdeadline(L, 2));
   run_callbacks(L);
   if (!ok)
     return raiseerror(L, "TimeoutError", "the future is not done in time");
@@ -430,35 +428,35 @@ static int f_result(lua_State *L) {
 
 static int f_exception(lua_State *L) {
   Future *f = checkfuture(L, 1);
-  int ok = await(f->t, optdeadline(L, 2));
+  int ok = await(TASK(f), optdeadline(L, 2));
   run_callbacks(L);
   if (!ok)
     return raiseerror(L, "TimeoutError", "the future is not done in time");
   if (outcome(L, 1, f, 0) != F_FAIL) lua_pushnil(L);
-  else if (f->t->state == PPE_CANCELLED) return lua_error(L);
+  else if (TASK(f)->state == PPE_CANCELLED) return lua_error(L);
   return 1;
 }
 
 static int f_wait(lua_State *L) {
   Future *f = checkfuture(L, 1);
-  int ok = await(f->t, optdeadline(L, 2));
+  int ok = await(TASK(f), optdeadline(L, 2));
   run_callbacks(L);
   lua_pushboolean(L, ok);
   return 1;
 }
 
 static int f_done(lua_State *L) {
-  lua_pushboolean(L, task_state(checkfuture(L, 1)->t) >= PPE_FINISHED);
+  lua_pushboolean(L, task_state(TASK(checkfuture(L, 1))) >= PPE_FINISHED);
   return 1;
 }
 
 static int f_running(lua_State *L) {
-  lua_pushboolean(L, task_state(checkfuture(L, 1)->t) == PPE_RUNNING);
+  lua_pushboolean(L, task_state(TASK(checkfuture(L, 1))) == PPE_RUNNING);
   return 1;
 }
 
 static int f_cancelled(lua_State *L) {
-  lua_pushboolean(L, task_state(checkfuture(L, 1)->t) == PPE_CANCELLED);
+  lua_pushboolean(L, task_state(TASK(checkfuture(L, 1))) == PPE_CANCELLED);
   return 1;
 }
 
@@ -466,7 +464,7 @@ static int f_cancel(lua_State *L) {
   Future *f = checkfuture(L, 1);
   int ok;
   ppe_lock();
-  ok = ppe_task_cancel(f->t);
+  ok = ppe_task_cancel(TASK(f));
   ppe_unlock();
   run_callbacks(L);
   lua_pushboolean(L, ok);
@@ -478,14 +476,14 @@ static const char *const state_names[] = {
 };
 
 static int f_state(lua_State *L) {
-  lua_pushstring(L, state_names[task_state(checkfuture(L, 1)->t)]);
+  lua_pushstring(L, state_names[task_state(TASK(checkfuture(L, 1)))]);
   return 1;
 }
 
 static int f_tostring(lua_State *L) {
   Future *f = checkfuture(L, 1);
   lua_pushfstring(L, "ppe.future: %p (%s)", (void *)f,
-                  state_names[task_state(f->t)]);
+                  state_names[task_state(TASK(f))]);
   return 1;
 }
 
@@ -693,7 +691,7 @@ static int run_callbacks(lua_State *L) {
   while (lua_next(L, watch)) {
     Future *f = (Future *)lua_touserdata(L, -2);
     lua_pop(L, 1);
-    if (ppe_task_final(f->t)) {
+    if (ppe_task_final(TASK(f))) {
       lua_pushvalue(L, -1);
       lua_rawseti(L, list, ++n);
     }
@@ -706,7 +704,7 @@ static int run_callbacks(lua_State *L) {
   r = (Ready *)lua_newuserdatauv(L, sizeof(Ready) * (size_t)n, 0);
   for (i = 0; i < n; i++) {
     lua_rawgeti(L, list, i + 1);
-    r[i].seq = ((Future *)lua_touserdata(L, -1))->t->seq;
+    r[i].seq = TASK((Future *)lua_touserdata(L, -1))->seq;
     r[i].idx = i + 1;
     lua_pushnil(L);
     lua_rawset(L, watch);  /* no longer watched */
@@ -727,7 +725,7 @@ static int f_add_done_callback(lua_State *L) {
   if (!lua_isfunction(L, 2) && luaL_getmetafield(L, 2, "__call") == LUA_TNIL)
     return luaL_typeerror(L, 2, "function");
   lua_settop(L, 2);
-  if (task_state(f->t) >= PPE_FINISHED) {
+  if (task_state(TASK(f)) >= PPE_FINISHED) {
     lua_settop(L, 2);
     lua_insert(L, 1);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) warn_callback(L);
@@ -781,10 +779,10 @@ static ppe_task **checkfutures(lua_State *L, int arg, int *n) {
     if (f == NULL)
       luaL_error(L, "bad argument #%d (item %d is %s, not a future)", arg,
                  (int)i, luaL_typename(L, -1));
-    if (f->ref->t == NULL)
+    if (TASK(f) == NULL)
       luaL_error(L, "bad argument #%d (item %d is a collected future)", arg,
                  (int)i);
-    ts[i - 1] = f->t;
+    ts[i - 1] = TASK(f);
     lua_pop(L, 1);
   }
   *n = (int)len;
@@ -1036,13 +1034,13 @@ static lua_Integer map_pick(lua_State *L, MapState *m) {
       lua_pop(L, 1);
       if (f == NULL) continue;
       if (m->ordered) {
-        if (ppe_task_final(f->t)) best = k;
+        if (ppe_task_final(TASK(f))) best = k;
         else best = -k;
         break;
       }
-      if (ppe_task_final(f->t) && (best == 0 || f->t->seq < bestseq)) {
+      if (ppe_task_final(TASK(f)) && (best == 0 || TASK(f)->seq < bestseq)) {
         best = k;
-        bestseq = f->t->seq;
+        bestseq = TASK(f)->seq;
       }
     }
     if (best > 0) break;
@@ -1077,9 +1075,6 @@ static void map_drop(lua_State *L, MapState *m, lua_Integer k) {
   m->cur = 0;
 }
 
-/* Moves to the next chunk to yield and decodes its reply into the values
-** table (user value 5, reused from chunk to chunk). Returns 0 when the map
-** is done; raises the failure of a whole chunk (a worker died, say). */
 /* Raises if the futures of a map were collected (a finalizer of the
 ** caller's brought the map back): their tasks are gone. Before any lock. */
 static void map_alive(lua_State *L, MapState *m) {
@@ -1087,11 +1082,14 @@ static void map_alive(lua_State *L, MapState *m) {
   for (k = m->qhead; k <= m->qtail; k++) {
     Future *f = map_future(L, k);
     lua_pop(L, 1);
-    if (f != NULL && f->ref->t == NULL)
+    if (f != NULL && TASK(f) == NULL)
       luaL_error(L, "attempt to use a collected map");
   }
 }
 
+/* Moves to the next chunk to yield and decodes its reply into the values
+** table (user value 5, reused from chunk to chunk). Returns 0 when the map
+** is done; raises the failure of a whole chunk (a worker died, say). */
 static int map_next_chunk(lua_State *L, MapState *m) {
   char err[PPE_ERRSZ];
   Executor *e;
@@ -1112,7 +1110,7 @@ static int map_next_chunk(lua_State *L, MapState *m) {
   m->cur_item = 0;
   m->cur_pos = 1;
   fut = map_future(L, m->cur);
-  t = fut->t;
+  t = TASK(fut);
   m->cur_pid = t->pid;
   top = lua_gettop(L);
   if (t->state != PPE_FINISHED || ppe_task_res_lost(t)) {
@@ -1194,7 +1192,7 @@ static int map_close(lua_State *L) {
   ppe_lock();
   for (k = m->qhead; k <= m->qtail; k++) {
     Future *f = map_future(L, k);
-    if (f != NULL) ppe_task_cancel(f->t);
+    if (f != NULL) ppe_task_cancel(TASK(f));
     lua_pop(L, 1);
   }
   ppe_unlock();
