@@ -17,18 +17,24 @@
 
 /* Under valgrind, the parts of an arena not in use are marked
 ** inaccessible: its leak check reads every accessible mapped page, and
-** reading a page of shared memory allocates it, gigabytes of it. */
+** reading a page of shared memory allocates it, gigabytes of it. And an
+** arena is small there: memcheck keeps state for every 64 KiB of a
+** mapping, which every fork copies and every exit frees, seconds of it
+** for arenas the size of the machine's memory. */
 #if defined(__has_include)
 #if __has_include(<valgrind/memcheck.h>)
 #include <valgrind/memcheck.h>
 #define HIDE(p, n) VALGRIND_MAKE_MEM_NOACCESS(p, n)
 #define SHOW(p, n) VALGRIND_MAKE_MEM_DEFINED(p, n)
+#define UNDER_VALGRIND RUNNING_ON_VALGRIND
 #endif
 #endif
 #ifndef HIDE
 #define HIDE(p, n) ((void)0)
 #define SHOW(p, n) ((void)0)
+#define UNDER_VALGRIND 0
 #endif
+#define VALGRIND_ARENA ((size_t)1 << 30)
 
 /* Blocks are whole huge pages, as the big blocks of buf.c are. */
 #define ROUND(n) PPE_HUGE_ROUND(n)
@@ -218,6 +224,7 @@ static size_t arena_size(void) {
   long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
   size_t ram = (pages > 0 && psize > 0) ? (size_t)pages * (size_t)psize
                                         : MAX_ARENA;
+  if (UNDER_VALGRIND) return VALGRIND_ARENA;
   return ram < MAX_ARENA ? ROUND(ram) : MAX_ARENA;
 }
 
