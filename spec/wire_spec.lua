@@ -782,4 +782,50 @@ describe("decoding in a worker", function()
     assert.are.same({7, 8}, {ex:submit(function(u) return u[1](), u[2]() end,
                                        t):result()})
   end)
+
+  it("keeps apart more closures of one function than it lends", function()
+    local ex = ppe.executor{max_workers = 1}
+    finally(function() ex:shutdown() end)
+    local function mk(x) return function() return x end end
+    local function callall(fs)
+      local r = {}
+      for i = 1, #fs do r[i] = fs[i]() end
+      return r
+    end
+    for round = 0, 1 do
+      local fs, want = {}, {}
+      for i = 1, 12 do fs[i] = mk(100 * round + i); want[i] = 100 * round + i end
+      assert.are.same(want, ex:submit(callall, fs):result(10))
+    end
+  end)
+
+  -- A function's closure in the worker counts its own calls: the same
+  -- closure serves each submit of the same function.
+  local COUNTED = [[
+    return function()
+      local me = debug.getinfo(1, "f").func
+      SEEN = SEEN or setmetatable({}, {__mode = "k"})
+      SEEN[me] = (SEEN[me] or 0) + 1
+      return %d, SEEN[me]
+    end
+  ]]
+
+  it("loads a function sent again once, among hundreds", function()
+    local ex = ppe.executor{max_workers = 1}
+    finally(function() ex:shutdown() end)
+    local fns = {}
+    for i = 1, 300 do
+      -- Distinct bytecode each: the constant differs.
+      fns[i] = assert((loadstring or load)(COUNTED:format(i)))()
+    end
+    for round = 1, 3 do
+      local fs = {}
+      for i = 1, #fns do fs[i] = ex:submit(fns[i]) end
+      for i = 1, #fns do
+        local v, calls = fs[i]:result(10)
+        assert.are.equal(i, v)
+        assert.are.equal(round, calls)
+      end
+    end
+  end)
 end)

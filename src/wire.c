@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lua.h"
@@ -36,7 +37,7 @@ enum {
 /* Registry keys: addresses of statics, so no name can collide. */
 static const char dumpcache_key = 'd';  /* function -> tag..bytecode */
 static const char cfname_key = 'c';     /* C function -> "mod\0field" */
-static const char fncache_key = 'f';    /* tag..bytecode -> closure */
+static const char fncache_key = 'f';    /* the decoder's FnCache */
 
 static int little_endian(void) {
   const uint16_t one = 1;
@@ -559,6 +560,9 @@ fail:
 ** =======================================================
 */
 
+/* Cached closures a message may take; more take fresh ones. */
+#define DEC_CLAIMS 8
+
 typedef struct Dec {
   lua_State *L;
   const unsigned char *s;
@@ -567,6 +571,8 @@ typedef struct Dec {
   int refs;        /* stack slot of the id -> value array, or nil */
   lua_Integer nrefs;
   int depth, flags;
+  int nclaims;
+  long claims[DEC_CLAIMS];  /* cache entries this message has used */
   char *err;
 } Dec;
 
@@ -604,38 +610,31 @@ static int dec_lstr(Dec *d, size_t n) {
   return 0;
 }
 
-/* The refs table, made on first need: most messages have no table. */
-static void dec_refs(Dec *d) {
-  if (lua_isnil(d->L, d->refs)) {
-    lua_createtable(d->L, 8, 0);
-    lua_replace(d->L, d->refs);
-  }
-}
-
+/* Objects get ids in order of arrival, kept in the refs slot: nil while
+** there are none, the object itself while it is the only one (a task's
+** function, say, which nothing refers back to), else an array of them. */
 static void dec_register(Dec *d, int idx) {
-  dec_refs(d);
-  lua_pushvalue(d->L, idx);
-  lua_rawseti(d->L, d->refs, ++d->nrefs);
+  lua_State *L = d->L;
+  if (d->nrefs == 0) {
+    lua_pushvalue(L, idx);
+    lua_replace(L, d->refs);
+  }
+  else {
+    if (d->nrefs == 1) {
+      lua_createtable(L, 8, 0);
+      lua_pushvalue(L, d->refs);
+      lua_rawseti(L, -2, 1);
+      lua_replace(L, d->refs);
+    }
+    lua_pushvalue(L, idx);
+    lua_rawseti(L, d->refs, d->nrefs + 1);
+  }
+  d->nrefs++;
 }
 
-/* A cached closure may serve only once per message: two closures of one
-** function in a message (two counters made by one factory, say) each need
-** their own upvalues. Marks the closure on top as used, in the refs table
-** keyed by itself (ids are integers, so they cannot clash); returns 1 if
-** it was used already. */
-static int dec_claim(Dec *d) {
-  lua_State *L = d->L;
-  dec_refs(d);
-  lua_pushvalue(L, -1);
-  if (lua_rawget(L, d->refs) != LUA_TNIL) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  lua_pop(L, 1);
-  lua_pushvalue(L, -1);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, d->refs);
-  return 0;
+static void dec_getref(Dec *d, lua_Integer id) {
+  if (d->nrefs == 1) lua_pushvalue(d->L, d->refs);
+  else lua_rawgeti(d->L, d->refs, id + 1);
 }
 
 static int dec_value(Dec *d, int allow_env);
@@ -697,37 +696,164 @@ static const char *bc_reader(lua_State *L, void *ud, size_t *size) {
   return *size ? p : NULL;
 }
 
-/* Loads bytecode (tag first) and leaves the closure on the stack; with
-** PPE_DEC_FNCACHE the closure of earlier identical bytecode is reused,
-** unless this message has used it already. */
+/* Loads bytecode (tag first) and leaves the closure on the stack. */
 static int dec_load(Dec *d, const char *p, size_t n) {
-  lua_State *L = d->L;
   size_t rd[2];
-  int cache = 0;
-  if (d->flags & PPE_DEC_FNCACHE) {
-    getcache(L, &fncache_key, NULL);
-    cache = lua_gettop(L);
-    lua_pushlstring(L, p, n);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, cache) == LUA_TFUNCTION && !dec_claim(d)) {
-      lua_replace(L, cache);
-      lua_pop(L, 1);
-      return 0;
-    }
-    lua_pop(L, 1);
-  }
   rd[0] = n - sizeof(uint64_t);
   rd[1] = (size_t)(p + sizeof(uint64_t));
-  if (lua_load(L, bc_reader, rd, "=(ppe)", "b") != LUA_OK) {
-    if (cache) lua_settop(L, cache - 1);
+  if (lua_load(d->L, bc_reader, rd, "=(ppe)", "b") != LUA_OK) {
+    lua_pop(d->L, 1);
     return dec_fail(d, "bytecode does not load");
   }
-  if (cache) {
-    dec_claim(d);              /* a third copy must not reuse this one */
-    lua_pushvalue(L, -1);
-    lua_insert(L, cache);      /* result below the cache */
-    lua_rawset(L, cache + 1);  /* cache[bytecode] = closure */
+  return 0;
+}
+
+/* The closures of bytecode met before, for PPE_DEC_FNCACHE: a function
+** sent again is neither verified nor loaded again. An entry is found by
+** its tag, a keyed hash of the bytecode and so well spread, and matches
+** only bytes equal to those verified when it was made. The userdata's
+** user value holds entry k's string (tag, then bytecode) at 2k+1 and its
+** closure at 2k+2; the entry points into the string, which Lua never
+** moves. */
+typedef struct FnEntry {
+  uint64_t tag;
+  const char *p;
+  size_t n;
+} FnEntry;
+
+typedef struct FnCache {
+  FnEntry *ents;
+  size_t n, cap;
+  uint32_t *slots;  /* open addressing on the tag: entry + 1, or 0 */
+  size_t nslots;    /* a power of 2, over twice n */
+} FnCache;
+
+static int fncache_gc(lua_State *L) {
+  FnCache *c = (FnCache *)lua_touserdata(L, 1);
+  free(c->ents);
+  free(c->slots);
+  memset(c, 0, sizeof(*c));
+  return 0;
+}
+
+/* Returns the cache, its table of strings and closures pushed. */
+static FnCache *fncache(lua_State *L) {
+  FnCache *c;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &fncache_key) == LUA_TUSERDATA) {
+    c = (FnCache *)lua_touserdata(L, -1);
+    lua_getiuservalue(L, -1, 1);
+    lua_remove(L, -2);
+    return c;
+  }
+  lua_pop(L, 1);
+  c = (FnCache *)lua_newuserdatauv(L, sizeof(FnCache), 1);
+  memset(c, 0, sizeof(*c));
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, fncache_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, -3, 1);
+  lua_insert(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &fncache_key);
+  return c;
+}
+
+static long fncache_find(const FnCache *c, uint64_t tag, const char *p,
+                         size_t n) {
+  size_t mask = c->nslots - 1, i;
+  if (c->nslots == 0) return -1;
+  for (i = (size_t)tag & mask; c->slots[i] != 0; i = (i + 1) & mask) {
+    const FnEntry *e = &c->ents[c->slots[i] - 1];
+    if (e->tag == tag && e->n == n && memcmp(e->p, p, n) == 0)
+      return (long)c->slots[i] - 1;
+  }
+  return -1;
+}
+
+static void fncache_slot(FnCache *c, size_t k) {
+  size_t mask = c->nslots - 1, i = (size_t)c->ents[k].tag & mask;
+  while (c->slots[i] != 0) i = (i + 1) & mask;
+  c->slots[i] = (uint32_t)k + 1;
+}
+
+/* Adds entry c->n; -1 if out of memory (the function is then not kept). */
+static int fncache_add(FnCache *c, uint64_t tag, const char *p, size_t n) {
+  size_t k;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 16;
+    FnEntry *e;
+    if (cap > UINT32_MAX / 4) return -1;
+    if ((e = (FnEntry *)realloc(c->ents, cap * sizeof(*e))) == NULL)
+      return -1;
+    c->ents = e;
+    c->cap = cap;
+  }
+  if (2 * (c->n + 1) > c->nslots) {
+    size_t ns = c->nslots ? 2 * c->nslots : 32;
+    uint32_t *s = (uint32_t *)calloc(ns, sizeof(*s));
+    if (s == NULL) return -1;
+    free(c->slots);
+    c->slots = s;
+    c->nslots = ns;
+    for (k = 0; k < c->n; k++) fncache_slot(c, k);
+  }
+  c->ents[c->n].tag = tag;
+  c->ents[c->n].p = p;
+  c->ents[c->n].n = n;
+  fncache_slot(c, c->n++);
+  return 0;
+}
+
+/* Entry k serves this message, unless it has served it already; 1 if so
+** (full claims count as served: a fresh load is always right). */
+static int dec_claimed(Dec *d, long k) {
+  int i;
+  for (i = 0; i < d->nclaims; i++)
+    if (d->claims[i] == k) return 1;
+  if (d->nclaims == DEC_CLAIMS) return 1;
+  d->claims[d->nclaims++] = k;
+  return 0;
+}
+
+/* Leaves the closure of bytecode p..p+n (tag first) on the stack. With
+** PPE_DEC_FNCACHE, a cached closure serves once per message: two closures
+** of one function in a message (two counters made by one factory, say)
+** each need their own upvalues, so a second copy is loaded anew. */
+static int dec_closure(Dec *d, uint64_t tag, const char *p, size_t n) {
+  lua_State *L = d->L;
+  FnCache *c;
+  long k;
+  int tab;
+  if (!(d->flags & PPE_DEC_FNCACHE)) {
+    if (tag != ppe_mac(p + sizeof(tag), n - sizeof(tag)))
+      return dec_fail(d, "function bytecode not made by this process tree");
+    return dec_load(d, p, n);
+  }
+  c = fncache(L);
+  tab = lua_gettop(L);
+  k = fncache_find(c, tag, p, n);
+  if (k >= 0 && !dec_claimed(d, k)) {
+    lua_rawgeti(L, tab, 2 * k + 2);
+    lua_remove(L, tab);
+    return 0;
+  }
+  lua_pop(L, 1);
+  if (k < 0 && tag != ppe_mac(p + sizeof(tag), n - sizeof(tag)))
+    return dec_fail(d, "function bytecode not made by this process tree");
+  if (dec_load(d, p, n)) return -1;
+  if (k < 0 && d->nclaims < DEC_CLAIMS) {
+    const char *s;
+    c = fncache(L);
+    k = (long)c->n;
+    lua_pushlstring(L, p, n);  /* returns void before 5.3 */
+    s = lua_tostring(L, -1);
+    lua_rawseti(L, -2, 2 * k + 1);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 2 * k + 2);
     lua_pop(L, 1);
+    if (fncache_add(c, tag, s, n) == 0) d->claims[d->nclaims++] = k;
   }
   return 0;
 }
@@ -743,10 +869,8 @@ static int dec_lfunc(Dec *d) {
     return dec_fail(d, "truncated function");
   p = (const char *)d->s + d->pos;
   memcpy(&tag, p, sizeof(tag));
-  if (tag != ppe_mac(p + sizeof(tag), blen))
-    return dec_fail(d, "function bytecode not made by this process tree");
   d->pos += sizeof(tag) + blen;
-  if (dec_load(d, p, sizeof(tag) + blen)) return -1;
+  if (dec_closure(d, tag, p, sizeof(tag) + blen)) return -1;
   f = lua_gettop(L);
   dec_register(d, f);
   if (get_varint(d, &nups)) return -1;
@@ -881,7 +1005,7 @@ static int dec_value(Dec *d, int allow_env) {
     case T_REF: { uint64_t id;
       if (get_varint(d, &id)) return -1;
       if (id >= (uint64_t)d->nrefs) return dec_fail(d, "bad reference");
-      lua_rawgeti(L, d->refs, (lua_Integer)id + 1);
+      dec_getref(d, (lua_Integer)id);
       return 0; }
     case T_LFUNC: return dec_lfunc(d);
     case T_CFUNC: return dec_cfunc(d);
@@ -902,7 +1026,7 @@ int ppe_decode(lua_State *L, const char *s, size_t len, int flags,
   uint64_t n, i;
   int top = lua_gettop(L);
   d.L = L; d.s = u; d.len = len; d.pos = 0; d.budget = len;
-  d.nrefs = 0; d.depth = 0; d.flags = flags; d.err = err;
+  d.nrefs = 0; d.depth = 0; d.flags = flags; d.err = err; d.nclaims = 0;
   if (len < HEADER_SIZE || memcmp(s, "ppe", 3) != 0)
     return dec_fail(&d, "not a ppe message");
   if (u[3] != PPE_WIRE_VERSION)
