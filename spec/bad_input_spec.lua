@@ -709,6 +709,47 @@ describe("bad input", function()
       dies_of(ref_frame(0, 4096))
     end)
 
+    -- The reply ring, the first bytes of the worker's own arena
+    -- (src/ring.h): what the worker has appended in total (8 bytes at
+    -- 0), and its records, from byte 192 on, each a frame header and
+    -- its payload. The worker then rings the bell (PPE_F_BELL, 9) on its
+    -- channel, as after a reply.
+    local BELL = frame_header(9, 0, 0, 0)
+    local function dies_of_ring(record, ahead)
+      local e = misbehave(function()
+        local evil = require "evil"
+        local head, b = 0, { evil.peek(0, 8):byte(1, 8) }
+        for i = 8, 1, -1 do head = head * 256 + b[i] end
+        local at = head % 65536
+        evil.poke(192 + at, record)
+        local new, s = head + ahead, {}
+        for i = 1, 8 do
+          s[i] = string.char(new % 256)
+          new = math.floor(new / 256)
+        end
+        evil.poke(0, table.concat(s))
+        evil.write(evil.channel_fd(), BELL)
+        evil.sleep(15)
+      end)
+      assert.equal("WorkerDied", e.kind, tostring(e))
+    end
+
+    it("a ring that claims more than it holds: WorkerDied", function()
+      dies_of_ring("", 65536 + 8)
+    end)
+
+    it("a ring record longer than the ring: WorkerDied", function()
+      dies_of_ring(frame_header(3, 0, 1, 2^40), 24)
+    end)
+
+    it("a ring record past what the ring claims: WorkerDied", function()
+      dies_of_ring(frame_header(3, 0, 1, 64) .. ("x"):rep(64), 24)
+    end)
+
+    it("a bell in the ring: WorkerDied", function()
+      dies_of_ring(BELL, 24)
+    end)
+
     it("a worker that closes its channel, then sleeps: fails within "
        .. "seconds", function()
       local e = misbehave(function()

@@ -715,6 +715,32 @@ describe("a burst of submits", function()
   end))
 end)
 
+describe("replies of every size in a burst", function()
+  -- Small replies come back through a ring in shared memory, larger ones
+  -- (over 16 KiB) and those the ring has no room for through the channel,
+  -- the largest (over 4 MiB) as a reference to the worker's arena: mixed,
+  -- each must still reach its own future, whole.
+  it("reach their futures whole, in any mix", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local sizes = { 10, 20000, 0, 70000, 3, 16360, 16400, 5000, 9000,
+                    12000, 1, 5 * MiB, 40 }
+    local fs, want = {}, {}
+    for i = 1, 1500 do
+      local n = sizes[i % #sizes + 1]
+      want[i] = n
+      fs[i] = ex:submit(function(k, c)
+        return string.rep(string.char(c), k), k
+      end, n, i % 256)
+    end
+    for i = 1, #fs do
+      local s, k = fs[i]:result(60)
+      assert.are.equal(want[i], k)
+      assert.is_true(s == string.rep(string.char(i % 256), k),
+                     "reply " .. i .. " is not its own")
+    end
+  end))
+end)
+
 describe("big messages", function()
   it("carry a 64 MiB argument and a 64 MiB result", H.scoped(function(scope)
     local ex = scope(ppe.executor { max_workers = 1 })

@@ -71,6 +71,7 @@ ppe_task *ppe_task_new(ppe_buf *req) {
     t->req.p = (char *)(t + 1);
     t->req.len = req->len;
     t->req_inline = 1;
+    t->inl = req->len;
     req->len = 0;  /* the caller keeps its buffer for the next one */
   }
   else {
@@ -90,7 +91,12 @@ static void drop_req(ppe_task *t) {
 }
 
 void ppe_task_drop_res(ppe_task *t) {
-  if (t->res_peer != NULL) {
+  if (t->res_inline) {
+    t->res_inline = 0;
+    t->res.p = NULL;
+    t->res.len = t->res.cap = 0;
+  }
+  else if (t->res_peer != NULL) {
     if (!ppe_peer_gone(t->res_peer)) ppe_shm_return(t->res.p, t->res.len);
     ppe_peer_unref(t->res_peer);
     t->res_peer = NULL;
@@ -99,6 +105,20 @@ void ppe_task_drop_res(ppe_task *t) {
   }
   else ppe_buf_free(&t->res);
   t->res_off = 0;
+}
+
+int ppe_task_set_res(ppe_task *t, const char *p, size_t n) {
+  ppe_task_drop_res(t);
+  t->res_text = 0;
+  if (n <= t->inl && n > 0) {  /* no allocation for a small reply */
+    drop_req(t);
+    memcpy(t + 1, p, n);
+    t->res.p = (char *)(t + 1);
+    t->res.len = n;
+    t->res_inline = 1;
+    return 0;
+  }
+  return ppe_buf_add(&t->res, p, n);
 }
 
 int ppe_task_res_lost(const ppe_task *t) {

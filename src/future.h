@@ -32,6 +32,8 @@ typedef struct ppe_task {
                         ** returned to it, not freed (ppe_task_drop_res) */
   int res_text;         /* res is plain text, not a wire message */
   int req_inline;       /* req lives in this block, after the struct */
+  int res_inline;       /* res lives there too, where req was */
+  size_t inl;           /* bytes of this block after the struct */
   pid_t pid;            /* the worker that ran it */
   int signal;           /* PPE_E_DIED: the signal, or 0 */
   int exit_code;        /* PPE_E_DIED without a signal */
@@ -62,6 +64,10 @@ void ppe_task_unref(ppe_task *t);  /* lock held */
 
 /* Lets go of the reply bytes (lock held). */
 void ppe_task_drop_res(ppe_task *t);
+/* Copies a reply's n bytes in as res, where the request was if they fit
+** there: the request is not needed once its reply has come. 0, or
+** -ENOMEM. Lock held. */
+int ppe_task_set_res(ppe_task *t, const char *p, size_t n);
 /* 1 if the reply bytes are in a worker's memory that this process, the
 ** child of a fork, does not share. */
 int ppe_task_res_lost(const ppe_task *t);

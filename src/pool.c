@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "pool.h"
+#include "ring.h"
 #include "shm.h"
 #include "transport.h"
 #include "zygote.h"
@@ -53,6 +54,7 @@ typedef struct wslot {
   size_t outlen, outpos;
   ppe_ref outref;      /* what is sent of it when it is in the arena */
   ppe_peer *peer;      /* its arena, where its large replies are */
+  ppe_ring_reader ring;  /* and where its small ones are (I/O thread) */
   double deadline;     /* of the running task */
   double started;      /* when the running task started, about */
   double kill_at;      /* a worker whose channel ended: when to kill it */
@@ -125,7 +127,7 @@ static void finish(ppe_pool *p, ppe_task *t, int state, int err) {
 
 /* A broken pool's failure: the initializer's own error if it raised. */
 static void fail_broken(ppe_pool *p, ppe_task *t) {
-  t->res.len = t->res_off = 0;
+  ppe_task_drop_res(t);
   if (p->initerr.len > 0) {
     ppe_buf_add(&t->res, p->initerr.p, p->initerr.len);
     t->res_text = 0;
@@ -378,10 +380,9 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
   }
   if (f->type == PPE_F_ERR) { state = PPE_FAILED; err = PPE_E_REMOTE; }
   else if (f->type != PPE_F_OK) { state = PPE_FAILED; err = PPE_E_SERIAL; }
-  t->res.len = t->res_off = 0;
+  ppe_task_drop_res(t);
   t->res_text = 0;
   if (shared != NULL) {  /* read where it is, returned once decoded */
-    ppe_buf_free(&t->res);
     t->res.p = shared;
     t->res.len = sizeof(*f) + (size_t)f->len;
     t->res_off = sizeof(*f);
@@ -389,14 +390,13 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
     ppe_peer_ref(w->peer);
   }
   else if (alone && f->len >= STEAL_MIN) {
-    ppe_buf_free(&t->res);
     t->res = w->rd.b;
     t->res_off = sizeof(*f);
     w->rd.b.p = NULL;
     w->rd.b.len = w->rd.b.cap = 0;
     w->rd.pos = 0;
   }
-  else if (ppe_buf_add(&t->res, pl, (size_t)f->len) != 0) {
+  else if (ppe_task_set_res(t, pl, (size_t)f->len) != 0) {
     state = PPE_FAILED;
     err = PPE_E_SERIAL;
   }
@@ -405,28 +405,66 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
     close_channel(w);  /* it leaves on end of stream; a new one follows */
 }
 
+/* A reply from the worker's arena (a REF frame f, payload pl): 0, or -1
+** if it names no message of the worker's. */
+static int on_ref(ppe_pool *p, wslot *w, const ppe_frame *f,
+                  const char *pl) {
+  ppe_frame in;
+  char *m = ppe_peer_message(w->peer, f, pl, &in);
+  if (m == NULL) return -1;
+  on_frame(p, w, &in, m + sizeof(in), 0, m);
+  return 0;
+}
+
+/* Takes the replies waiting in the worker's ring. A worker that wrote
+** there what it may not is killed, and nothing more is read from it. */
+static int take_ring(ppe_pool *p, wslot *w) {
+  ppe_frame f;
+  const char *pl;
+  int r;
+  ppe_ring_begin(&w->ring);
+  while ((r = ppe_ring_next(&w->ring, &f, &pl)) == 1) {
+    if (f.type == PPE_F_REF ? on_ref(p, w, &f, pl) != 0
+                            : f.type == PPE_F_BELL) {
+      r = -1;
+      break;
+    }
+    if (f.type != PPE_F_REF) on_frame(p, w, &f, pl, 0, NULL);
+  }
+  ppe_ring_end(&w->ring);
+  if (r < 0) w->ring.r = NULL;
+  return r;
+}
+
 static void take_frames(ppe_pool *p, wslot *w) {
   ppe_frame f;
   const char *pl;
   int r;
+  /* The ring first, and again before each frame from the channel: the
+  ** worker wrote what is in it before it sent the frame. */
+  if ((r = take_ring(p, w)) < 0) goto bad;
   for (;;) {
     size_t start = w->rd.pos;
     if ((r = ppe_reader_next(&w->rd, &f, &pl)) != 1) break;
+    if ((r = take_ring(p, w)) < 0) goto bad;
+    if (f.type == PPE_F_BELL) continue;
+    ppe_ring_seen(&w->ring);
     if (f.type == PPE_F_REF) {
-      ppe_frame in;
-      char *m = ppe_peer_message(w->peer, &f, pl, &in);
-      if (m == NULL) {  /* nothing more of it is read: its channel ends */
-        w->rd.pos = w->rd.b.len;
-        w->eof = 1;
+      if (on_ref(p, w, &f, pl) != 0) {
         r = -EPROTO;
-        break;
+        goto bad;
       }
-      on_frame(p, w, &in, m + sizeof(in), 0, m);
     }
     else on_frame(p, w, &f, pl, start == 0 && w->rd.pos == w->rd.b.len,
                   NULL);
   }
   if (r < 0) kill_worker(p, w, SIGKILL);
+  return;
+bad:
+  /* Nothing more of it is read: its channel ends. */
+  w->rd.pos = w->rd.b.len;
+  w->eof = 1;
+  kill_worker(p, w, SIGKILL);
 }
 
 /* Reads all that is there (fd non-blocking); sets w->eof at the end. */
@@ -499,7 +537,7 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
       t->pid = pid;
       t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       t->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-      t->res.len = t->res_off = 0;
+      ppe_task_drop_res(t);
       p->nrunning--;
       finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
       if (p->broken) {  /* nowhere to run them now */
@@ -524,6 +562,7 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
     w->pid = 0;
     w->ntasks = 0;
     w->rd.pos = w->rd.b.len = 0;
+    memset(&w->ring, 0, sizeof(w->ring));
     respawn(p, w);
     return;
   }
@@ -538,6 +577,8 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   w = &p->w[id - 1];
   w->pid = pid;
   w->fd = fd;
+  memset(&w->ring, 0, sizeof(w->ring));
+  w->ring.r = (ppe_ring *)ppe_peer_ring(w->peer);
   if (fd < 0 || ppe_set_nonblock(fd, 1) != 0 || p->closing) {
     close_channel(w);
     return;
@@ -665,6 +706,10 @@ static void *io_main(void *arg) {
       p->pfd[i + 2].events = POLLIN | (has_output(w) ? POLLOUT : 0);
       p->pfd[i + 2].revents = 0;
     }
+    /* Workers ring the bell only while we may be asleep: from here. A
+    ** reply that came before we said so is taken now, not slept on. */
+    for (i = 0; i < p->nw; i++)
+      if (ppe_ring_sleep(&p->w[i].ring)) timeout = 0;
     ppe_unlock();
     /* Big blocks kept for reuse go back once unused for a while; this
     ** thread is the one that wakes up for it. */
@@ -678,6 +723,7 @@ static void *io_main(void *arg) {
       ppe_lock();
       continue;
     }
+    for (i = 0; i < p->nw; i++) ppe_ring_wake(&p->w[i].ring);
     if (p->pfd[0].revents & POLLIN) {
       uint64_t v;
       while (read(p->wakefd, &v, sizeof(v)) > 0)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "future.h"
+#include "ring.h"
 #include "shm.h"
 #include "transport.h"
 
@@ -309,8 +310,9 @@ static int map_own(int fd) {
   A.fd = fd;
   A.base = p;
   A.size = (size_t)st.st_size;
-  A.top = 0;
+  A.top = PPE_HUGE;  /* the first unit is the ring's */
   HIDE(p, A.size);
+  SHOW(p, sizeof(ppe_ring));
   return 0;
 }
 
@@ -514,6 +516,7 @@ ppe_peer *ppe_peer_open(int fd, int writable) {
   pe->size = (size_t)st.st_size;
   pe->refs = 1;
   HIDE(p, pe->size);
+  SHOW(p, sizeof(ppe_ring));
   pe->gone = 0;
   pe->prev = NULL;
   pthread_mutex_lock(&lock);
@@ -528,6 +531,14 @@ ppe_peer *ppe_peer_open(int fd, int writable) {
   peers = pe;
   pthread_mutex_unlock(&lock);
   return pe;
+}
+
+void *ppe_shm_ring(void) {
+  return A.base;
+}
+
+void *ppe_peer_ring(ppe_peer *pe) {
+  return pe == NULL ? NULL : pe->base;
 }
 
 int ppe_peer_gone(const ppe_peer *pe) {
@@ -549,8 +560,9 @@ char *ppe_peer_message(ppe_peer *pe, const ppe_frame *f, const char *pl,
   if (f->len != sizeof(off) + sizeof(len)) return NULL;
   memcpy(&off, pl, sizeof(off));
   memcpy(&len, pl + sizeof(off), sizeof(len));
-  /* Blocks start on whole units: the return is an aligned store. */
-  if (off % PPE_HUGE != 0 || len < sizeof(*in) ||
+  /* Blocks start on whole units (the return is an aligned store), after
+  ** the first, the ring's. */
+  if (off % PPE_HUGE != 0 || off == 0 || len < sizeof(*in) ||
       (m = peer_at(pe, off, len)) == NULL)
     return NULL;
   SHOW(m, len);

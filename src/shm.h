@@ -22,6 +22,10 @@ int ppe_shm_own(void);
 ** fd is closed if it was taken. */
 int ppe_shm_adopt(int fd);
 
+/* The reply ring (ring.h) is the first unit of every arena, outside the
+** blocks. The own arena's, or NULL without one. */
+void *ppe_shm_ring(void);
+
 /* Blocks in the own arena, for message buffers only: n is rounded up to
 ** whole huge pages. NULL when there is no arena or no room in it. */
 void *ppe_shm_alloc(size_t n);
@@ -55,6 +59,8 @@ double ppe_shm_trim(double now, double keep_s);
 ** executor sends), writable for the executor (it returns loans). */
 typedef struct ppe_peer ppe_peer;
 ppe_peer *ppe_peer_open(int fd, int writable);
+/* The peer's reply ring (NULL for no peer). */
+void *ppe_peer_ring(ppe_peer *pe);
 /* 1 in the child of a fork: the mapping is not there, nor the loans. */
 int ppe_peer_gone(const ppe_peer *pe);
 /* The message a PPE_F_REF frame f (payload pl) names: its header copied

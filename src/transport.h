@@ -29,8 +29,10 @@ enum {
                     ** (OK) is per item: count and values, or -1 and
                     ** message, traceback, value; or, when every item
                     ** gave one value, true and the values alone */
-  PPE_F_REF         /* either way: the message is in the sender's shared
+  PPE_F_REF,        /* either way: the message is in the sender's shared
                     ** arena (shm.h); the payload says where */
+  PPE_F_BELL,       /* worker -> parent, empty: replies wait in the ring */
+  PPE_F_PAD         /* in the ring only: the rest of it is unused */
 };
 
 /* A PPE_F_REF frame and its payload: the offset of a whole message

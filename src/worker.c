@@ -2,6 +2,7 @@
 ** them on its own lua_State, writes replies; leaves with _exit. */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include "buf.h"
 #include "future.h"
 #include "runner.h"
+#include "ring.h"
 #include "shm.h"
 #include "transport.h"
 #include "worker.h"
@@ -24,6 +26,9 @@
 
 static int worker_id = 0;  /* 0 in the parent */
 
+static ppe_ring *ring = NULL;  /* in the own arena, if there is one */
+static uint64_t sent = 0;      /* replies sent through the channel */
+
 int ppe_worker_id(void) {
   return worker_id;
 }
@@ -35,6 +40,22 @@ static uint32_t micros_since(const struct timespec *t0) {
   us = (double)(t1.tv_sec - t0->tv_sec) * 1e6 +
        (double)(t1.tv_nsec - t0->tv_nsec) / 1e3;
   return us > 4e9 ? 4000000000U : (uint32_t)us;
+}
+
+/* Sends a reply: into the ring, with a bell if the parent may be asleep,
+** or through the channel. */
+static void reply_out(int fd, const char *m, size_t n) {
+  int r = ring != NULL ? ppe_ring_put(ring, m, n, sent) : 0;
+  if (r == 0) {
+    if (ppe_send_all(fd, m, n) != 0) _exit(0);
+    sent++;
+  }
+  else if (r == 2) {
+    ppe_frame bell;
+    memset(&bell, 0, sizeof(bell));
+    bell.type = PPE_F_BELL;
+    if (ppe_send_all(fd, &bell, sizeof(bell)) != 0) _exit(0);
+  }
 }
 
 /* Runs one request and sends its reply before anything else runs: if the
@@ -70,7 +91,7 @@ static int serve_one(lua_State *L, int fd, const ppe_frame *f,
     out = (const char *)&ref;
     n = sizeof(ref);
   }
-  if (ppe_send_all(fd, out, n) != 0) _exit(0);
+  reply_out(fd, out, n);
   if (big) lua_gc(L, LUA_GCCOLLECT, 0);
   return type;
 }
@@ -86,6 +107,7 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
   /* Large replies are built in our arena: the mapping stays, the
   ** descriptor is not needed. */
   if (arena >= 0 && ppe_shm_adopt(arena) != 0) close(arena);  /* none */
+  ring = (ppe_ring *)ppe_shm_ring();
   for (;;) {
     ppe_frame f;
     const char *payload;
@@ -96,6 +118,7 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
       if (rd.pos == rd.b.len && ppe_wait_readable(fd, IDLE_MS) == 0) {
         /* Idle: an idle worker should cost next to nothing. */
         lua_gc(L, LUA_GCCOLLECT, 0);
+        if (ring != NULL) ppe_ring_idle(ring);
         ppe_buf_free(&reply);
         ppe_reader_free(&rd);
       }

@@ -1,0 +1,108 @@
+/* ring.c - replies through shared memory (see ring.h). */
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "ring.h"
+
+/* The ring is the first unit of an arena (shm.h). */
+typedef char ring_fits[sizeof(ppe_ring) <= PPE_HUGE ? 1 : -1];
+
+/* Records start on 8-byte boundaries, so a header is never split. */
+#define REC(n) (((n) + 7) & ~(size_t)7)
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+/* Each side writes its counter, then reads the other's: with a full fence
+** between, at least one of them sees the other's write. */
+#define FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+
+int ppe_ring_put(ppe_ring *r, const char *m, size_t n, uint64_t sent) {
+  uint64_t head = r->head, tail = LOAD(&r->tail);
+  size_t rec = REC(n), off = (size_t)(head % PPE_RING_DATA);
+  size_t room = PPE_RING_DATA - off, need = rec;
+  if (rec > PPE_RING_MAXREC || LOAD(&r->seen) != sent) return 0;
+  if (room < rec) need += room;  /* it starts over at the beginning */
+  if (head - tail + need > PPE_RING_DATA) return 0;  /* full */
+  if (room < rec) {
+    if (room >= sizeof(ppe_frame)) {
+      ppe_frame pad;
+      memset(&pad, 0, sizeof(pad));
+      pad.type = PPE_F_PAD;
+      pad.len = room - sizeof(pad);
+      memcpy(r->data + off, &pad, sizeof(pad));
+    }
+    head += room;
+    off = 0;
+  }
+  memcpy(r->data + off, m, n);
+  STORE(&r->head, head + rec);
+  FENCE();
+  return __atomic_load_n(&r->awake, __ATOMIC_RELAXED) ? 1 : 2;
+}
+
+void ppe_ring_idle(ppe_ring *r) {
+  uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t from = ((uintptr_t)r->data + pg - 1) & ~(pg - 1);
+  uintptr_t to = ((uintptr_t)r->data + PPE_RING_DATA) & ~(pg - 1);
+  /* Only once all is read: nobody looks at the bytes then. */
+  if (LOAD(&r->tail) != r->head || to <= from) return;
+  madvise((void *)from, to - from, MADV_REMOVE);
+}
+
+void ppe_ring_begin(ppe_ring_reader *rr) {
+  if (rr->r != NULL) rr->head = LOAD(&rr->r->head);
+}
+
+int ppe_ring_next(ppe_ring_reader *rr, ppe_frame *f, const char **payload) {
+  const char *data;
+  uint64_t avail;
+  if (rr->r == NULL) return 0;
+  data = rr->r->data;
+  for (;;) {
+    size_t off = (size_t)(rr->pos % PPE_RING_DATA);
+    size_t room = PPE_RING_DATA - off;
+    avail = rr->head - rr->pos;
+    if (avail == 0) return 0;
+    if (avail > PPE_RING_DATA) return -1;  /* ahead of what it may be */
+    if (room < sizeof(*f)) {  /* too little left for a header: skipped */
+      if (avail < room) return -1;
+      rr->pos += room;
+      continue;
+    }
+    if (avail < sizeof(*f)) return -1;
+    /* Read once: the header is checked and used from this copy. */
+    memcpy(f, data + off, sizeof(*f));
+    if (f->type == PPE_F_PAD) {
+      if (f->len != room - sizeof(*f) || avail < room) return -1;
+      rr->pos += room;
+      continue;
+    }
+    if (f->len > room - sizeof(*f) || REC(sizeof(*f) + f->len) > avail)
+      return -1;
+    *payload = data + off + sizeof(*f);
+    rr->pos += REC(sizeof(*f) + (size_t)f->len);
+    return 1;
+  }
+}
+
+void ppe_ring_end(ppe_ring_reader *rr) {
+  if (rr->r != NULL) STORE(&rr->r->tail, rr->pos);
+}
+
+int ppe_ring_sleep(ppe_ring_reader *rr) {
+  if (rr->r == NULL) return 0;
+  __atomic_store_n(&rr->r->awake, 0, __ATOMIC_RELAXED);
+  FENCE();
+  return LOAD(&rr->r->head) != rr->pos;
+}
+
+void ppe_ring_wake(ppe_ring_reader *rr) {
+  if (rr->r != NULL) __atomic_store_n(&rr->r->awake, 1, __ATOMIC_RELAXED);
+}
+
+void ppe_ring_seen(ppe_ring_reader *rr) {
+  rr->seen++;
+  if (rr->r != NULL) STORE(&rr->r->seen, rr->seen);
+}
