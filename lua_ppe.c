@@ -28,6 +28,31 @@
 #define PPE_FUTURE "ppe.Future"
 #define PPE_TASKREF "ppe.TaskRef"
 
+/* The metatables of the classes met once or twice per task are kept under
+** these keys too: a lookup by address costs less than one by name. */
+static const char future_mt = 'F', taskref_mt = 'T', executor_mt = 'E';
+
+/* luaL_checkudata, with the metatable under 'key'. */
+static void *checkclass(lua_State *L, int arg, const char *key,
+                        const char *tname) {
+  void *p = lua_touserdata(L, arg);
+  if (p != NULL && lua_getmetatable(L, arg)) {
+    int same;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same) return p;
+  }
+  luaL_typeerror(L, arg, tname);
+  return NULL;
+}
+
+/* luaL_setmetatable, with the metatable under 'key'. */
+static void setclass(lua_State *L, const char *key) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+  lua_setmetatable(L, -2);
+}
+
 /* Above this many workers, a number is a mistake rather than a wish. */
 #define MAX_WORKERS 1024
 
@@ -197,7 +222,7 @@ static int run_callbacks(lua_State *L);
 /* A future is usable as long as its TaskRef holds its task: always, but
 ** for one that a finalizer of the caller's brought back from the dead. */
 static Future *checkfuture(lua_State *L, int arg) {
-  Future *f = (Future *)luaL_checkudata(L, arg, PPE_FUTURE);
+  Future *f = (Future *)checkclass(L, arg, &future_mt, PPE_FUTURE);
   if (TASK(f) == NULL) luaL_error(L, "attempt to use a collected future");
   return f;
 }
@@ -207,17 +232,17 @@ static void newfuture(lua_State *L, ppe_task *t, int inner) {
   Future *f;
   r->t = t;
   r->inner = inner;
-  luaL_setmetatable(L, PPE_TASKREF);
+  setclass(L, &taskref_mt);
   f = (Future *)lua_newuserdatauv(L, sizeof(Future), 3);
   f->ref = r;
   f->form = F_NONE;
-  luaL_setmetatable(L, PPE_FUTURE);
+  setclass(L, &future_mt);
   lua_insert(L, -2);
   lua_setiuservalue(L, -2, 3);
 }
 
 static int taskref_gc(lua_State *L) {
-  TaskRef *r = (TaskRef *)luaL_checkudata(L, 1, PPE_TASKREF);
+  TaskRef *r = (TaskRef *)checkclass(L, 1, &taskref_mt, PPE_TASKREF);
   if (r->t != NULL) {
     ppe_lock();
     /* A map dropped before its end (a loop left early, before 5.4 has a
@@ -503,7 +528,7 @@ typedef struct Executor {
 } Executor;
 
 static Executor *toexecutor(lua_State *L) {
-  return (Executor *)luaL_checkudata(L, 1, PPE_EXECUTOR);
+  return (Executor *)checkclass(L, 1, &executor_mt, PPE_EXECUTOR);
 }
 
 /* An executor whose workers still exist: what signals and fileno need. */
@@ -1484,7 +1509,7 @@ static int l_executor(lua_State *L) {
   o.cpath = pkgpath(L, "cpath");            /* stack 4 */
   e = (Executor *)lua_newuserdatauv(L, sizeof(Executor), 0);
   memset(e, 0, sizeof(*e));
-  luaL_setmetatable(L, PPE_EXECUTOR);
+  setclass(L, &executor_mt);
   o.init = *init;  /* moved into the pool, whatever happens */
   init->p = NULL;
   init->len = init->cap = 0;
@@ -1556,15 +1581,21 @@ static const luaL_Reg ppe_funcs[] = {
 /* }====================================================== */
 
 
-static void newmeta(lua_State *L, const char *name, const luaL_Reg *l) {
+/* A metatable, under its name and, if 'key' is given, under that key. */
+static void newmeta(lua_State *L, const char *name, const char *key,
+                    const luaL_Reg *l) {
   luaL_newmetatable(L, name);
   luaL_setfuncs(L, l, 0);
+  if (key != NULL) {
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  }
 }
 
 /* A metatable whose __index is the table of methods. */
-static void newclass(lua_State *L, const char *name, const luaL_Reg *meta,
-                     const luaL_Reg *methods) {
-  newmeta(L, name, meta);
+static void newclass(lua_State *L, const char *name, const char *key,
+                     const luaL_Reg *meta, const luaL_Reg *methods) {
+  newmeta(L, name, key, meta);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
@@ -1576,15 +1607,15 @@ PPE_API int luaopen_ppe(lua_State *L) {
   if (r < 0)
     return luaL_error(L, "ppe: cannot draw a random key (%s)", strerror(-r));
   ppe_host_alloc(L);  /* large results land in reused huge pages */
-  newmeta(L, PPE_BUFBOX, buf_meta);
+  newmeta(L, PPE_BUFBOX, NULL, buf_meta);
   lua_pop(L, 1);
-  newmeta(L, PPE_TASKREF, taskref_meta);
+  newmeta(L, PPE_TASKREF, &taskref_mt, taskref_meta);
   lua_pop(L, 1);
-  newclass(L, PPE_FUTURE, future_meta, future_methods);
-  newclass(L, PPE_EXECUTOR, executor_meta, executor_methods);
-  newclass(L, PPE_MAP, map_meta, map_methods);
+  newclass(L, PPE_FUTURE, &future_mt, future_meta, future_methods);
+  newclass(L, PPE_EXECUTOR, &executor_mt, executor_meta, executor_methods);
+  newclass(L, PPE_MAP, NULL, map_meta, map_methods);
   luaL_newlib(L, ppe_funcs);
-  newmeta(L, PPE_ERROR, error_meta);
+  newmeta(L, PPE_ERROR, NULL, error_meta);
   lua_setfield(L, -2, "Error");
   lua_pushliteral(L, PPE_VERSION);
   lua_setfield(L, -2, "_VERSION");

@@ -58,11 +58,12 @@ static void reply_out(int fd, const char *m, size_t n) {
   }
 }
 
-/* Runs one request and sends its reply before anything else runs: if the
-** next task kills the worker, no finished task's result dies with it, and
-** the parent knows the oldest unanswered task as the one that was
-** running. Requests still arrive several at a time. Returns the reply's
-** type (the reply itself may have been lent to the parent). */
+/* Runs one request and puts its reply out (in the ring or the channel)
+** before anything else runs: if the next task kills the worker, no
+** finished task's result dies with it, and the parent knows the oldest
+** unanswered task as the one that was running. Requests still arrive
+** several at a time. Returns the reply's type (the reply itself may have
+** been lent to the parent). */
 static int serve_one(lua_State *L, int fd, const ppe_frame *f,
                      const char *payload, ppe_buf *reply) {
   struct timespec t0;
