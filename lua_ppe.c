@@ -276,6 +276,7 @@ static double optdeadline(lua_State *L, int arg) {
 /* Waits for t to be final; 1 if it is, 0 if the deadline came first. */
 static int await(ppe_task *t, double deadline) {
   int done;
+  ppe_task_spin(t, deadline);
   ppe_lock();
   while (!(done = ppe_task_final(t)))
     if (ppe_wait_completion(deadline) == -ETIMEDOUT) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "future.h"
 #include "shm.h"
@@ -136,14 +137,47 @@ void ppe_task_unref(ppe_task *t) {
   free(t);
 }
 
+/* A wait on a running task first spins this long. A short task's result
+** then reaches its waiter without a sleep and a wake-up: a round trip
+** costs about half as much. */
+#define SPIN_US 50
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+int ppe_task_spin(const ppe_task *t, double deadline) {
+  static int cpus = 0;  /* a spin on the only CPU delays the worker */
+  double until;
+  int i, s;
+  if (cpus == 0) cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (cpus < 2 ||
+      (s = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE)) != PPE_RUNNING)
+    return 0;
+  until = ppe_now() + SPIN_US * 1e-6;
+  if (deadline >= 0 && deadline < until) until = deadline;
+  for (;;) {
+    for (i = 0; i < 64; i++) {
+      if ((s = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE)) != PPE_RUNNING)
+        return s >= PPE_FINISHED;
+      cpu_relax();
+    }
+    if (ppe_now() >= until) return 0;
+  }
+}
+
 int ppe_task_final(const ppe_task *t) {
   return t->state >= PPE_FINISHED;
 }
 
 void ppe_task_complete(ppe_task *t, int state, int err) {
-  t->state = state;
   t->err = err;
   t->seq = ++completions;
+  PPE_SET_STATE(t, state);  /* last: a spinning waiter reads on at once */
   drop_req(t);  /* a request never sent is not needed now */
   pthread_cond_broadcast(&completion);
 }

@@ -76,6 +76,13 @@ int ppe_task_res_lost(const ppe_task *t);
 #define PPE_RESLEN(t) ((t)->res.len - (t)->res_off)
 
 int ppe_task_final(const ppe_task *t);
+/* Sets t's state (lock held); ppe_task_spin reads it without the lock. */
+#define PPE_SET_STATE(t, s) \
+  __atomic_store_n(&(t)->state, (s), __ATOMIC_RELEASE)
+/* Without the lock: if t is running and the machine has another CPU for
+** its worker, waits for it without sleeping, briefly (and not past
+** 'deadline', monotonic seconds, if >= 0). 1 if it is final then. */
+int ppe_task_spin(const ppe_task *t, double deadline);
 /* Moves t to a final state and wakes every waiter (lock held). */
 void ppe_task_complete(ppe_task *t, int state, int err);
 /* A failure with a cause text kept in res (lock held). */

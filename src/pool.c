@@ -270,7 +270,7 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   f.len = t->req.len - sizeof(f);
   memcpy(t->req.p, &f, sizeof(f));
   if (!p->shared || !ppe_shm_ref(&t->ref, &t->req)) t->ref.f.type = 0;
-  t->state = PPE_RUNNING;
+  PPE_SET_STATE(t, PPE_RUNNING);
   t->pid = w->pid;
   t->next = NULL;
   if (w->tail) w->tail->next = t;
@@ -506,7 +506,7 @@ static void respawn(ppe_pool *p, wslot *w) {
 static void requeue(ppe_pool *p, ppe_task *first) {
   ppe_task *t, *last = NULL;
   for (t = first; t != NULL; t = t->next) {
-    t->state = PPE_PENDING;
+    PPE_SET_STATE(t, PPE_PENDING);
     t->pid = 0;
     p->nrunning--;
     last = t;
