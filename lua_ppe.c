@@ -26,30 +26,33 @@
 #define PPE_BUFBOX "ppe.Buffer"
 #define PPE_EXECUTOR "ppe.Executor"
 #define PPE_FUTURE "ppe.Future"
-#define PPE_TASKREF "ppe.TaskRef"
+#define PPE_SLOTS "ppe.Slots"
+#define PPE_SWEEP "ppe.Sweep"
 
-/* The metatables of the classes met once or twice per task are kept under
-** these keys too: a lookup by address costs less than one by name. */
-static const char future_mt = 'F', taskref_mt = 'T', executor_mt = 'E';
+/* Every C function of the module has the metatables of the classes met
+** once or twice per task as upvalues: one is had at the cost of a stack
+** slot, where the registry would take a lookup. */
+#define FUTURE_MT lua_upvalueindex(1)
+#define EXECUTOR_MT lua_upvalueindex(2)
+#define SLOTS lua_upvalueindex(3)  /* the futures' tasks (see Slots) */
+#define WEAK lua_upvalueindex(4)   /* slot + 1 -> future, weak */
+#define NUPS 4
 
-/* luaL_checkudata, with the metatable under 'key'. */
-static void *checkclass(lua_State *L, int arg, const char *key,
-                        const char *tname) {
+/* luaL_checkudata, with the metatable at index mt. */
+static void *checkclass(lua_State *L, int arg, int mt, const char *tname) {
   void *p = lua_touserdata(L, arg);
   if (p != NULL && lua_getmetatable(L, arg)) {
-    int same;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-    same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
+    int same = lua_rawequal(L, -1, mt);
+    lua_pop(L, 1);
     if (same) return p;
   }
   luaL_typeerror(L, arg, tname);
   return NULL;
 }
 
-/* luaL_setmetatable, with the metatable under 'key'. */
-static void setclass(lua_State *L, const char *key) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+/* luaL_setmetatable, with the metatable at index mt. */
+static void setclass(lua_State *L, int mt) {
+  lua_pushvalue(L, mt);
   lua_setmetatable(L, -2);
 }
 
@@ -194,65 +197,148 @@ static void checkcallable(lua_State *L, int arg) {
 ** =======================================================
 */
 
+/* A future's task is held for it in a slot of the state's table of
+** slots, and the future itself is in a weak table under the same index.
+** When a collection cycle ends, the slots whose futures went are let go
+** (sweep_gc). So a future needs no finalizer: an object with one costs
+** the collector several times as much, and outlives its last reference
+** by a cycle with all it holds, a 64 MiB result say. */
+typedef struct Slot {
+  ppe_task *t;    /* NULL: free */
+  uint64_t gen;   /* bumped when let go: older futures of it are dead */
+  int inner;      /* a map's own: when it goes, nobody wants its task */
+} Slot;
+
+typedef struct Slots {
+  Slot *v;
+  size_t n, cap;     /* slots made, and room */
+  size_t *free;      /* indexes of free slots, a stack of nfree */
+  size_t nfree;
+} Slots;
+
 /* A future's user values: 1, what the Lua side made of the outcome (the
-** values table, with n, or the error object); 2, its done-callbacks; 3,
-** its TaskRef. */
+** values table, with n, or the error object); 2, its done-callbacks. */
 typedef struct Future {
-  struct TaskRef *ref;  /* in user value 3; its task is the future's */
-  int form;   /* F_*: what user value 1 holds */
+  Slots *s;       /* the state's: it outlives every future */
+  size_t slot;
+  uint64_t gen;
+  int form;       /* F_*: what user value 1 holds */
 } Future;
 
-/* The future's reference to its task, let go by this object's finalizer,
-** not the future's: an object with a finalizer outlives its last reference
-** by a collection cycle, and so does all it holds, a 64 MiB result say.
-** A future without one goes, with its result, in the cycle that finds it
-** unreachable, so the next result can reuse its memory. */
-typedef struct TaskRef {
-  ppe_task *t;
-  int inner;  /* a map's own: when it is collected, nobody wants its task */
-} TaskRef;
+static ppe_task *task_of(const Future *f) {
+  const Slots *s = f->s;
+  return (f->slot < s->n && s->v[f->slot].gen == f->gen) ? s->v[f->slot].t
+                                                        : NULL;
+}
 
-#define TASK(f) ((f)->ref->t)
+#define TASK(f) task_of(f)
 
 /* Forms of a future's outcome on the Lua side. */
 enum { F_NONE, F_ONE, F_MANY, F_FAIL };
 
 static int run_callbacks(lua_State *L);
 
-/* A future is usable as long as its TaskRef holds its task: always, but
-** for one that a finalizer of the caller's brought back from the dead. */
+/* A future is usable as long as its slot holds its task: always, but for
+** one that a finalizer of the caller's brought back from the dead. */
 static Future *checkfuture(lua_State *L, int arg) {
-  Future *f = (Future *)checkclass(L, arg, &future_mt, PPE_FUTURE);
+  Future *f = (Future *)checkclass(L, arg, FUTURE_MT, PPE_FUTURE);
   if (TASK(f) == NULL) luaL_error(L, "attempt to use a collected future");
   return f;
 }
 
-static void newfuture(lua_State *L, ppe_task *t, int inner) {
-  TaskRef *r = (TaskRef *)lua_newuserdatauv(L, sizeof(TaskRef), 0);
-  Future *f;
-  r->t = t;
-  r->inner = inner;
-  setclass(L, &taskref_mt);
-  f = (Future *)lua_newuserdatauv(L, sizeof(Future), 3);
-  f->ref = r;
-  f->form = F_NONE;
-  setclass(L, &future_mt);
-  lua_insert(L, -2);
-  lua_setiuservalue(L, -2, 3);
+/* Room for one more slot: 0, or -1 out of memory. */
+static int slots_reserve(Slots *s) {
+  if (s->nfree > 0 || s->n < s->cap) return 0;
+  {
+    size_t cap = s->cap ? 2 * s->cap : 256;
+    Slot *v = (Slot *)realloc(s->v, cap * sizeof(*v));
+    size_t *fr;
+    if (v == NULL) return -1;
+    s->v = v;
+    if ((fr = (size_t *)realloc(s->free, cap * sizeof(*fr))) == NULL)
+      return -1;
+    s->free = fr;
+    s->cap = cap;
+  }
+  return 0;
 }
 
-static int taskref_gc(lua_State *L) {
-  TaskRef *r = (TaskRef *)checkclass(L, 1, &taskref_mt, PPE_TASKREF);
-  if (r->t != NULL) {
+/* Lets go of slot k's task (lock held). */
+static void slot_release(Slots *s, size_t k) {
+  Slot *sl = &s->v[k];
+  /* A map dropped before its end (a loop left early, before 5.4 has a
+  ** for loop close it) cancels what it has not started, as Python's does
+  ** when its generator goes. */
+  if (sl->inner) ppe_task_cancel(sl->t);
+  ppe_task_unref(sl->t);
+  sl->t = NULL;
+  sl->gen++;
+  s->free[s->nfree++] = k;
+}
+
+/* Pushes a new future for t, which it takes the caller's reference of. */
+static void newfuture(lua_State *L, ppe_task *t, int inner) {
+  Slots *s = (Slots *)lua_touserdata(L, SLOTS);
+  Future *f;
+  size_t k;
+  if (slots_reserve(s) != 0) {
     ppe_lock();
-    /* A map dropped before its end (a loop left early, before 5.4 has a
-    ** for loop close it) cancels what it has not started, as Python's
-    ** does when its generator goes. */
-    if (r->inner) ppe_task_cancel(r->t);
-    ppe_task_unref(r->t);
+    ppe_task_unref(t);
     ppe_unlock();
-    r->t = NULL;
+    luaL_error(L, "not enough memory");
   }
+  f = (Future *)lua_newuserdatauv(L, sizeof(Future), 2);
+  if (s->nfree > 0) k = s->free[--s->nfree];
+  else {
+    k = s->n++;
+    s->v[k].gen = 0;
+  }
+  s->v[k].t = t;
+  s->v[k].inner = inner;
+  f->s = s;
+  f->slot = k;
+  f->gen = s->v[k].gen;
+  f->form = F_NONE;
+  setclass(L, FUTURE_MT);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, WEAK, (lua_Integer)k + 1);
+}
+
+/* The finalizer of an object nobody holds, made anew each time: it runs
+** once per collection cycle, after the cycle has cleared from the weak
+** table the futures it found dead. Their slots are let go. */
+static int sweep_gc(lua_State *L) {
+  Slots *s = (Slots *)lua_touserdata(L, SLOTS);
+  size_t k;
+  int locked = 0;
+  for (k = 0; k < s->n; k++) {
+    if (s->v[k].t == NULL) continue;
+    if (lua_rawgeti(L, WEAK, (lua_Integer)k + 1) == LUA_TNIL) {
+      if (!locked) {
+        ppe_lock();
+        locked = 1;
+      }
+      slot_release(s, k);
+    }
+    lua_pop(L, 1);
+  }
+  if (locked) ppe_unlock();
+  lua_newuserdatauv(L, 1, 0);
+  luaL_setmetatable(L, PPE_SWEEP);
+  return 0;
+}
+
+/* At the state's close: every task still held goes. */
+static int slots_gc(lua_State *L) {
+  Slots *s = (Slots *)lua_touserdata(L, 1);
+  size_t k;
+  ppe_lock();
+  for (k = 0; k < s->n; k++)
+    if (s->v[k].t != NULL) slot_release(s, k);
+  ppe_unlock();
+  free(s->v);
+  free(s->free);
+  memset(s, 0, sizeof(*s));
   return 0;
 }
 
@@ -529,7 +615,7 @@ typedef struct Executor {
 } Executor;
 
 static Executor *toexecutor(lua_State *L) {
-  return (Executor *)checkclass(L, 1, &executor_mt, PPE_EXECUTOR);
+  return (Executor *)checkclass(L, 1, EXECUTOR_MT, PPE_EXECUTOR);
 }
 
 /* An executor whose workers still exist: what signals and fileno need. */
@@ -1359,8 +1445,13 @@ static const luaL_Reg future_methods[] = {
   {NULL, NULL}
 };
 
-static const luaL_Reg taskref_meta[] = {
-  {"__gc", taskref_gc},
+static const luaL_Reg slots_meta[] = {
+  {"__gc", slots_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg sweep_meta[] = {
+  {"__gc", sweep_gc},
   {NULL, NULL}
 };
 
@@ -1510,7 +1601,7 @@ static int l_executor(lua_State *L) {
   o.cpath = pkgpath(L, "cpath");            /* stack 4 */
   e = (Executor *)lua_newuserdatauv(L, sizeof(Executor), 0);
   memset(e, 0, sizeof(*e));
-  setclass(L, &executor_mt);
+  setclass(L, EXECUTOR_MT);
   o.init = *init;  /* moved into the pool, whatever happens */
   init->p = NULL;
   init->len = init->cap = 0;
@@ -1582,41 +1673,61 @@ static const luaL_Reg ppe_funcs[] = {
 /* }====================================================== */
 
 
-/* A metatable, under its name and, if 'key' is given, under that key. */
-static void newmeta(lua_State *L, const char *name, const char *key,
-                    const luaL_Reg *l) {
+/* Registers l in the table on the top, each function with the upvalues
+** (the three metatables from index mts on). */
+static void setfuncs(lua_State *L, const luaL_Reg *l, int mts) {
+  int i;
+  for (i = 0; i < NUPS; i++) lua_pushvalue(L, mts + i);
+  luaL_setfuncs(L, l, NUPS);
+}
+
+static void newmeta(lua_State *L, const char *name, const luaL_Reg *l,
+                    int mts) {
   luaL_newmetatable(L, name);
-  luaL_setfuncs(L, l, 0);
-  if (key != NULL) {
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-  }
+  setfuncs(L, l, mts);
 }
 
 /* A metatable whose __index is the table of methods. */
-static void newclass(lua_State *L, const char *name, const char *key,
-                     const luaL_Reg *meta, const luaL_Reg *methods) {
-  newmeta(L, name, key, meta);
+static void newclass(lua_State *L, const char *name, const luaL_Reg *meta,
+                     const luaL_Reg *methods, int mts) {
+  newmeta(L, name, meta, mts);
   lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  setfuncs(L, methods, mts);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
 
 PPE_API int luaopen_ppe(lua_State *L) {
-  int i, r = ppe_mac_init();
+  int i, mts, r = ppe_mac_init();
   if (r < 0)
     return luaL_error(L, "ppe: cannot draw a random key (%s)", strerror(-r));
+  ppe_stay_loaded();
   ppe_host_alloc(L);  /* large results land in reused huge pages */
-  newmeta(L, PPE_BUFBOX, NULL, buf_meta);
+  /* The upvalues, in their order. */
+  luaL_newmetatable(L, PPE_FUTURE);
+  mts = lua_gettop(L);
+  luaL_newmetatable(L, PPE_EXECUTOR);
+  memset(lua_newuserdatauv(L, sizeof(Slots), 0), 0, sizeof(Slots));
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  newmeta(L, PPE_SLOTS, slots_meta, mts);
+  lua_setmetatable(L, mts + 2);
+  newmeta(L, PPE_BUFBOX, buf_meta, mts);
   lua_pop(L, 1);
-  newmeta(L, PPE_TASKREF, &taskref_mt, taskref_meta);
+  newmeta(L, PPE_SWEEP, sweep_meta, mts);
   lua_pop(L, 1);
-  newclass(L, PPE_FUTURE, &future_mt, future_meta, future_methods);
-  newclass(L, PPE_EXECUTOR, &executor_mt, executor_meta, executor_methods);
-  newclass(L, PPE_MAP, NULL, map_meta, map_methods);
-  luaL_newlib(L, ppe_funcs);
-  newmeta(L, PPE_ERROR, NULL, error_meta);
+  lua_newuserdatauv(L, 1, 0);  /* the first sweeper, held by nobody */
+  luaL_setmetatable(L, PPE_SWEEP);
+  lua_pop(L, 1);
+  newclass(L, PPE_FUTURE, future_meta, future_methods, mts);
+  newclass(L, PPE_EXECUTOR, executor_meta, executor_methods, mts);
+  newclass(L, PPE_MAP, map_meta, map_methods, mts);
+  lua_createtable(L, 0, sizeof(ppe_funcs) / sizeof(ppe_funcs[0]) - 1);
+  setfuncs(L, ppe_funcs, mts);
+  newmeta(L, PPE_ERROR, error_meta, mts);
   lua_setfield(L, -2, "Error");
   lua_pushliteral(L, PPE_VERSION);
   lua_setfield(L, -2, "_VERSION");

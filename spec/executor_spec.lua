@@ -855,6 +855,27 @@ describe("shutdown", function()
 end)
 
 describe("after close", function()
+  -- The state's close runs ppe's finalizers last, when a Lua (LuaJIT
+  -- does) may have unloaded C libraries already.
+  it("a program that ends with an executor, futures and a map alive exits "
+     .. "with status 0", function()
+    local script = ([[
+      package.cpath = %q
+      local ppe = require "ppe"
+      EX = ppe.executor { max_workers = 2 }
+      F = EX:submit(function(x) return x * 2 end, 21)
+      G = EX:submit(function() return 1 end)
+      M = EX:map(function(x) return x end, { 1, 2, 3 })
+      io.write(F:result(10), "\n")
+    ]]):format(package.cpath)
+    local h = assert(io.popen(H.interpreter() .. " -e '" ..
+                              script:gsub("'", "'\\''") ..
+                              "' 2>&1; echo exit=$?"))
+    local out = h:read("*a")
+    h:close()
+    assert.are.equal("42\nexit=0\n", out)
+  end)
+
   it("#novalgrind no process, zombie or descriptor is left", function()
     local fds = H.fds(ME)
     local before = H.children(ME)

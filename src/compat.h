@@ -270,9 +270,16 @@ static inline int lua_setiuservalue(lua_State *L, int i, int n) {
   return 1;
 }
 
+/* As 5.4's: a value is named by its metatable's __name, which 5.3 sets
+** too, else by its type. */
 static inline int luaL_typeerror(lua_State *L, int arg, const char *tname) {
-  const char *msg = lua_pushfstring(L, "%s expected, got %s", tname,
-                                    luaL_typename(L, arg));
+  const char *got = NULL, *msg;
+#if LUA_VERSION_NUM >= 503
+  if (luaL_getmetafield(L, arg, "__name") == LUA_TSTRING)
+    got = lua_tostring(L, -1);
+#endif
+  if (got == NULL) got = luaL_typename(L, arg);
+  msg = lua_pushfstring(L, "%s expected, got %s", tname, got);
   return luaL_argerror(L, arg, msg);
 }
 

@@ -6,7 +6,8 @@
 ** reused, so the allocator of a state that uses the stock one is wrapped:
 ** new blocks of PPE_BIG_MIN bytes and more come from ppe, and everything
 ** else goes on as before. Blocks are told apart by a list of the ones ppe
-** handed out (there are few: each is 4 MiB or more). */
+** handed out (there are few: each is 4 MiB or more). Also here: what
+** keeps ppe's code loaded as long as the process runs. */
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
@@ -21,6 +22,28 @@
 
 #include "buf.h"
 #include "hostalloc.h"
+
+/* 1 if the file named is the program itself (ppe linked into a host). */
+static int in_program(const char *name) {
+  char exe[PATH_MAX], real[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0 || realpath(name, real) == NULL) return 0;
+  exe[n] = '\0';
+  return strcmp(exe, real) == 0;
+}
+
+int ppe_stay_loaded(void) {
+  Dl_info info;
+  void *h;
+  if (dladdr((void *)ppe_stay_loaded, &info) == 0 || info.dli_fname == NULL)
+    return 0;
+  h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+  if (h != NULL) {
+    dlclose(h);  /* the reference just taken; the library stays */
+    return 1;
+  }
+  return in_program(info.dli_fname);  /* linked in: never unloaded */
+}
 
 #if !defined(PPE_LUAJIT)  /* LuaJIT's allocator is its own, not a hook */
 
@@ -86,34 +109,11 @@ static void *host_alloc(void *ud, void *p, size_t osize, size_t nsize) {
   return stock(ud, p, osize, nsize);
 }
 
-/* 1 if the file named is the program itself (ppe linked into a host). */
-static int in_program(const char *name) {
-  char exe[PATH_MAX], real[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n <= 0 || realpath(name, real) == NULL) return 0;
-  exe[n] = '\0';
-  return strcmp(exe, real) == 0;
-}
-
-/* lua_close unloads C libraries before it frees the last objects, which
-** then come to host_alloc: the code that holds it must stay loaded. 1 if
-** it will (also when it is linked into the program). */
-static int stay_loaded(void) {
-  Dl_info info;
-  void *h;
-  if (dladdr((void *)host_alloc, &info) == 0 || info.dli_fname == NULL)
-    return 0;
-  h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
-  if (h != NULL) {
-    dlclose(h);  /* the reference just taken; the library stays */
-    return 1;
-  }
-  return in_program(info.dli_fname);  /* linked in: never unloaded */
-}
-
 static void find_stock(void) {
   lua_State *T;
-  if (!stay_loaded()) return;  /* stock stays NULL: no wrapping */
+  /* lua_close unloads C libraries before it frees the last objects,
+  ** which then come to host_alloc. */
+  if (!ppe_stay_loaded()) return;  /* stock stays NULL: no wrapping */
   T = luaL_newstate();
   if (T == NULL) return;
   stock = lua_getallocf(T, NULL);
