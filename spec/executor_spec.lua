@@ -854,6 +854,40 @@ describe("shutdown", function()
   end)
 end)
 
+describe("futures and the garbage collector", function()
+  -- A future has no finalizer: its task is let go once per collection
+  -- cycle, after the cycle found the future gone.
+  it("dropped, their tasks still run; kept, they work across many cycles",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 2 })
+    local path = os.tmpname()
+    local modes = { false }
+    if _VERSION == "Lua 5.4" then modes = { "incremental", "generational" } end
+    local n = 0
+    for _, mode in ipairs(modes) do
+      if mode then collectgarbage(mode) end
+      local keep = ex:submit(function() return "kept" end)
+      for _ = 1, 5 do
+        for i = 1, 1000 do
+          n = n + 1
+          ex:submit(function(p, k)
+            local f = io.open(p, "a")
+            f:write(k, "\n")
+            f:close()
+          end, path, i)
+        end
+        collectgarbage()
+        assert.are.equal("kept", keep:result(10))
+      end
+    end
+    if _VERSION == "Lua 5.4" then collectgarbage("incremental") end
+    ex:close()
+    local _, lines = H.read_file(path):gsub("\n", "")
+    os.remove(path)
+    assert.are.equal(n, lines)
+  end))
+end)
+
 describe("after close", function()
   -- The state's close runs ppe's finalizers last, when a Lua (LuaJIT
   -- does) may have unloaded C libraries already.
