@@ -291,17 +291,20 @@ static void newfuture(lua_State *L, ppe_task *t, int inner) {
   if (s->nfree > 0) k = s->free[--s->nfree];
   else {
     k = s->n++;
+    s->v[k].t = NULL;
     s->v[k].gen = 0;
   }
-  s->v[k].t = t;
-  s->v[k].inner = inner;
   f->s = s;
   f->slot = k;
   f->gen = s->v[k].gen;
   f->form = F_NONE;
   setclass(L, FUTURE_MT);
+  /* The future first: a sweep meanwhile would let go of a slot with a
+  ** task and no future. */
   lua_pushvalue(L, -1);
   lua_rawseti(L, WEAK, (lua_Integer)k + 1);
+  s->v[k].t = t;
+  s->v[k].inner = inner;
 }
 
 /* The finalizer of an object nobody holds, made anew each time: it runs
@@ -1674,7 +1677,7 @@ static const luaL_Reg ppe_funcs[] = {
 
 
 /* Registers l in the table on the top, each function with the upvalues
-** (the three metatables from index mts on). */
+** (FUTURE_MT and on: NUPS values from index mts on). */
 static void setfuncs(lua_State *L, const luaL_Reg *l, int mts) {
   int i;
   for (i = 0; i < NUPS; i++) lua_pushvalue(L, mts + i);

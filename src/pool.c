@@ -424,12 +424,10 @@ static int take_ring(ppe_pool *p, wslot *w) {
   int r;
   ppe_ring_begin(&w->ring);
   while ((r = ppe_ring_next(&w->ring, &f, &pl)) == 1) {
-    if (f.type == PPE_F_REF ? on_ref(p, w, &f, pl) != 0
-                            : f.type == PPE_F_BELL) {
-      r = -1;
-      break;
-    }
-    if (f.type != PPE_F_REF) on_frame(p, w, &f, pl, 0, NULL);
+    if (f.type == PPE_F_BELL) r = -1;  /* bells ring on the channel */
+    else if (f.type != PPE_F_REF) on_frame(p, w, &f, pl, 0, NULL);
+    else if (on_ref(p, w, &f, pl) != 0) r = -1;
+    if (r < 0) break;
   }
   ppe_ring_end(&w->ring);
   if (r < 0) w->ring.r = NULL;
