@@ -27,7 +27,6 @@
 #define PPE_EXECUTOR "ppe.Executor"
 #define PPE_FUTURE "ppe.Future"
 #define PPE_SLOTS "ppe.Slots"
-#define PPE_SWEEP "ppe.Sweep"
 
 /* Every C function of the module has the metatables of the classes met
 ** once or twice per task as upvalues: one is had at the cost of a stack
@@ -207,6 +206,7 @@ typedef struct Slot {
   ppe_task *t;    /* NULL: free */
   uint64_t gen;   /* bumped when let go: older futures of it are dead */
   int inner;      /* a map's own: when it goes, nobody wants its task */
+  int gone;       /* a sweep found its future gone; the next lets go */
 } Slot;
 
 typedef struct Slots {
@@ -214,6 +214,7 @@ typedef struct Slots {
   size_t n, cap;     /* slots made, and room */
   size_t *free;      /* indexes of free slots, a stack of nfree */
   size_t nfree;
+  int armed;         /* a sweeper exists (see sweep_gc) */
 } Slots;
 
 /* A future's user values: 1, what the Lua side made of the outcome (the
@@ -276,11 +277,23 @@ static void slot_release(Slots *s, size_t k) {
   s->free[s->nfree++] = k;
 }
 
+/* Makes the next sweeper: an object nobody holds, whose finalizer runs
+** once the cycle under way ends. Its metatable is the Slots' user value
+** 1, so that another load of the module in this state sweeps its own. */
+static void arm(lua_State *L, Slots *s) {
+  lua_newuserdatauv(L, 1, 0);
+  lua_getiuservalue(L, SLOTS, 1);
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+  s->armed = 1;
+}
+
 /* Pushes a new future for t, which it takes the caller's reference of. */
 static void newfuture(lua_State *L, ppe_task *t, int inner) {
   Slots *s = (Slots *)lua_touserdata(L, SLOTS);
   Future *f;
   size_t k;
+  if (!s->armed) arm(L, s);  /* a sweep could not make the next one */
   if (slots_reserve(s) != 0) {
     ppe_lock();
     ppe_task_unref(t);
@@ -294,6 +307,7 @@ static void newfuture(lua_State *L, ppe_task *t, int inner) {
     s->v[k].t = NULL;
     s->v[k].gen = 0;
   }
+  s->v[k].gone = 0;
   f->s = s;
   f->slot = k;
   f->gen = s->v[k].gen;
@@ -307,16 +321,22 @@ static void newfuture(lua_State *L, ppe_task *t, int inner) {
   s->v[k].inner = inner;
 }
 
-/* The finalizer of an object nobody holds, made anew each time: it runs
-** once per collection cycle, after the cycle has cleared from the weak
-** table the futures it found dead. Their slots are let go. */
+/* The sweeper's finalizer, once per collection cycle, after the cycle
+** has cleared from the weak table the futures it found dead. A slot goes
+** at the second sweep that finds its future gone, not the first: the
+** finalizer of an object that held the future (which runs in the same
+** cycle, before or after this one) may still use it, to cancel it say. */
 static int sweep_gc(lua_State *L) {
   Slots *s = (Slots *)lua_touserdata(L, SLOTS);
   size_t k;
   int locked = 0;
+  s->armed = 0;
   for (k = 0; k < s->n; k++) {
-    if (s->v[k].t == NULL) continue;
-    if (lua_rawgeti(L, WEAK, (lua_Integer)k + 1) == LUA_TNIL) {
+    Slot *sl = &s->v[k];
+    if (sl->t == NULL) continue;
+    if (lua_rawgeti(L, WEAK, (lua_Integer)k + 1) != LUA_TNIL) sl->gone = 0;
+    else if (!sl->gone) sl->gone = 1;
+    else {
       if (!locked) {
         ppe_lock();
         locked = 1;
@@ -326,8 +346,7 @@ static int sweep_gc(lua_State *L) {
     lua_pop(L, 1);
   }
   if (locked) ppe_unlock();
-  lua_newuserdatauv(L, 1, 0);
-  luaL_setmetatable(L, PPE_SWEEP);
+  arm(L, s);  /* if it raises, the next future arms again */
   return 0;
 }
 
@@ -486,6 +505,13 @@ static int outcome(lua_State *L, int arg, Future *f, int as_table) {
   ppe_task *t = TASK(f);
   if (f->form == F_NONE) {
     int form = F_FAIL;
+    /* What is made here is allocated, which may run a collection, whose
+    ** sweep may let go of the slot of a future that a finalizer brought
+    ** back: t is held meanwhile. (A memory error in between would leave
+    ** this reference behind.) */
+    ppe_lock();
+    ppe_task_ref(t);
+    ppe_unlock();
     if (t->state == PPE_FINISHED && !ppe_task_res_lost(t)) {
       char err[PPE_ERRSZ];
       int top = lua_gettop(L);
@@ -509,6 +535,7 @@ static int outcome(lua_State *L, int arg, Future *f, int as_table) {
     f->form = form;
     ppe_lock();
     ppe_task_drop_res(t);  /* the Lua side holds it now */
+    ppe_task_unref(t);
     ppe_unlock();
   }
   else if (as_table && f->form == F_ONE) {
@@ -806,7 +833,8 @@ static int run_callbacks(lua_State *L) {
   while (lua_next(L, watch)) {
     Future *f = (Future *)lua_touserdata(L, -2);
     lua_pop(L, 1);
-    if (ppe_task_final(TASK(f))) {
+    /* One let go of already (at the state's close) counts as done. */
+    if (TASK(f) == NULL || ppe_task_final(TASK(f))) {
       lua_pushvalue(L, -1);
       lua_rawseti(L, list, ++n);
     }
@@ -818,8 +846,10 @@ static int run_callbacks(lua_State *L) {
   }
   r = (Ready *)lua_newuserdatauv(L, sizeof(Ready) * (size_t)n, 0);
   for (i = 0; i < n; i++) {
+    ppe_task *t;
     lua_rawgeti(L, list, i + 1);
-    r[i].seq = TASK((Future *)lua_touserdata(L, -1))->seq;
+    t = TASK((Future *)lua_touserdata(L, -1));
+    r[i].seq = t != NULL ? t->seq : 0;
     r[i].idx = i + 1;
     lua_pushnil(L);
     lua_rawset(L, watch);  /* no longer watched */
@@ -1233,7 +1263,13 @@ static int map_next_chunk(lua_State *L, MapState *m) {
     map_drop(L, m, m->cur);
     return lua_error(L);
   }
+  ppe_lock();
+  ppe_task_ref(t);  /* as outcome() does, across the decode */
+  ppe_unlock();
   n = ppe_decode(L, PPE_RES(t), PPE_RESLEN(t), 0, err);
+  ppe_lock();
+  ppe_task_unref(t);
+  ppe_unlock();
   if (n < 0) {
     map_drop(L, m, m->cur);
     return raiseerror(L, "SerializationError", err);
@@ -1710,7 +1746,7 @@ PPE_API int luaopen_ppe(lua_State *L) {
   luaL_newmetatable(L, PPE_FUTURE);
   mts = lua_gettop(L);
   luaL_newmetatable(L, PPE_EXECUTOR);
-  memset(lua_newuserdatauv(L, sizeof(Slots), 0), 0, sizeof(Slots));
+  memset(lua_newuserdatauv(L, sizeof(Slots), 1), 0, sizeof(Slots));
   lua_newtable(L);
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "v");
@@ -1718,12 +1754,10 @@ PPE_API int luaopen_ppe(lua_State *L) {
   lua_setmetatable(L, -2);
   newmeta(L, PPE_SLOTS, slots_meta, mts);
   lua_setmetatable(L, mts + 2);
+  lua_createtable(L, 0, 1);  /* the sweepers' metatable, this load's own */
+  setfuncs(L, sweep_meta, mts);
+  lua_setiuservalue(L, mts + 2, 1);
   newmeta(L, PPE_BUFBOX, buf_meta, mts);
-  lua_pop(L, 1);
-  newmeta(L, PPE_SWEEP, sweep_meta, mts);
-  lua_pop(L, 1);
-  lua_newuserdatauv(L, 1, 0);  /* the first sweeper, held by nobody */
-  luaL_setmetatable(L, PPE_SWEEP);
   lua_pop(L, 1);
   newclass(L, PPE_FUTURE, future_meta, future_methods, mts);
   newclass(L, PPE_EXECUTOR, executor_meta, executor_methods, mts);

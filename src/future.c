@@ -1,6 +1,7 @@
 /* future.c - task state machine and completion signalling. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -150,11 +151,21 @@ static void cpu_relax(void) {
 #endif
 }
 
+static int cpus = 0;  /* a spin on the only CPU delays the worker */
+static pthread_once_t cpus_once = PTHREAD_ONCE_INIT;
+
+/* The CPUs this process may run on (its affinity, which a cpuset or
+** taskset narrows), not those the machine has. */
+static void count_cpus(void) {
+  cpu_set_t set;
+  cpus = sched_getaffinity(0, sizeof(set), &set) == 0
+             ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 int ppe_task_spin(const ppe_task *t, double deadline) {
-  static int cpus = 0;  /* a spin on the only CPU delays the worker */
   double until;
   int i, s;
-  if (cpus == 0) cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  pthread_once(&cpus_once, count_cpus);
   if (cpus < 2 ||
       (s = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE)) != PPE_RUNNING)
     return 0;

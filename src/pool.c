@@ -706,8 +706,8 @@ static void *io_main(void *arg) {
     }
     /* Workers ring the bell only while we may be asleep: from here. A
     ** reply that came before we said so is taken now, not slept on. */
-    for (i = 0; i < p->nw; i++)
-      if (ppe_ring_sleep(&p->w[i].ring)) timeout = 0;
+    for (i = 0; i < p->nw; i++)  /* (one whose channel is closed: moot) */
+      if (p->w[i].fd >= 0 && ppe_ring_sleep(&p->w[i].ring)) timeout = 0;
     ppe_unlock();
     /* Big blocks kept for reuse go back once unused for a while; this
     ** thread is the one that wakes up for it. */

@@ -26,8 +26,7 @@
 
 static int worker_id = 0;  /* 0 in the parent */
 
-static ppe_ring *ring = NULL;  /* in the own arena, if there is one */
-static uint64_t sent = 0;      /* replies sent through the channel */
+static uint64_t sent = 0;  /* replies sent through the channel */
 
 int ppe_worker_id(void) {
   return worker_id;
@@ -45,6 +44,8 @@ static uint32_t micros_since(const struct timespec *t0) {
 /* Sends a reply: into the ring, with a bell if the parent may be asleep,
 ** or through the channel. */
 static void reply_out(int fd, const char *m, size_t n) {
+  /* Asked each time: the child of a fork in a task has no arena. */
+  ppe_ring *ring = (ppe_ring *)ppe_shm_ring();
   int r = ring != NULL ? ppe_ring_put(ring, m, n, sent) : 0;
   if (r == 0) {
     if (ppe_send_all(fd, m, n) != 0) _exit(0);
@@ -108,7 +109,6 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
   /* Large replies are built in our arena: the mapping stays, the
   ** descriptor is not needed. */
   if (arena >= 0 && ppe_shm_adopt(arena) != 0) close(arena);  /* none */
-  ring = (ppe_ring *)ppe_shm_ring();
   for (;;) {
     ppe_frame f;
     const char *payload;
@@ -119,7 +119,7 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
       if (rd.pos == rd.b.len && ppe_wait_readable(fd, IDLE_MS) == 0) {
         /* Idle: an idle worker should cost next to nothing. */
         lua_gc(L, LUA_GCCOLLECT, 0);
-        if (ring != NULL) ppe_ring_idle(ring);
+        if (ppe_shm_ring() != NULL) ppe_ring_idle((ppe_ring *)ppe_shm_ring());
         ppe_buf_free(&reply);
         ppe_reader_free(&rd);
       }
