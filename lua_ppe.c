@@ -37,16 +37,22 @@
 #define WEAK lua_upvalueindex(4)   /* slot + 1 -> future, weak */
 #define NUPS 4
 
-/* luaL_checkudata, with the metatable at index mt. */
-static void *checkclass(lua_State *L, int arg, int mt, const char *tname) {
+/* luaL_testudata, with the metatable at index mt. */
+static void *testclass(lua_State *L, int arg, int mt) {
   void *p = lua_touserdata(L, arg);
   if (p != NULL && lua_getmetatable(L, arg)) {
     int same = lua_rawequal(L, -1, mt);
     lua_pop(L, 1);
     if (same) return p;
   }
-  luaL_typeerror(L, arg, tname);
   return NULL;
+}
+
+/* luaL_checkudata, with the metatable at index mt. */
+static void *checkclass(lua_State *L, int arg, int mt, const char *tname) {
+  void *p = testclass(L, arg, mt);
+  if (p == NULL) luaL_typeerror(L, arg, tname);
+  return p;
 }
 
 /* luaL_setmetatable, with the metatable at index mt. */
@@ -249,18 +255,15 @@ static Future *checkfuture(lua_State *L, int arg) {
 
 /* Room for one more slot: 0, or -1 out of memory. */
 static int slots_reserve(Slots *s) {
+  size_t cap = s->cap ? 2 * s->cap : 256, *fr;
+  Slot *v;
   if (s->nfree > 0 || s->n < s->cap) return 0;
-  {
-    size_t cap = s->cap ? 2 * s->cap : 256;
-    Slot *v = (Slot *)realloc(s->v, cap * sizeof(*v));
-    size_t *fr;
-    if (v == NULL) return -1;
-    s->v = v;
-    if ((fr = (size_t *)realloc(s->free, cap * sizeof(*fr))) == NULL)
-      return -1;
-    s->free = fr;
-    s->cap = cap;
-  }
+  if ((v = (Slot *)realloc(s->v, cap * sizeof(*v))) == NULL) return -1;
+  s->v = v;
+  if ((fr = (size_t *)realloc(s->free, cap * sizeof(*fr))) == NULL)
+    return -1;
+  s->free = fr;
+  s->cap = cap;
   return 0;
 }
 
@@ -920,7 +923,7 @@ static ppe_task **checkfutures(lua_State *L, int arg, int *n) {
   for (i = 1; i <= len; i++) {
     Future *f;
     lua_geti(L, arg, i);
-    f = (Future *)luaL_testudata(L, -1, PPE_FUTURE);
+    f = (Future *)testclass(L, -1, FUTURE_MT);
     if (f == NULL)
       luaL_error(L, "bad argument #%d (item %d is %s, not a future)", arg,
                  (int)i, luaL_typename(L, -1));

@@ -576,7 +576,7 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   w->pid = pid;
   w->fd = fd;
   memset(&w->ring, 0, sizeof(w->ring));
-  w->ring.r = (ppe_ring *)ppe_peer_ring(w->peer);
+  w->ring.r = ppe_peer_ring(w->peer);
   if (fd < 0 || ppe_set_nonblock(fd, 1) != 0 || p->closing) {
     close_channel(w);
     return;

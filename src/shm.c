@@ -533,12 +533,12 @@ ppe_peer *ppe_peer_open(int fd, int writable) {
   return pe;
 }
 
-void *ppe_shm_ring(void) {
-  return A.base;
+ppe_ring *ppe_shm_ring(void) {
+  return (ppe_ring *)A.base;
 }
 
-void *ppe_peer_ring(ppe_peer *pe) {
-  return pe == NULL ? NULL : pe->base;
+ppe_ring *ppe_peer_ring(ppe_peer *pe) {
+  return pe == NULL ? NULL : (ppe_ring *)pe->base;
 }
 
 int ppe_peer_gone(const ppe_peer *pe) {

@@ -24,7 +24,8 @@ int ppe_shm_adopt(int fd);
 
 /* The reply ring (ring.h) is the first unit of every arena, outside the
 ** blocks. The own arena's, or NULL without one. */
-void *ppe_shm_ring(void);
+struct ppe_ring;
+struct ppe_ring *ppe_shm_ring(void);
 
 /* Blocks in the own arena, for message buffers only: n is rounded up to
 ** whole huge pages. NULL when there is no arena or no room in it. */
@@ -60,7 +61,7 @@ double ppe_shm_trim(double now, double keep_s);
 typedef struct ppe_peer ppe_peer;
 ppe_peer *ppe_peer_open(int fd, int writable);
 /* The peer's reply ring (NULL for no peer). */
-void *ppe_peer_ring(ppe_peer *pe);
+struct ppe_ring *ppe_peer_ring(ppe_peer *pe);
 /* 1 in the child of a fork: the mapping is not there, nor the loans. */
 int ppe_peer_gone(const ppe_peer *pe);
 /* The message a PPE_F_REF frame f (payload pl) names: its header copied

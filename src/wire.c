@@ -823,38 +823,36 @@ static int dec_claimed(Dec *d, long k) {
 ** each need their own upvalues, so a second copy is loaded anew. */
 static int dec_closure(Dec *d, uint64_t tag, const char *p, size_t n) {
   lua_State *L = d->L;
-  FnCache *c;
-  long k;
-  int tab;
-  if (!(d->flags & PPE_DEC_FNCACHE)) {
-    if (tag != ppe_mac(p + sizeof(tag), n - sizeof(tag)))
-      return dec_fail(d, "function bytecode not made by this process tree");
-    return dec_load(d, p, n);
+  FnCache *c = NULL;
+  long k = -1;
+  int tab = 0;  /* the cache's table, on the stack when caching */
+  if (d->flags & PPE_DEC_FNCACHE) {
+    c = fncache(L);
+    tab = lua_gettop(L);
+    k = fncache_find(c, tag, p, n);
+    if (k >= 0 && !dec_claimed(d, k)) {
+      lua_rawgeti(L, tab, 2 * k + 2);
+      lua_remove(L, tab);
+      return 0;
+    }
   }
-  c = fncache(L);
-  tab = lua_gettop(L);
-  k = fncache_find(c, tag, p, n);
-  if (k >= 0 && !dec_claimed(d, k)) {
-    lua_rawgeti(L, tab, 2 * k + 2);
-    lua_remove(L, tab);
-    return 0;
-  }
-  lua_pop(L, 1);
+  /* Bytes equal to a cache entry's were verified when it was made. (On
+  ** failure the decoder drops what is on the stack.) */
   if (k < 0 && tag != ppe_mac(p + sizeof(tag), n - sizeof(tag)))
     return dec_fail(d, "function bytecode not made by this process tree");
   if (dec_load(d, p, n)) return -1;
+  if (tab == 0) return 0;
   if (k < 0 && d->nclaims < DEC_CLAIMS) {
     const char *s;
-    c = fncache(L);
     k = (long)c->n;
     lua_pushlstring(L, p, n);  /* returns void before 5.3 */
     s = lua_tostring(L, -1);
-    lua_rawseti(L, -2, 2 * k + 1);
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, 2 * k + 2);
-    lua_pop(L, 1);
+    lua_rawseti(L, tab, 2 * k + 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, tab, 2 * k + 2);
     if (fncache_add(c, tag, s, n) == 0) d->claims[d->nclaims++] = k;
   }
+  lua_remove(L, tab);
   return 0;
 }
 

@@ -45,7 +45,7 @@ static uint32_t micros_since(const struct timespec *t0) {
 ** or through the channel. */
 static void reply_out(int fd, const char *m, size_t n) {
   /* Asked each time: the child of a fork in a task has no arena. */
-  ppe_ring *ring = (ppe_ring *)ppe_shm_ring();
+  ppe_ring *ring = ppe_shm_ring();
   int r = ring != NULL ? ppe_ring_put(ring, m, n, sent) : 0;
   if (r == 0) {
     if (ppe_send_all(fd, m, n) != 0) _exit(0);
@@ -119,7 +119,7 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
       if (rd.pos == rd.b.len && ppe_wait_readable(fd, IDLE_MS) == 0) {
         /* Idle: an idle worker should cost next to nothing. */
         lua_gc(L, LUA_GCCOLLECT, 0);
-        if (ppe_shm_ring() != NULL) ppe_ring_idle((ppe_ring *)ppe_shm_ring());
+        if (ppe_shm_ring() != NULL) ppe_ring_idle(ppe_shm_ring());
         ppe_buf_free(&reply);
         ppe_reader_free(&rd);
       }
