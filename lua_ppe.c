@@ -20,6 +20,7 @@
 #include "src/transport.h"
 #include "src/wire.h"
 #include "src/worker.h"
+#include "src/zygote.h"
 
 #define PPE_VERSION "ppe 0.1.0"
 #define PPE_ERROR "ppe.Error"
@@ -221,6 +222,7 @@ typedef struct Slots {
   size_t *free;      /* indexes of free slots, a stack of nfree */
   size_t nfree;
   int armed;         /* a sweeper exists (see sweep_gc) */
+  int held;          /* this load keeps the zygote (zygote.h) */
 } Slots;
 
 /* A future's user values: 1, what the Lua side made of the outcome (the
@@ -363,6 +365,7 @@ static int slots_gc(lua_State *L) {
   ppe_unlock();
   free(s->v);
   free(s->free);
+  if (s->held) ppe_zygote_hold(-1);
   memset(s, 0, sizeof(*s));
   return 0;
 }
@@ -1641,6 +1644,14 @@ static int l_executor(lua_State *L) {
   init = initoption(L, 1);                  /* stack 2 */
   o.path = pkgpath(L, "path");              /* stack 3 */
   o.cpath = pkgpath(L, "cpath");            /* stack 4 */
+  {
+    size_t n = (o.path ? lua_rawlen(L, 3) + 1 : 0) +
+               (o.cpath ? lua_rawlen(L, 4) + 1 : 0);
+    if (n > PPE_PATHS_MAX)
+      return luaL_error(L, "package.path and package.cpath are too long "
+                        "for the workers (%d bytes; at most %d)", (int)n,
+                        PPE_PATHS_MAX);
+  }
   e = (Executor *)lua_newuserdatauv(L, sizeof(Executor), 0);
   memset(e, 0, sizeof(*e));
   setclass(L, EXECUTOR_MT);
@@ -1757,6 +1768,8 @@ PPE_API int luaopen_ppe(lua_State *L) {
   lua_setmetatable(L, -2);
   newmeta(L, PPE_SLOTS, slots_meta, mts);
   lua_setmetatable(L, mts + 2);
+  ((Slots *)lua_touserdata(L, mts + 2))->held = 1;  /* till its __gc */
+  ppe_zygote_hold(1);
   lua_createtable(L, 0, 1);  /* the sweepers' metatable, this load's own */
   setfuncs(L, sweep_meta, mts);
   lua_setiuservalue(L, mts + 2, 1);

@@ -15,7 +15,9 @@ PPE_API int luaopen_ppe(lua_State *L);
 
 /* Installs the host's hook, called in every new worker on its fresh state
 ** (after the standard libraries, before the executor's initializer), so the
-** host can register its own C libraries there. NULL removes it. */
+** host can register its own C libraries there. NULL removes it. Workers of
+** executors made before keep the hook they had; the next executor gets a
+** new fork server, forked with this hook in place. */
 PPE_API void ppe_set_worker_init(void (*init)(lua_State *L));
 
 #endif

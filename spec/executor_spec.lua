@@ -833,6 +833,7 @@ describe("shutdown", function()
   end))
 
   it("#novalgrind by the garbage collector alone reaps the workers", function()
+    H.zygote_up(ppe)
     local before = H.children(ME)
     local pids = {}
     do
@@ -933,6 +934,7 @@ describe("after close", function()
   end)
 
   it("#novalgrind no process, zombie or descriptor is left", function()
+    H.zygote_up(ppe)
     local fds = H.fds(ME)
     local before = H.children(ME)
     local pids = {}

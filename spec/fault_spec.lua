@@ -486,9 +486,10 @@ describe("terminate_workers / kill_workers", function()
       end
       local serr = expect_error("ShutdownError", ex.submit, ex, square, 1)
       assert.equal(getmetatable(serr), ppe.Error)
-      -- nothing is left: workers and zygote are reaped
+      -- nothing is left: the zygote has reaped every worker, and serves on
       for _, w in ipairs(workers) do assert.is_nil(H.stat(w)) end
-      assert.is_nil(H.stat(z))
+      assert.same({}, H.children(z))
+      assert.is_true(H.alive(z))
       t0 = H.now()
       ex:close()
       ex:shutdown()
@@ -500,10 +501,12 @@ end)
 
 -- A Lua program run as a child of the spec: creates an executor, starts a
 -- long task, prints its own, the zygote's and the workers' pids, then ends
--- as told ("wait": blocks in result; "exit": os.exit without closing).
+-- as told ("wait": blocks in result; "exit": os.exit without closing;
+-- "fork": first forks a child that sleeps, holding a copy of every
+-- descriptor, whose pid ends the line, then waits).
 local function child_script(mode)
   return ([[
-package.cpath = %q .. "?.so;" .. package.cpath
+package.cpath = %q .. "?.so;./spec/fixtures/?.so;" .. package.cpath
 local ppe = require "ppe"
 local function kids(p)
   local f = io.open("/proc/" .. p .. "/task/" .. p .. "/children")
@@ -518,11 +521,13 @@ local fut = ex:submit(function()
   local t = os.clock() while os.clock() - t < 20 do end
 end)
 local z = kids(me)[1]
-io.write(me, " ", z, " ", table.concat(kids(z), " "), "\n")
+local line = me .. " " .. z .. " " .. table.concat(kids(z), " ")
+if %q == "fork" then line = line .. " " .. require("evil").sleeper(30) end
+io.write(line, "\n")
 io.flush()
 if %q == "exit" then os.exit(0, false) end
 fut:wait(30)
-]]):format(PPE_DIR, mode)
+]]):format(PPE_DIR, mode, mode)
 end
 
 local function orphan_check(mode)
@@ -533,8 +538,8 @@ local function orphan_check(mode)
   assert.is_string(line)
   local pids = {}
   for x in line:gmatch("%d+") do pids[#pids + 1] = tonumber(x) end
-  assert.equal(4, #pids, line)  -- lua, zygote, 2 workers
-  local lua = pids[1]
+  assert.equal(mode == "fork" and 5 or 4, #pids, line)  -- lua, zygote,
+  local lua = pids[1]                                   -- 2 workers
   local starts = {}
   for i = 2, 4 do
     local st = H.stat(pids[i])
@@ -547,7 +552,7 @@ local function orphan_check(mode)
   end
   H.sleep(0.1)
   local t0 = H.now()
-  if mode == "wait" then os.execute("kill -9 " .. lua) end
+  if mode ~= "exit" then os.execute("kill -9 " .. lua) end
   local gone = H.wait_until(function()
     for i = 2, 4 do if ours_alive(pids[i]) then return false end end
     return true
@@ -559,6 +564,7 @@ local function orphan_check(mode)
       os.execute("kill -9 " .. pids[i])  -- do not leave a spinning process
     end
   end
+  if pids[5] then os.execute("kill -9 " .. pids[5]) end
   h:close()
   assert.is_true(gone, "still alive after " .. (H.now() - t0) .. " s: " ..
                  table.concat(left, " "))
@@ -569,6 +575,8 @@ describe("no orphans", function()
      function() orphan_check("wait") end)
   it("a parent that exits without closing its Lua state leaves none",
      function() orphan_check("exit") end)
+  it("a parent killed while a child of its fork holds its descriptors "
+     .. "leaves none", function() orphan_check("fork") end)
 end)
 
 describe("no zombies and no descriptor leaks", function()
@@ -629,6 +637,7 @@ describe("no zombies and no descriptor leaks", function()
 
   it("#novalgrind after close: no child process left, no descriptor once collected",
      function()
+    H.zygote_up(ppe)
     collectgarbage(); collectgarbage()
     local fds0 = H.fd_count(ME)
     local kids0 = #H.all_children(ME)
@@ -641,14 +650,15 @@ describe("no zombies and no descriptor leaks", function()
       assert.is_true(H.fd_count(ME) > fds0)
       run_and_kill(ex, z, seen)
     end)()
-    -- closed: the zygote and every worker are gone and reaped
+    -- closed: every worker is gone and reaped; the zygote stays, idle
     local kids = H.all_children(ME)
     local desc = {}
     for _, k in ipairs(kids) do
       desc[#desc + 1] = k.pid .. " " .. k.comm .. " " .. k.state
     end
     assert.equal(kids0, #kids, "children left: " .. table.concat(desc, ", "))
-    assert.is_nil(H.stat(z))
+    assert.same({}, H.children(z))
+    assert.equal(ME, H.stat(z).ppid)
     for pid in pairs(seen) do assert.is_nil(H.stat(pid), "pid " .. pid) end
     assert.equal(kids0, #kids)
     collectgarbage(); collectgarbage()
@@ -659,6 +669,7 @@ describe("no zombies and no descriptor leaks", function()
 
   it("#novalgrind close releases every descriptor, without waiting for the GC",
      H.scoped(function(scope)
+    H.zygote_up(ppe)
     collectgarbage(); collectgarbage()
     local fds0 = H.fd_count(ME)
     local ex, z = scope(H.executor(ppe, { max_workers = 2 }))
@@ -700,6 +711,7 @@ describe("no zombies and no descriptor leaks", function()
 
   it("an executor nobody closes is collected: workers reaped, fds back",
      function()
+    H.zygote_up(ppe)
     collectgarbage(); collectgarbage()
     local fds0 = H.fd_count(ME)
     local z, pid
@@ -712,7 +724,7 @@ describe("no zombies and no descriptor leaks", function()
       ex = nil  -- luacheck: ignore 311 (dropped for the collector)
     end
     collectgarbage(); collectgarbage()
-    assert.is_nil(H.stat(z))
+    assert.same({}, H.children(z))
     assert.is_nil(H.stat(pid))
     assert.equal(fds0, H.fd_count(ME))
   end)

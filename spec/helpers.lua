@@ -55,6 +55,14 @@ function M.exists(pid)
   return f ~= nil
 end
 
+-- Makes sure the process's zygote runs (it serves every executor, from
+-- the first one on), so that a count of children or descriptors taken
+-- next holds it whatever spec ran first.
+function M.zygote_up(ppe)
+  local ex = ppe.executor { max_workers = 1 }
+  ex:close()
+end
+
 -- The set { [pid] = comm } of every process whose parent is 'ppid', from a
 -- scan of /proc/*/stat (field 4). The scan's own 'cat' is left out.
 function M.children(ppid)

@@ -1,5 +1,6 @@
 /* pool.c - worker lifecycle, task queue, dispatch and the I/O thread. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -71,7 +72,7 @@ struct ppe_pool {
   int wakefd, zfd;
   int notifyfd;        /* readable while completions wait for a poll */
   int notified;
-  pid_t zpid;
+  ppe_zygote *zyg;     /* whose channel zfd is */
   pthread_t thread;
   int thread_on, joined;
   int wake_pending;    /* the I/O thread has a wake-up coming */
@@ -665,6 +666,7 @@ static int all_gone(ppe_pool *p) {
 static void zygote_gone(ppe_pool *p) {
   int i;
   set_broken(p, "the zygote process ended");
+  ppe_zygote_retire(p->zyg);  /* the next executor gets a new one */
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     if (w->state == W_NONE) continue;
@@ -775,12 +777,12 @@ static void *io_main(void *arg) {
   take_side(p);
   fail_queue(p);
   ppe_unlock();
-  /* Every worker is reaped: the zygote may go, and is reaped here so no
-  ** zombie waits for a join that may come late. */
+  /* Every worker is reaped: we leave the zygote, which this reaps if it
+  ** is to go, so no zombie waits for a join that may come late. */
   close(p->zfd);
   p->zfd = -1;
-  while (waitpid(p->zpid, NULL, 0) < 0 && errno == EINTR)
-    ;
+  ppe_zygote_detach(p->zyg);
+  p->zyg = NULL;
   return NULL;
 }
 
@@ -805,6 +807,7 @@ static void pool_release(ppe_pool *p) {
   if (p->wakefd >= 0) close(p->wakefd);
   if (p->notifyfd >= 0) close(p->notifyfd);
   if (p->zfd >= 0) close(p->zfd);
+  if (p->zyg != NULL) ppe_zygote_detach(p->zyg);
   pthread_mutex_destroy(&p->side_lock);
   ppe_buf_free(&p->init);
   ppe_buf_free(&p->initerr);
@@ -814,11 +817,13 @@ static void pool_release(ppe_pool *p) {
   ppe_big_keep(-1);
 }
 
-/* Waits, at construction, until the zygote is ready and every first worker
-** forked (the spawn requests were sent without waiting for the zygote, to
-** save a round trip). One whose initializer already failed leaves a broken
-** pool, which is still a pool: its futures fail with the cause. Only a
-** zygote or a fork that failed is an error here. */
+/* Waits, at construction, until the zygote has attached the executor and
+** forked every first worker (the spawn requests were sent without waiting
+** for it, to save a round trip). One whose initializer already failed
+** leaves a broken pool, which is still a pool: its futures fail with the
+** cause. Only a zygote or a fork that failed is an error here. The lock
+** is not held while waiting: other executors' I/O threads must go on
+** reading what the zygote sends them, or it would wait for them. */
 static int await_workers(ppe_pool *p) {
   for (;;) {
     int i, pending = 0, fd;
@@ -833,13 +838,15 @@ static int await_workers(ppe_pool *p) {
       if (fd >= 0) close(fd);
       return -ECHILD;
     }
-    if (m.type == PPE_Z_READY) {  /* the zygote's state, built or not */
+    if (m.type == PPE_Z_READY) {  /* attached, or why not */
       if (fd >= 0) close(fd);
       if (m.status != 0) return -m.status;
       p->shared = m.id == 1;
       continue;
     }
+    ppe_lock();
     on_zmsg(p, &m, fd);
+    ppe_unlock();
   }
 }
 
@@ -856,19 +863,31 @@ static int start_thread(ppe_pool *p) {
   return 0;
 }
 
-/* Stops the zygote (and so every worker) of a pool that never ran. */
-static void abandon(ppe_pool *p) {
-  if (p->zfd >= 0) close(p->zfd);
-  p->zfd = -1;
-  if (p->zpid > 0)
-    while (waitpid(p->zpid, NULL, 0) < 0 && errno == EINTR)
-      ;
+/* A pool that never ran: closing its channel has the zygote kill its
+** workers. If the zygote is what failed, the next executor gets another. */
+static void abandon(ppe_pool *p, int zygote_failed) {
+  if (zygote_failed) ppe_zygote_retire(p->zyg);
   pool_release(p);
 }
 
+/* A caller whose stdin, stdout or stderr is closed would have our
+** descriptors take their numbers: its own writes to stderr would go to a
+** channel, and workers would get a channel for stderr. They get /dev/null
+** instead. */
+static void guard_stdio(void) {
+  int fd;
+  for (fd = 0; fd <= 2; fd++)
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      int n = open("/dev/null", O_RDWR);  /* takes the lowest number */
+      if (n > 2) close(n);
+    }
+}
+
 int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
-  ppe_pool *p = calloc(1, sizeof(*p));
+  ppe_pool *p;
   int i, r;
+  guard_stdio();
+  p = calloc(1, sizeof(*p));
   if (p == NULL) return -ENOMEM;
   ppe_big_keep(1);  /* the I/O thread trims the kept mappings when idle */
   pthread_mutex_init(&p->side_lock, NULL);
@@ -894,22 +913,26 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
     pool_release(p);
     return r;
   }
-  r = ppe_zygote_start(o->path, o->cpath, &p->zpid, &p->zfd);
+  r = ppe_zygote_attach(o->path, o->cpath, &p->zyg, &p->zfd);
   if (r < 0) { pool_release(p); return r; }
   ppe_lock();
   for (i = 0; i < p->nw; i++) {
     p->w[i].state = W_SPAWNING;
     if (ask_spawn(p, &p->w[i]) != 0) {
       ppe_unlock();
-      abandon(p);
+      abandon(p, 1);
       return -ECHILD;
     }
   }
-  r = await_workers(p);
   ppe_unlock();
-  if (r == 0) r = ppe_set_nonblock(p->zfd, 1);
+  r = await_workers(p);
+  if (r < 0) {
+    abandon(p, !p->spawnfail);  /* a fork that failed is no fault of its */
+    return r;
+  }
+  r = ppe_set_nonblock(p->zfd, 1);
   if (r == 0) r = start_thread(p);
-  if (r < 0) { abandon(p); return r; }
+  if (r < 0) { abandon(p, 0); return r; }
   *out = p;
   return 0;
 }

@@ -23,7 +23,8 @@ typedef struct ppe_stats {
   long workers, pending, running, completed, failed, restarts;
 } ppe_stats;
 
-/* Starts the zygote and the workers, then the I/O thread. */
+/* Attaches to the process's zygote (zygote.h), has it fork the workers,
+** then starts the I/O thread. */
 int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o);
 
 /* Queues t (the pool takes its own reference). -ESHUTDOWN after shutdown;

@@ -30,10 +30,10 @@ static const char names_key = 'n';   /* dotted name -> resolved function */
 ** =======================================================
 */
 
-static int build_state(lua_State *L) {
+/* package.path and cpath from light userdata 1 and 2, each unless NULL. */
+static int set_paths(lua_State *L) {
   const char *path = (const char *)lua_touserdata(L, 1);
   const char *cpath = (const char *)lua_touserdata(L, 2);
-  luaL_openlibs(L);
   lua_getglobal(L, "package");
   if (path != NULL) {
     lua_pushstring(L, path);
@@ -43,6 +43,12 @@ static int build_state(lua_State *L) {
     lua_pushstring(L, cpath);
     lua_setfield(L, -2, "cpath");
   }
+  return 0;
+}
+
+static int build_state(lua_State *L) {
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
   /* A host that linked ppe statically has no ppe.so for 'require' to find:
   ** the worker's state gets it from here. */
   lua_getfield(L, -1, "preload");  /* package.preload, on every Lua */
@@ -66,7 +72,7 @@ static void *worker_alloc(void *ud, void *p, size_t osize, size_t nsize) {
 }
 #endif
 
-lua_State *ppe_runner_state(const char *path, const char *cpath) {
+lua_State *ppe_runner_state(void) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
   /* Everything allocated so far is small, so malloc'd: worker_alloc frees
@@ -75,13 +81,25 @@ lua_State *ppe_runner_state(const char *path, const char *cpath) {
   lua_setallocf(L, worker_alloc, NULL);
 #endif
   lua_pushcfunction(L, build_state);
-  lua_pushlightuserdata(L, (void *)path);
-  lua_pushlightuserdata(L, (void *)cpath);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
     lua_close(L);
     return NULL;
   }
   return L;
+}
+
+int ppe_runner_paths(lua_State *L, const char *path, const char *cpath) {
+  int r;
+  lua_pushcfunction(L, set_paths);
+  lua_pushlightuserdata(L, (void *)path);
+  lua_pushlightuserdata(L, (void *)cpath);
+  r = lua_pcall(L, 2, 0, 0);
+  if (r != LUA_OK) lua_pop(L, 1);
+  return r == LUA_OK ? 0 : -1;
+}
+
+ppe_hook ppe_runner_host_hook(void) {
+  return host_init;
 }
 
 static int call_hook(lua_State *L) {

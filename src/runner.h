@@ -7,9 +7,17 @@
 
 #include "buf.h"
 
-/* A fresh state with the standard libraries, the given package paths and
-** ppe preloadable. NULL if it cannot be built. Never raises. */
-lua_State *ppe_runner_state(const char *path, const char *cpath);
+/* A fresh state with the standard libraries and ppe preloadable. NULL if
+** it cannot be built. Never raises. */
+lua_State *ppe_runner_state(void);
+
+/* Sets package.path and package.cpath of L, each unless NULL. 0, or -1 if
+** it ran out of memory. */
+int ppe_runner_paths(lua_State *L, const char *path, const char *cpath);
+
+/* The host's worker-init hook (ppe.h), or NULL. */
+typedef void (*ppe_hook)(lua_State *L);
+ppe_hook ppe_runner_host_hook(void);
 
 /* Runs the host's worker-init hook, if any, on L. 0, or -1 if it raised. */
 int ppe_runner_hook(lua_State *L);

@@ -73,7 +73,7 @@ int ppe_wait_readable(int fd, int timeout_ms);
 /* A datagram with up to PPE_MAXFDS descriptors attached; recv fills
 ** fds[0..maxfds) with those that came and -1 for the rest, returns 0 at
 ** end of stream, -EAGAIN when none is there. */
-#define PPE_MAXFDS 2
+#define PPE_MAXFDS 4
 int ppe_send_packet(int fd, const void *p, size_t n, const int *fds,
                     int nfds);
 long ppe_recv_packet(int fd, void *p, size_t n, int *fds, int maxfds);

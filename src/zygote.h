@@ -1,23 +1,28 @@
-/* zygote.h - the fork server. Forked once from the caller when an
-** executor starts, it builds a fresh Lua state and forks every worker from
-** it, on request, at any time: forking from a single-threaded process is
-** safe whatever threads the caller runs, and a worker starts from a state
-** that is already built. It reaps its workers and reports their ends. */
+/* zygote.h - the fork server. One per process, forked from the caller
+** when its first executor starts and kept while a Lua state has ppe
+** loaded, it builds a fresh Lua state once and forks every worker of
+** every executor from it, on request, at any time: forking from a
+** single-threaded process is safe whatever threads the caller runs, a
+** worker starts from a state already built, and a later executor starts
+** without a fork of the caller. Each executor has a channel of its own to
+** it; it reaps that executor's workers and reports their ends there. */
 #ifndef PPE_ZYGOTE_H
 #define PPE_ZYGOTE_H
 
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Messages on the zygote's channel (one datagram each). */
+/* Messages on an executor's channel (one datagram each). */
 enum {
-  PPE_Z_READY = 1,  /* z -> p: state built (status 0) or errno; 'id' is
-                    ** 1 if workers read the caller's arena (shm.h) */
+  PPE_Z_READY = 1,  /* z -> p: attached (status 0) or errno; 'id' is 1 if
+                    ** workers read the caller's arena (shm.h) */
   PPE_Z_SPAWN,      /* p -> z: fork worker 'id'; its arena attached */
   PPE_Z_SPAWNED,    /* z -> p: worker 'id' is 'pid'; its channel attached */
   PPE_Z_SPAWNFAIL,  /* z -> p: worker 'id' could not be forked (errno) */
   PPE_Z_KILL,       /* p -> z: send signal 'status' to 'pid' if alive */
-  PPE_Z_EXITED      /* z -> p: 'pid' ended with wait status 'status' */
+  PPE_Z_EXITED,     /* z -> p: 'pid' ended with wait status 'status' */
+  PPE_Z_ATTACH      /* caller -> z, on the zygote's own channel: a new
+                    ** executor; see zygote.c */
 };
 
 typedef struct ppe_zmsg {
@@ -27,11 +32,29 @@ typedef struct ppe_zmsg {
   int32_t status;
 } ppe_zmsg;
 
-/* Forks the zygote, and returns at once: requests may be sent before it
-** says PPE_Z_READY (which then comes first on the channel, with status 0,
-** or an errno before the zygote ends). 0 or -errno. */
-int ppe_zygote_start(const char *path, const char *cpath, pid_t *pid,
-                     int *fd);
+typedef struct ppe_zygote ppe_zygote;
+
+/* An executor's package.path and package.cpath, with a zero byte each, at
+** most this many bytes: they reach the zygote in one datagram. */
+#define PPE_PATHS_MAX 65536
+
+/* Gives a new executor its channel to the zygote (*fd), starting the
+** zygote first if there is none fit for it: none yet, or one forked
+** before this process was (a fork's child), before the host's worker hook
+** or the environment changed. Workers forked for it get path and cpath,
+** and the caller's working directory, stdout and stderr as they are now.
+** Returns at once: requests may be sent before the zygote says
+** PPE_Z_READY, which then comes first on the channel. 0 or -errno. */
+int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
+                      int *fd);
+/* After the executor closed its channel. The last one to leave a zygote
+** that is no longer the current one reaps it. */
+void ppe_zygote_detach(ppe_zygote *z);
+/* The zygote has ended (its channel did): the next executor gets another. */
+void ppe_zygote_retire(ppe_zygote *z);
+/* Lua states with ppe loaded: when the last is closed, the zygote goes. */
+void ppe_zygote_hold(int delta);
+
 int ppe_zygote_send(int fd, int type, int id, int pid, int status);
 /* Asks for worker 'id', handing it its shared arena (-1 for none). */
 int ppe_zygote_spawn(int fd, int id, int arena);

@@ -5,7 +5,8 @@
 ** name. A second thread churns malloc and a mutex the whole time, while
 ** workers are replaced every two tasks: the replacements are forked by
 ** ppe's single-threaded fork server, so no lock held by the host's threads
-** can deadlock them. */
+** can deadlock them. Then it installs a newer library: the executors made
+** after that have it in their workers. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +27,13 @@ static const luaL_Reg host_funcs[] = {
   {NULL, NULL}
 };
 
+static int version = 1;
+
 /* The host's library, as a global and as a loaded module. */
 static void open_host(lua_State *L) {
   luaL_newlib(L, host_funcs);
+  lua_pushinteger(L, version);
+  lua_setfield(L, -2, "version");
   lua_pushvalue(L, -1);
   lua_setglobal(L, "host");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -62,7 +67,34 @@ static const char script[] =
   "local by_value = ex:submit(function(x) return host.scale(x) end, 4)\n"
   "assert(by_value:result(10) == 10.0)\n"
   "print(('host.scale ran in workers: 41 tasks, %d workers replaced')\n"
-  "      :format(ex:stats().restarts))\n";
+  "      :format(ex:stats().restarts))\n"
+  "return ex:submit(function() return host.version end):result(10)\n";
+
+static void open_host_v2(lua_State *L) {
+  version = 2;
+  open_host(L);
+}
+
+static const char script2[] =
+  "local ppe = require 'ppe'\n"
+  "local ex <close> = ppe.executor { max_workers = 1 }\n"
+  "local v = ex:submit(function() return host.version end):result(10)\n"
+  "print(('a newer hook: version %d in the workers'):format(v))\n"
+  "return v\n";
+
+/* Runs a script that returns the host library's version its workers saw;
+** 0 if that is the one expected. */
+static int run(lua_State *L, const char *s, int expected) {
+  int ok = luaL_dostring(L, s) == LUA_OK;
+  if (!ok) fprintf(stderr, "host: %s\n", lua_tostring(L, -1));
+  else if (lua_tointeger(L, -1) != expected) {
+    fprintf(stderr, "host: workers saw version %d, not %d\n",
+            (int)lua_tointeger(L, -1), expected);
+    ok = 0;
+  }
+  lua_settop(L, 0);
+  return ok ? 0 : 1;
+}
 
 int main(void) {
   lua_State *L = luaL_newstate();
@@ -75,10 +107,11 @@ int main(void) {
   luaL_requiref(L, "ppe", luaopen_ppe, 0);
   lua_pop(L, 1);
   if (pthread_create(&th, NULL, churn, NULL) != 0) return 1;
-  status = luaL_dostring(L, script);
-  if (status != LUA_OK) fprintf(stderr, "host: %s\n", lua_tostring(L, -1));
+  status = run(L, script, 1);
   stop = 1;
   pthread_join(th, NULL);
+  ppe_set_worker_init(open_host_v2);
+  if (status == 0) status = run(L, script2, 2);
   lua_close(L);
-  return status == LUA_OK ? 0 : 1;
+  return status;
 }

@@ -1,0 +1,363 @@
+-- The zygote: one fork server per process, forked when the first executor
+-- starts, serving every executor after it; workers still start with what
+-- the caller had when their executor was made.
+local U = require "fixtures.bad_util"  -- first: puts spec/fixtures on cpath
+local ppe = require "ppe"
+local H = require "fixtures.faults_util"
+local evil = U.evil()
+
+local T = 30
+local ME = H.mypid()
+local read_file = require("helpers").read_file
+local worker_pid = H.task_pid
+
+-- The zygote of an executor: the parent of one of its workers.
+local function zygote_of(ex)
+  return H.stat(ex:submit(worker_pid):result(T)).ppid
+end
+
+
+local function tmpdir(tag)
+  local d = H.tmpname(tag)
+  assert(os.execute("mkdir -p " .. d))
+  return d
+end
+
+describe("the zygote", function()
+  it("is one process, a child of ours, that forks every executor's workers "
+     .. "and stays while idle", H.scoped(function(scope)
+    local e1 = scope(ppe.executor { max_workers = 1 })
+    local e2 = scope(ppe.executor { max_workers = 2 })
+    local z = zygote_of(e1)
+    assert.equal(z, zygote_of(e2))
+    local st = H.stat(z)
+    assert.equal(ME, st.ppid)
+    assert.equal("ppe zygote", st.comm)
+    -- workers keep the caller's name
+    local w = e1:submit(worker_pid):result(T)
+    assert.equal(H.stat(ME).comm, H.stat(w).comm)
+    assert.equal(3, #H.live_workers(z))
+    e1:close()
+    e2:close()
+    assert.same({}, H.children(z))
+    assert.is_true(H.alive(z))
+    local e3 = scope(ppe.executor { max_workers = 1 })
+    assert.equal(z, zygote_of(e3))
+    assert.equal(1, #H.live_workers(z))
+  end))
+
+  it("starts workers in the caller's working directory of when their "
+     .. "executor was made", H.scoped(function(scope)
+    local here = evil.getcwd()
+    local dir = tmpdir("cwd")
+    local f = assert(io.open(dir .. "/marker", "w"))
+    f:write("there")
+    f:close()
+    local function marker()
+      local m = io.open("marker")
+      if not m then return "none" end
+      local s = m:read("*a")
+      m:close()
+      return s
+    end
+    local before = scope(ppe.executor { max_workers = 1 })
+    evil.chdir(dir)
+    local ok, after = pcall(ppe.executor, { max_workers = 1 })
+    evil.chdir(here)
+    assert(ok, after)
+    scope(after)
+    assert.equal(zygote_of(before), zygote_of(after))
+    assert.equal("there", after:submit(marker):result(T))
+    assert.equal("none", before:submit(marker):result(T))
+    -- and a replacement worker starts there too
+    local ex = scope(ppe.executor { max_workers = 1, max_tasks_per_child = 1 })
+    evil.chdir(dir)
+    local ok2, ex2 = pcall(ppe.executor,
+                           { max_workers = 1, max_tasks_per_child = 1 })
+    evil.chdir(here)
+    assert(ok2, ex2)
+    scope(ex2)
+    for _ = 1, 3 do
+      assert.equal("there", ex2:submit(marker):result(T))
+      assert.equal("none", ex:submit(marker):result(T))
+    end
+    os.remove(dir .. "/marker")
+    os.remove(dir)
+  end))
+
+  it("gives workers the caller's stdout and stderr of when their executor "
+     .. "was made", H.scoped(function(scope)
+    local out, err = H.tmpname("out"), H.tmpname("err")
+    io.stdout:flush()
+    io.stderr:flush()
+    local saved_out = evil.redirect(1, out)
+    local saved_err = evil.redirect(2, err)
+    local ok, ex = pcall(ppe.executor, { max_workers = 1 })
+    evil.restore(saved_out, 1)
+    evil.restore(saved_err, 2)
+    assert(ok, ex)
+    scope(ex)
+    assert.is_true(ex:submit(function()
+      io.stdout:write("to stdout\n")
+      io.stderr:write("to stderr\n")
+      return true
+    end):result(T))
+    local other = scope(ppe.executor { max_workers = 1 })
+    assert.is_true(other:submit(function()
+      io.stdout:write("")  -- not into the files: they are not its stdio
+      return true
+    end):result(T))
+    assert.equal("to stdout\n", read_file(out))
+    assert.equal("to stderr\n", read_file(err))
+    os.remove(out)
+    os.remove(err)
+  end))
+
+  it("is a new one once the environment has changed; the old one is reaped "
+     .. "when its last executor closes", H.scoped(function(scope)
+    local function getenv() return os.getenv("PPE_SPEC_VAR") or "unset" end
+    local e1 = scope(ppe.executor { max_workers = 1 })
+    local z1 = zygote_of(e1)
+    evil.setenv("PPE_SPEC_VAR", "set")
+    local ok, e2 = pcall(ppe.executor, { max_workers = 1 })
+    evil.setenv("PPE_SPEC_VAR", nil)
+    assert(ok, e2)
+    scope(e2)
+    local z2 = zygote_of(e2)
+    assert.not_equal(z1, z2)
+    assert.equal(ME, H.stat(z2).ppid)
+    assert.equal("set", e2:submit(getenv):result(T))
+    assert.equal("unset", e1:submit(getenv):result(T))
+    e1:close()
+    assert.is_nil(H.stat(z1))  -- reaped: not even a zombie
+    -- the environment is back as it was: yet another zygote
+    local e3 = scope(ppe.executor { max_workers = 1 })
+    local z3 = zygote_of(e3)
+    assert.not_equal(z2, z3)
+    assert.equal("unset", e3:submit(getenv):result(T))
+    e2:close()
+    assert.is_nil(H.stat(z2))
+    assert.is_true(H.alive(z3))
+  end))
+
+  it("killed, breaks its executors; the next executor gets a new one",
+     H.scoped(function(scope)
+    local e1 = scope(ppe.executor { max_workers = 2 })
+    scope(H.guard(e1))
+    local z1 = zygote_of(e1)
+    local running = e1:submit(function()
+      local t = os.clock() while os.clock() - t < 20 do end
+    end)
+    assert.is_true(H.wait_until(function() return running:running() end, 5))
+    os.execute("kill -9 " .. z1)
+    assert.is_true(running:wait(10))
+    assert.equal("failed", running:state())
+    local kind = running:exception(0).kind
+    assert.is_true(kind == "WorkerDied" or kind == "BrokenExecutor", kind)
+    local later = e1:submit(function() return 1 end)
+    assert.is_true(later:wait(10))
+    assert.equal("BrokenExecutor", later:exception(0).kind)
+    assert.matches("zygote", tostring(later:exception(0)))
+    local e2 = scope(ppe.executor { max_workers = 1 })
+    local z2 = zygote_of(e2)
+    assert.not_equal(z1, z2)
+    assert.equal(4, e2:submit(function(x) return x * x end, 2):result(T))
+    e1:close()
+    assert.is_nil(H.stat(z1))  -- reaped
+  end))
+
+  it("killed while idle, is reaped and replaced by the next executor",
+     H.scoped(function(scope)
+    local e1 = scope(ppe.executor { max_workers = 1 })
+    local z1 = zygote_of(e1)
+    e1:close()
+    os.execute("kill -9 " .. z1)
+    assert.is_true(H.wait_until(function()
+      local st = H.stat(z1)
+      return st == nil or st.state == "Z"
+    end, 5))
+    local e2 = scope(ppe.executor { max_workers = 1 })
+    local z2 = zygote_of(e2)
+    assert.not_equal(z1, z2)
+    assert.is_nil(H.stat(z1))  -- reaped, not left a zombie
+    assert.equal(9, e2:submit(function(x) return x * x end, 3):result(T))
+  end))
+
+  it("of a worker that makes an executor in a task is the worker's own",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local outer_zygote = zygote_of(ex)
+    local me, inner_zygote, its_parent, v = ex:submit(function()
+      local function pid()
+        local f = io.open("/proc/self/stat")
+        local p = f:read("*n")
+        f:close()
+        return p
+      end
+      local function ppid(p)
+        local f = io.open("/proc/" .. p .. "/stat")
+        local s = f:read("*a")
+        f:close()
+        return tonumber(s:match("^%d+ %b() %S+ (%d+)"))
+      end
+      local inner = require("ppe").executor { max_workers = 1 }
+      local w = inner:submit(pid):result(10)
+      local z = ppid(w)
+      local r = inner:submit(function(x) return x + 1 end, 41):result(10)
+      inner:close()
+      return pid(), z, ppid(z), r
+    end):result(T)
+    assert.equal(42, v)
+    assert.equal(me, its_parent)
+    assert.not_equal(outer_zygote, inner_zygote)
+  end))
+
+  it("of a fork's child is the child's own", function()
+    local out = evil.fork(function()
+      local ex = ppe.executor { max_workers = 1 }
+      local z = zygote_of(ex)
+      ex:close()
+      local s = H.stat(z)
+      return table.concat({ s.ppid, H.mypid() }, " ")
+    end)
+    local ppid, child = out:match("^(%d+) (%d+)$")
+    assert.equal(child, ppid)
+    assert.not_equal(tostring(ME), child)
+  end)
+
+  it("refuses package paths too long to hand over, naming them, and starts "
+     .. "no process", function()
+    local saved = package.path
+    package.path = string.rep("?;", 40000)
+    local before = U.children()
+    local ok, err = pcall(ppe.executor, { max_workers = 1 })
+    package.path = saved
+    assert.is_false(ok)
+    assert.matches("package.path and package.cpath", tostring(err))
+    for p in pairs(U.children()) do
+      assert(before[p], "a process was left behind: " .. p)
+    end
+  end)
+
+  -- A Lua program with the fixtures on its cpath, run with sh; returns
+  -- what it wrote to the file named by its global OUT, and the seconds
+  -- the run took.
+  local function run_program(body, redirections, prefix)
+    local out = H.tmpname("prog")
+    local script = ("package.cpath = %q\nOUT = %q\n"):format(package.cpath, out)
+      .. body
+    local t0 = H.now()
+    os.execute((prefix or "") .. H.interpreter() .. " -e '" .. script:gsub("'", "'\\''") ..
+               "' " .. (redirections or ""))
+    local took = H.now() - t0
+    local s = read_file(out)
+    os.remove(out)
+    return s, took
+  end
+
+  it("does not hold up the close of a program whose fork's child lives on",
+     function()
+    local s, took = run_program([[
+      local ppe = require "ppe"
+      local ex = ppe.executor { max_workers = 1 }
+      assert(ex:submit(function() return 1 end):result(10) == 1)
+      ex:close()
+      local sleeper = require("evil").sleeper(5)
+      local f = io.open(OUT, "w")
+      f:write(sleeper)
+      f:close()
+    ]])
+    local sleeper = tonumber(s)
+    assert.is_number(sleeper)
+    os.execute("kill -9 " .. sleeper)
+    assert.is_true(took < 2, "the program took " .. took .. " s")
+  end)
+
+  -- (valgrind itself does not start without stderr)
+  it("#novalgrind gives workers /dev/null for the stdio a caller has "
+     .. "closed, and none of its own descriptors", function()
+    local s, took = run_program([[
+      local ppe = require "ppe"
+      local ex = ppe.executor { max_workers = 1 }
+      local r = ex:submit(function()
+        io.stdout:write("lost\n")
+        io.stderr:write("lost\n")
+        local t = {}
+        for fd = 0, 2 do
+          t[#t + 1] = os.execute("test /proc/self/fd/" .. fd ..
+                                 " -ef /dev/null") and "null" or "other"
+        end
+        return table.concat(t, " ")
+      end):result(10)
+      ex:close()
+      local f = io.open(OUT, "w")
+      f:write(r)
+      f:close()
+    ]], "<&- >&- 2>&-")
+    assert.equal("null null null", s)
+    assert.is_true(took < 5, "the program took " .. took .. " s")
+  end)
+
+  it("raises its own limit of open descriptors, and leaves workers the "
+     .. "caller's", function()
+    local s = run_program([[
+      local function soft(pid)
+        local f = io.open("/proc/" .. pid .. "/limits")
+        local n = f:read("*a"):match("Max open files%s+(%S+)")
+        f:close()
+        return n
+      end
+      local ppe = require "ppe"
+      local ex = ppe.executor { max_workers = 1 }
+      local w = ex:submit(function()
+        local f = io.open("/proc/self/stat")
+        local pid = f:read("*n")
+        f:close()
+        return pid
+      end):result(10)
+      local f = io.open("/proc/" .. w .. "/stat")
+      local z = f:read("*a"):match("^%d+ %b() %S+ (%d+)")
+      f:close()
+      f = io.open(OUT, "w")
+      f:write(soft("self"), " ", soft(w), " ", soft(z))
+      f:close()
+      ex:close()
+    ]], "", "ulimit -Sn 256; ")
+    local hard = read_file("/proc/self/limits"):match(
+      "Max open files%s+%S+%s+(%S+)")
+    assert.equal("256 256 " .. hard, s)
+  end)
+
+  -- Tables have finalizers from Lua 5.2 on: one made before ppe is loaded
+  -- runs after ppe's own at the state's close.
+  local it_gc = _VERSION ~= "Lua 5.1" and it or pending
+  it_gc("ends, and is reaped, when the last Lua state with ppe closes",
+        function()
+    local script = ([[
+      package.cpath = %q
+      local z
+      PROBE = setmetatable({}, { __gc = function()
+        local f = io.open("/proc/" .. z .. "/stat")
+        io.write(z, f and " there" or " gone", "\n")
+        if f then f:close() end
+      end })
+      local ppe = require "ppe"
+      local ex = ppe.executor { max_workers = 1 }
+      local pid = ex:submit(function()
+        local f = io.open("/proc/self/stat")
+        local p = f:read("*n")
+        f:close()
+        return p
+      end):result(10)
+      local f = io.open("/proc/" .. pid .. "/stat")
+      z = f:read("*a"):match("^%%d+ %%b() %%S+ (%%d+)")
+      f:close()
+      ex:close()
+    ]]):format(package.cpath)
+    local h = assert(io.popen(H.interpreter() .. " -e '" ..
+                              script:gsub("'", "'\\''") .. "' 2>&1"))
+    local out = h:read("*a")
+    h:close()
+    assert.matches("^%d+ gone\n$", out)
+  end)
+end)
