@@ -11,6 +11,13 @@ local ME = H.mypid()
 local read_file = require("helpers").read_file
 local worker_pid = H.task_pid
 
+-- Executors earlier specs left to the collector go, so that the zygote's
+-- children are this spec's.
+local function quiet()
+  collectgarbage()
+  collectgarbage()
+end
+
 -- The zygote of an executor: the parent of one of its workers.
 local function zygote_of(ex)
   return H.stat(ex:submit(worker_pid):result(T)).ppid
@@ -26,6 +33,7 @@ end
 describe("the zygote", function()
   it("is one process, a child of ours, that forks every executor's workers "
      .. "and stays while idle", H.scoped(function(scope)
+    quiet()
     local e1 = scope(ppe.executor { max_workers = 1 })
     local e2 = scope(ppe.executor { max_workers = 2 })
     local z = zygote_of(e1)
@@ -102,19 +110,30 @@ describe("the zygote", function()
       io.stderr:write("to stderr\n")
       return true
     end):result(T))
-    local other = scope(ppe.executor { max_workers = 1 })
+    -- another executor, made with stdio elsewhere, writes elsewhere
+    local out2, err2 = H.tmpname("out2"), H.tmpname("err2")
+    saved_out = evil.redirect(1, out2)
+    saved_err = evil.redirect(2, err2)
+    local ok2, other = pcall(ppe.executor, { max_workers = 1 })
+    evil.restore(saved_out, 1)
+    evil.restore(saved_err, 2)
+    assert(ok2, other)
+    scope(other)
     assert.is_true(other:submit(function()
-      io.stdout:write("")  -- not into the files: they are not its stdio
+      io.stdout:write("elsewhere\n")
+      io.stderr:write("elsewhere\n")
       return true
     end):result(T))
     assert.equal("to stdout\n", read_file(out))
     assert.equal("to stderr\n", read_file(err))
-    os.remove(out)
-    os.remove(err)
+    assert.equal("elsewhere\n", read_file(out2))
+    assert.equal("elsewhere\n", read_file(err2))
+    for _, f in ipairs { out, err, out2, err2 } do os.remove(f) end
   end))
 
   it("is a new one once the environment has changed; the old one is reaped "
      .. "when its last executor closes", H.scoped(function(scope)
+    quiet()
     local function getenv() return os.getenv("PPE_SPEC_VAR") or "unset" end
     local e1 = scope(ppe.executor { max_workers = 1 })
     local z1 = zygote_of(e1)
@@ -140,8 +159,32 @@ describe("the zygote", function()
     assert.is_true(H.alive(z3))
   end))
 
+  -- (root only: a caller that drops privileges for a while)
+  local it_root = read_file("/proc/self/status")
+    :match("\nUid:%s+%d+%s+(%d+)") == "0" and it or pending
+  it_root("is a new one for a caller whose effective user has changed",
+          H.scoped(function(scope)
+    local function euid()
+      local f = io.open("/proc/self/status")
+      local s = f:read("*a")
+      f:close()
+      return tonumber(s:match("\nUid:%s+%d+%s+(%d+)"))
+    end
+    local e1 = scope(ppe.executor { max_workers = 1 })
+    local z1 = zygote_of(e1)
+    local before = evil.seteuid(65534)
+    local ok, e2 = pcall(ppe.executor, { max_workers = 1 })
+    evil.seteuid(before)
+    assert(ok, e2)
+    scope(e2)
+    assert.not_equal(z1, zygote_of(e2))
+    assert.equal(65534, e2:submit(euid):result(T))
+    assert.equal(0, e1:submit(euid):result(T))
+  end))
+
   it("killed, breaks its executors; the next executor gets a new one",
      H.scoped(function(scope)
+    quiet()
     local e1 = scope(ppe.executor { max_workers = 2 })
     scope(H.guard(e1))
     local z1 = zygote_of(e1)
@@ -168,6 +211,7 @@ describe("the zygote", function()
 
   it("killed while idle, is reaped and replaced by the next executor",
      H.scoped(function(scope)
+    quiet()
     local e1 = scope(ppe.executor { max_workers = 1 })
     local z1 = zygote_of(e1)
     e1:close()
@@ -255,6 +299,18 @@ describe("the zygote", function()
     return s, took
   end
 
+  it("lets an executor close at once while a child forked with it open "
+     .. "lives on", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 2 })
+    assert.equal(1, ex:submit(function() return 1 end):result(T))
+    local sleeper = evil.sleeper(5)
+    local t0 = H.now()
+    ex:close()
+    local took = H.now() - t0
+    os.execute("kill -9 " .. sleeper)
+    assert.is_true(took < 2, "close took " .. took .. " s")
+  end))
+
   it("does not hold up the close of a program whose fork's child lives on",
      function()
     local s, took = run_program([[
@@ -269,7 +325,13 @@ describe("the zygote", function()
     ]])
     local sleeper = tonumber(s)
     assert.is_number(sleeper)
+    -- it let go of its copy of the zygote's channel, the one socket there
+    local sockets = {}
+    for _, e in ipairs(H.fds(sleeper)) do
+      if e.target:find("^socket:") then sockets[#sockets + 1] = e.target end
+    end
     os.execute("kill -9 " .. sleeper)
+    assert.same({}, sockets)
     assert.is_true(took < 2, "the program took " .. took .. " s")
   end)
 
@@ -298,8 +360,9 @@ describe("the zygote", function()
     assert.is_true(took < 5, "the program took " .. took .. " s")
   end)
 
-  it("raises its own limit of open descriptors, and leaves workers the "
-     .. "caller's", function()
+  -- (valgrind keeps limits of its own: ulimit does not reach the kernel)
+  it("#novalgrind raises its own limit of open descriptors, and leaves "
+     .. "workers the caller's", function()
     local s = run_program([[
       local function soft(pid)
         local f = io.open("/proc/" .. pid .. "/limits")
@@ -326,6 +389,25 @@ describe("the zygote", function()
     local hard = read_file("/proc/self/limits"):match(
       "Max open files%s+%S+%s+(%S+)")
     assert.equal("256 256 " .. hard, s)
+  end)
+
+  -- (a child process, so that a hang ends with it)
+  it("#slow #novalgrind forks 600 workers for one executor, and serves them",
+     function()
+    local s = run_program([[
+      local ppe = require "ppe"
+      local ex = ppe.executor { max_workers = 600 }
+      local n = ex:stats().workers
+      local fs = {}
+      for i = 1, 1200 do fs[i] = ex:submit(function(x) return x * 2 end, i) end
+      local sum = 0
+      for i = 1, 1200 do sum = sum + fs[i]:result(30) end
+      ex:close()
+      local f = io.open(OUT, "w")
+      f:write(n, " ", sum)
+      f:close()
+    ]], "", "timeout 120 ")
+    assert.equal("600 1441200", s)
   end)
 
   -- Tables have finalizers from Lua 5.2 on: one made before ppe is loaded

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,6 +40,9 @@ enum {
 ** process can close its descriptors well before it ends (under valgrind
 ** the leak check comes after), and its own status is the one to report. */
 #define EOF_GRACE 5.0
+
+/* Spawn requests in flight while an executor starts (see await_workers). */
+#define SPAWN_BATCH 32
 
 typedef struct wslot {
   int fd;
@@ -201,8 +205,15 @@ static void set_broken(ppe_pool *p, const char *cause) {
 ** =======================================================
 */
 
+/* Ends a channel for both sides, whatever copies of it a child the caller
+** forked may hold. */
+static void end_channel(int fd) {
+  shutdown(fd, SHUT_RDWR);
+  close(fd);
+}
+
 static void close_channel(wslot *w) {
-  if (w->fd >= 0) close(w->fd);
+  if (w->fd >= 0) end_channel(w->fd);
   w->fd = -1;
   w->out = NULL;
   w->sending = NULL;
@@ -779,10 +790,13 @@ static void *io_main(void *arg) {
   ppe_unlock();
   /* Every worker is reaped: we leave the zygote, which this reaps if it
   ** is to go, so no zombie waits for a join that may come late. */
-  close(p->zfd);
-  p->zfd = -1;
-  ppe_zygote_detach(p->zyg);
-  p->zyg = NULL;
+  {
+    ppe_zygote *z = p->zyg;  /* never freed while p points to it */
+    end_channel(p->zfd);
+    p->zfd = -1;
+    p->zyg = NULL;
+    ppe_zygote_detach(z);
+  }
   return NULL;
 }
 
@@ -806,8 +820,12 @@ static void pool_release(ppe_pool *p) {
   }
   if (p->wakefd >= 0) close(p->wakefd);
   if (p->notifyfd >= 0) close(p->notifyfd);
-  if (p->zfd >= 0) close(p->zfd);
-  if (p->zyg != NULL) ppe_zygote_detach(p->zyg);
+  if (p->zfd >= 0) end_channel(p->zfd);
+  if (p->zyg != NULL) {
+    ppe_zygote *z = p->zyg;
+    p->zyg = NULL;
+    ppe_zygote_detach(z);
+  }
   pthread_mutex_destroy(&p->side_lock);
   ppe_buf_free(&p->init);
   ppe_buf_free(&p->initerr);
@@ -825,13 +843,27 @@ static void pool_release(ppe_pool *p) {
 ** is not held while waiting: other executors' I/O threads must go on
 ** reading what the zygote sends them, or it would wait for them. */
 static int await_workers(ppe_pool *p) {
+  int asked = 0;
   for (;;) {
-    int i, pending = 0, fd;
+    int i, inflight = 0, fd;
     ppe_zmsg m;
     long n;
-    for (i = 0; i < p->nw; i++)
-      if (p->w[i].state == W_SPAWNING) pending = 1;
-    if (!pending) return p->spawnfail ? -ECHILD : 0;
+    for (i = 0; i < asked; i++)
+      if (p->w[i].state == W_SPAWNING) inflight++;
+    /* A few requests at a time: the zygote's answers must fit in our
+    ** channel while we are not reading it, or both sides would block. */
+    ppe_lock();
+    while (asked < p->nw && inflight < SPAWN_BATCH) {
+      wslot *w = &p->w[asked++];
+      w->state = W_SPAWNING;
+      if (ask_spawn(p, w) != 0) {
+        ppe_unlock();
+        return -ECHILD;
+      }
+      inflight++;
+    }
+    ppe_unlock();
+    if (inflight == 0) return p->spawnfail ? -ECHILD : 0;
     if (ppe_wait_readable(p->zfd, 10000) <= 0) return -ETIMEDOUT;
     n = ppe_recv_packet(p->zfd, &m, sizeof(m), &fd, 1);
     if (n != (long)sizeof(m)) {
@@ -915,16 +947,6 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   }
   r = ppe_zygote_attach(o->path, o->cpath, &p->zyg, &p->zfd);
   if (r < 0) { pool_release(p); return r; }
-  ppe_lock();
-  for (i = 0; i < p->nw; i++) {
-    p->w[i].state = W_SPAWNING;
-    if (ask_spawn(p, &p->w[i]) != 0) {
-      ppe_unlock();
-      abandon(p, 1);
-      return -ECHILD;
-    }
-  }
-  ppe_unlock();
   r = await_workers(p);
   if (r < 0) {
     abandon(p, !p->spawnfail);  /* a fork that failed is no fault of its */

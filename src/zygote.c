@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -154,7 +155,7 @@ static void worker_start(Zyg *z, Client *c, int fd, int id, int arena,
   dup2(c->out, 1);  /* no descriptor of ours is 0-2 (zygote_main) */
   dup2(c->err, 2);
   if (fchdir(c->cwd) != 0) {
-    /* a placeholder (see attach): the zygote's directory, then */
+    /* a placeholder (see attach): the zygote's directory, "/", then */
   }
   keep[0] = fd;
   keep[1] = arena;
@@ -372,10 +373,13 @@ static void raise_fd_limit(struct rlimit *old) {
   }
 }
 
+static int holders;  /* the caller's side's, below */
+
 static void zygote_main(int ctl, int arena, pid_t parent) {
   Zyg z;
   sigset_t chld;
   int keep[2], null, i;
+  holders = 0;  /* the caller's count: a worker's states are its own */
   memset(&z, 0, sizeof(z));
   prctl(PR_GET_NAME, z.comm);
   prctl(PR_SET_NAME, "ppe zygote");
@@ -393,6 +397,11 @@ static void zygote_main(int ctl, int arena, pid_t parent) {
   if (null > 2) close(null);
   z.parent = watch_parent(parent);
   raise_fd_limit(&z.nofile);
+  /* No directory of the caller's stays in use for our life (a worker
+  ** goes to its executor's). */
+  if (chdir("/") != 0) {
+    /* then the caller's it is */
+  }
   if (arena >= 0) {
     z.arena = ppe_peer_open(arena, 0);
     close(arena);
@@ -421,13 +430,23 @@ static void zygote_main(int ctl, int arena, pid_t parent) {
 ** =======================================================
 */
 
+/* What workers get from the process at the zygote's fork, and which an
+** executor made since must find unchanged to use that zygote. */
+typedef struct Fit {
+  ppe_hook hook;     /* the host's worker hook */
+  uint64_t env;      /* a hash of the environment */
+  uid_t uid, euid;
+  gid_t gid, egid;
+  dev_t rootdev;     /* the root directory, which chroot changes */
+  ino_t rootino;
+} Fit;
+
 struct ppe_zygote {
   pid_t pid;
   pid_t owner;       /* the process that forked it */
   int ctl;           /* for attaches; -1 once it is retired */
   int refs;          /* executors attached, and one while current */
-  ppe_hook hook;     /* the host's worker hook when it was forked */
-  uint64_t env;      /* and a hash of the environment */
+  Fit fit;
   struct ppe_zygote *older;  /* in a fork's child, see forget */
 };
 
@@ -462,9 +481,11 @@ static void watch_forks(void) {
   pthread_atfork(NULL, NULL, forget);
 }
 
-static uint64_t env_hash(void) {
+static void fit_now(Fit *f) {
   uint64_t h = 14695981039346656037u;  /* FNV-1a */
   char **e;
+  struct stat st;
+  memset(f, 0, sizeof(*f));  /* padding too: fits compare by memcmp */
   for (e = environ; e != NULL && *e != NULL; e++) {
     const unsigned char *s = (const unsigned char *)*e;
     do {
@@ -472,7 +493,16 @@ static uint64_t env_hash(void) {
       h *= 1099511628211u;
     } while (*s++ != '\0');
   }
-  return h;
+  f->hook = ppe_runner_host_hook();
+  f->env = h;
+  f->uid = getuid();
+  f->euid = geteuid();
+  f->gid = getgid();
+  f->egid = getegid();
+  if (stat("/", &st) == 0) {
+    f->rootdev = st.st_dev;
+    f->rootino = st.st_ino;
+  }
 }
 
 /* Zygote z loses a reference. Returns z if that was the last, for
@@ -485,12 +515,19 @@ static ppe_zygote *unref(ppe_zygote *z) {
 
 /* A zygote with no reference serves nobody: its channel is closed and no
 ** executor is attached. It would end by itself; one that is stopped or
-** stuck must not hold us up. */
+** stuck must not hold us up. It is killed only while it is our child not
+** yet reaped, whose pid no other process can have: a host's own wait
+** may have reaped it. */
 static void bury(ppe_zygote *z) {
+  pid_t r;
   if (z == NULL) return;
-  kill(z->pid, SIGKILL);
-  while (waitpid(z->pid, NULL, 0) < 0 && errno == EINTR)
+  while ((r = waitpid(z->pid, NULL, WNOHANG)) < 0 && errno == EINTR)
     ;
+  if (r == 0) {
+    kill(z->pid, SIGKILL);
+    while (waitpid(z->pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+  }
   free(z);
 }
 
@@ -518,7 +555,7 @@ static int readonly(int fd) {
 ** message being sent, which the child frees with the rest of what the
 ** caller's thread had allocated here: a worker that calls exit must not
 ** find it leaked. */
-static int start(ppe_hook hook, uint64_t env, void *msg) {
+static int start(const Fit *fit, void *msg) {
   sigset_t all, old;
   ppe_zygote *z = calloc(1, sizeof(*z));
   pid_t child, self = getpid();
@@ -555,8 +592,7 @@ static int start(ppe_hook hook, uint64_t env, void *msg) {
   z->owner = self;
   z->ctl = sv[0];
   z->refs = 1;
-  z->hook = hook;
-  z->env = env;
+  z->fit = *fit;
   cur = z;
   return 0;
 }
@@ -572,8 +608,7 @@ int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
                       int *fd) {
   size_t lp = path != NULL ? strlen(path) + 1 : 0;
   size_t lc = cpath != NULL ? strlen(cpath) + 1 : 0;
-  ppe_hook hook = ppe_runner_host_hook();
-  uint64_t env = env_hash();
+  Fit fit;
   ppe_zmsg *m;
   ppe_zygote *dead[4];  /* retired here, buried once the lock is free */
   int sv[2], fds[ATTACH_FDS], i, r, tries, ndead = 0;
@@ -597,6 +632,7 @@ int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
   if (fds[1] < 0) fds[1] = open("/dev/null", O_RDONLY | O_CLOEXEC);
   fds[2] = stdio_fd(1);
   fds[3] = stdio_fd(2);
+  fit_now(&fit);
   pthread_once(&watch_once, watch_forks);
   pthread_mutex_lock(&zlock);
   for (tries = 0; tries < 2; tries++) {
@@ -606,9 +642,9 @@ int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
     }
     if (cur != NULL && cur->owner != getpid())
       set_aside();  /* a child of a fork that ran no atfork handler */
-    if (cur != NULL && (cur->hook != hook || cur->env != env))
+    if (cur != NULL && memcmp(&cur->fit, &fit, sizeof(fit)) != 0)
       dead[ndead++] = retire(cur);
-    if (cur == NULL && (r = start(hook, env, m)) < 0) break;
+    if (cur == NULL && (r = start(&fit, m)) < 0) break;
     r = ppe_send_packet(cur->ctl, m, sizeof(*m) + lp + lc, fds,
                         ATTACH_FDS);
     if (r == 0) {
@@ -655,7 +691,8 @@ void ppe_zygote_hold(int delta) {
   holders += delta;
   if (holders <= 0) {
     holders = 0;
-    if (cur != NULL) z = retire(cur);
+    if (cur != NULL && cur->owner != getpid()) set_aside();
+    else if (cur != NULL) z = retire(cur);
   }
   pthread_mutex_unlock(&zlock);
   bury(z);

@@ -50,7 +50,8 @@ int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
 /* After the executor closed its channel. The last one to leave a zygote
 ** that is no longer the current one reaps it. */
 void ppe_zygote_detach(ppe_zygote *z);
-/* The zygote has ended (its channel did): the next executor gets another. */
+/* The zygote has ended (its channel did), refused an executor or did not
+** answer: the next executor gets another. */
 void ppe_zygote_retire(ppe_zygote *z);
 /* Lua states with ppe loaded: when the last is closed, the zygote goes. */
 void ppe_zygote_hold(int delta);
