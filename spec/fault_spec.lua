@@ -506,7 +506,7 @@ end)
 -- descriptor, whose pid ends the line, then waits).
 local function child_script(mode)
   return ([[
-package.cpath = %q .. "?.so;./spec/fixtures/?.so;" .. package.cpath
+package.cpath = %q .. "?.so;" .. %q .. ";./spec/fixtures/?.so"
 local ppe = require "ppe"
 local function kids(p)
   local f = io.open("/proc/" .. p .. "/task/" .. p .. "/children")
@@ -527,7 +527,7 @@ io.write(line, "\n")
 io.flush()
 if %q == "exit" then os.exit(0, false) end
 fut:wait(30)
-]]):format(PPE_DIR, mode, mode)
+]]):format(PPE_DIR, package.cpath, mode, mode)
 end
 
 local function orphan_check(mode)
