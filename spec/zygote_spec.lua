@@ -95,39 +95,31 @@ describe("the zygote", function()
 
   it("gives workers the caller's stdout and stderr of when their executor "
      .. "was made", H.scoped(function(scope)
+    -- an executor made while stdout and stderr go to files o and e;
+    -- its worker writes text to both
+    local function writes(o, e, text)
+      io.stdout:flush()
+      io.stderr:flush()
+      local saved_out, saved_err = evil.redirect(1, o), evil.redirect(2, e)
+      local ok, ex = pcall(ppe.executor, { max_workers = 1 })
+      evil.restore(saved_out, 1)
+      evil.restore(saved_err, 2)
+      assert(ok, ex)
+      scope(ex)
+      assert.is_true(ex:submit(function(s)
+        io.stdout:write(s)
+        io.stderr:write(s)
+        return true
+      end, text):result(T))
+    end
     local out, err = H.tmpname("out"), H.tmpname("err")
-    io.stdout:flush()
-    io.stderr:flush()
-    local saved_out = evil.redirect(1, out)
-    local saved_err = evil.redirect(2, err)
-    local ok, ex = pcall(ppe.executor, { max_workers = 1 })
-    evil.restore(saved_out, 1)
-    evil.restore(saved_err, 2)
-    assert(ok, ex)
-    scope(ex)
-    assert.is_true(ex:submit(function()
-      io.stdout:write("to stdout\n")
-      io.stderr:write("to stderr\n")
-      return true
-    end):result(T))
-    -- another executor, made with stdio elsewhere, writes elsewhere
     local out2, err2 = H.tmpname("out2"), H.tmpname("err2")
-    saved_out = evil.redirect(1, out2)
-    saved_err = evil.redirect(2, err2)
-    local ok2, other = pcall(ppe.executor, { max_workers = 1 })
-    evil.restore(saved_out, 1)
-    evil.restore(saved_err, 2)
-    assert(ok2, other)
-    scope(other)
-    assert.is_true(other:submit(function()
-      io.stdout:write("elsewhere\n")
-      io.stderr:write("elsewhere\n")
-      return true
-    end):result(T))
-    assert.equal("to stdout\n", read_file(out))
-    assert.equal("to stderr\n", read_file(err))
-    assert.equal("elsewhere\n", read_file(out2))
-    assert.equal("elsewhere\n", read_file(err2))
+    writes(out, err, "first\n")
+    writes(out2, err2, "second\n")  -- the same zygote, other stdio
+    assert.equal("first\n", read_file(out))
+    assert.equal("first\n", read_file(err))
+    assert.equal("second\n", read_file(out2))
+    assert.equal("second\n", read_file(err2))
     for _, f in ipairs { out, err, out2, err2 } do os.remove(f) end
   end))
 
@@ -286,10 +278,27 @@ describe("the zygote", function()
   -- A Lua program with the fixtures on its cpath, run with sh; returns
   -- what it wrote to the file named by its global OUT, and the seconds
   -- the run took.
+  -- What run_program's programs start with: WORKER(ex) is the pid of one
+  -- of ex's workers, and its parent's.
+  local PRELUDE = [[
+    function WORKER(ex)
+      local w = ex:submit(function()
+        local f = io.open("/proc/self/stat")
+        local p = f:read("*n")
+        f:close()
+        return p
+      end):result(10)
+      local f = io.open("/proc/" .. w .. "/stat")
+      local z = tonumber(f:read("*a"):match("^%d+ %b() %S+ (%d+)"))
+      f:close()
+      return w, z
+    end
+  ]]
+
   local function run_program(body, redirections, prefix)
     local out = H.tmpname("prog")
     local script = ("package.cpath = %q\nOUT = %q\n"):format(package.cpath, out)
-      .. body
+      .. PRELUDE .. body
     local t0 = H.now()
     os.execute((prefix or "") .. H.interpreter() .. " -e '" .. script:gsub("'", "'\\''") ..
                "' " .. (redirections or ""))
@@ -373,16 +382,8 @@ describe("the zygote", function()
       end
       local ppe = require "ppe"
       local ex = ppe.executor { max_workers = 1 }
-      local w = ex:submit(function()
-        local f = io.open("/proc/self/stat")
-        local pid = f:read("*n")
-        f:close()
-        return pid
-      end):result(10)
-      local f = io.open("/proc/" .. w .. "/stat")
-      local z = f:read("*a"):match("^%d+ %b() %S+ (%d+)")
-      f:close()
-      f = io.open(OUT, "w")
+      local w, z = WORKER(ex)
+      local f = io.open(OUT, "w")
       f:write(soft("self"), " ", soft(w), " ", soft(z))
       f:close()
       ex:close()
@@ -416,31 +417,21 @@ describe("the zygote", function()
   local it_gc = _VERSION ~= "Lua 5.1" and it or pending
   it_gc("ends, and is reaped, when the last Lua state with ppe closes",
         function()
-    local script = ([[
-      package.cpath = %q
+    local s = run_program([[
       local z
       PROBE = setmetatable({}, { __gc = function()
         local f = io.open("/proc/" .. z .. "/stat")
-        io.write(z, f and " there" or " gone", "\n")
+        local o = io.open(OUT, "w")
+        o:write(z, f and " there" or " gone")
+        o:close()
         if f then f:close() end
       end })
       local ppe = require "ppe"
       local ex = ppe.executor { max_workers = 1 }
-      local pid = ex:submit(function()
-        local f = io.open("/proc/self/stat")
-        local p = f:read("*n")
-        f:close()
-        return p
-      end):result(10)
-      local f = io.open("/proc/" .. pid .. "/stat")
-      z = f:read("*a"):match("^%%d+ %%b() %%S+ (%%d+)")
-      f:close()
+      local _
+      _, z = WORKER(ex)
       ex:close()
-    ]]):format(package.cpath)
-    local h = assert(io.popen(H.interpreter() .. " -e '" ..
-                              script:gsub("'", "'\\''") .. "' 2>&1"))
-    local out = h:read("*a")
-    h:close()
-    assert.matches("^%d+ gone\n$", out)
+    ]])
+    assert.matches("^%d+ gone$", s)
   end)
 end)
