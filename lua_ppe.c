@@ -1644,14 +1644,6 @@ static int l_executor(lua_State *L) {
   init = initoption(L, 1);                  /* stack 2 */
   o.path = pkgpath(L, "path");              /* stack 3 */
   o.cpath = pkgpath(L, "cpath");            /* stack 4 */
-  {
-    size_t n = (o.path ? lua_rawlen(L, 3) + 1 : 0) +
-               (o.cpath ? lua_rawlen(L, 4) + 1 : 0);
-    if (n > PPE_PATHS_MAX)
-      return luaL_error(L, "package.path and package.cpath are too long "
-                        "for the workers (%d bytes; at most %d)", (int)n,
-                        PPE_PATHS_MAX);
-  }
   e = (Executor *)lua_newuserdatauv(L, sizeof(Executor), 0);
   memset(e, 0, sizeof(*e));
   setclass(L, EXECUTOR_MT);
@@ -1659,6 +1651,10 @@ static int l_executor(lua_State *L) {
   init->p = NULL;
   init->len = init->cap = 0;
   r = ppe_pool_new(&e->pool, &o);
+  if (r == -ENAMETOOLONG)  /* they go to the zygote in one datagram */
+    return luaL_error(L, "package.path and package.cpath are too long for "
+                      "the workers (at most %d bytes together)",
+                      PPE_PATHS_MAX);
   if (r < 0) {
     char msg[160];
     snprintf(msg, sizeof(msg), "cannot start the workers: %s", strerror(-r));

@@ -223,25 +223,13 @@ describe("the zygote", function()
      H.scoped(function(scope)
     local ex = scope(ppe.executor { max_workers = 1 })
     local outer_zygote = zygote_of(ex)
+    local pid, stat = worker_pid, H.stat  -- sent with the task, by value
     local me, inner_zygote, its_parent, v = ex:submit(function()
-      local function pid()
-        local f = io.open("/proc/self/stat")
-        local p = f:read("*n")
-        f:close()
-        return p
-      end
-      local function ppid(p)
-        local f = io.open("/proc/" .. p .. "/stat")
-        local s = f:read("*a")
-        f:close()
-        return tonumber(s:match("^%d+ %b() %S+ (%d+)"))
-      end
       local inner = require("ppe").executor { max_workers = 1 }
-      local w = inner:submit(pid):result(10)
-      local z = ppid(w)
+      local z = stat(inner:submit(pid):result(10)).ppid
       local r = inner:submit(function(x) return x + 1 end, 41):result(10)
       inner:close()
-      return pid(), z, ppid(z), r
+      return pid(), z, stat(z).ppid, r
     end):result(T)
     assert.equal(42, v)
     assert.equal(me, its_parent)

@@ -212,6 +212,16 @@ static void end_channel(int fd) {
   close(fd);
 }
 
+/* Closes the channel to the zygote and lets go of it; the last one to
+** leave a retired zygote reaps it. p never points to a freed record. */
+static void leave_zygote(ppe_pool *p) {
+  ppe_zygote *z = p->zyg;
+  if (p->zfd >= 0) end_channel(p->zfd);
+  p->zfd = -1;
+  p->zyg = NULL;
+  if (z != NULL) ppe_zygote_detach(z);
+}
+
 static void close_channel(wslot *w) {
   if (w->fd >= 0) end_channel(w->fd);
   w->fd = -1;
@@ -788,15 +798,9 @@ static void *io_main(void *arg) {
   take_side(p);
   fail_queue(p);
   ppe_unlock();
-  /* Every worker is reaped: we leave the zygote, which this reaps if it
-  ** is to go, so no zombie waits for a join that may come late. */
-  {
-    ppe_zygote *z = p->zyg;  /* never freed while p points to it */
-    end_channel(p->zfd);
-    p->zfd = -1;
-    p->zyg = NULL;
-    ppe_zygote_detach(z);
-  }
+  /* Every worker is reaped: we leave the zygote here, not at a join that
+  ** may come late, so a zygote that is to go is no zombie meanwhile. */
+  leave_zygote(p);
   return NULL;
 }
 
@@ -820,12 +824,7 @@ static void pool_release(ppe_pool *p) {
   }
   if (p->wakefd >= 0) close(p->wakefd);
   if (p->notifyfd >= 0) close(p->notifyfd);
-  if (p->zfd >= 0) end_channel(p->zfd);
-  if (p->zyg != NULL) {
-    ppe_zygote *z = p->zyg;
-    p->zyg = NULL;
-    ppe_zygote_detach(z);
-  }
+  leave_zygote(p);
   pthread_mutex_destroy(&p->side_lock);
   ppe_buf_free(&p->init);
   ppe_buf_free(&p->initerr);

@@ -34,9 +34,14 @@
 #include "worker.h"
 #include "zygote.h"
 
-/* Descriptors an attach message carries: the executor's channel, then the
-** caller's working directory, stdout and stderr. */
-#define ATTACH_FDS 4
+/* Descriptors an attach message carries, and a client keeps, by index. */
+enum {
+  C_CHANNEL,  /* the executor's */
+  C_CWD,      /* the caller's working directory, stdout and stderr, when */
+  C_OUT,      /* the executor was made */
+  C_ERR,
+  ATTACH_FDS
+};
 
 extern char **environ;
 
@@ -61,9 +66,8 @@ int ppe_zygote_spawn(int fd, int id, int arena) {
 
 /* An executor, as the zygote sees it. */
 typedef struct Client {
-  int fd;              /* its channel */
-  int cwd, out, err;   /* the caller's, when the executor was made */
-  char *path, *cpath;  /* its workers' package paths, or NULL */
+  int fds[ATTACH_FDS];  /* C_* */
+  char *path, *cpath;   /* its workers' package paths, or NULL */
 } Client;
 
 /* A worker not yet reaped. c is NULL once its executor has gone: its end
@@ -152,9 +156,9 @@ static void worker_start(Zyg *z, Client *c, int fd, int id, int arena,
   prctl(PR_SET_NAME, z->comm);
   if (z->nofile.rlim_cur != RLIM_INFINITY)
     setrlimit(RLIMIT_NOFILE, &z->nofile);
-  dup2(c->out, 1);  /* no descriptor of ours is 0-2 (zygote_main) */
-  dup2(c->err, 2);
-  if (fchdir(c->cwd) != 0) {
+  dup2(c->fds[C_OUT], 1);  /* no descriptor of ours is 0-2 (zygote_main) */
+  dup2(c->fds[C_ERR], 2);
+  if (fchdir(c->fds[C_CWD]) != 0) {
     /* a placeholder (see attach): the zygote's directory, "/", then */
   }
   keep[0] = fd;
@@ -173,12 +177,12 @@ static void spawn(Zyg *z, Client *c, int id, int arena) {
   pid_t pid, self = getpid();
   if (reserve((void **)&z->live, &z->livecap, z->nlive + 1,
               sizeof(Live)) != 0) {
-    ppe_zygote_send(c->fd, PPE_Z_SPAWNFAIL, id, 0, ENOMEM);
+    ppe_zygote_send(c->fds[C_CHANNEL], PPE_Z_SPAWNFAIL, id, 0, ENOMEM);
     return;
   }
   r = ppe_channel(sv);
   if (r < 0) {
-    ppe_zygote_send(c->fd, PPE_Z_SPAWNFAIL, id, 0, -r);
+    ppe_zygote_send(c->fds[C_CHANNEL], PPE_Z_SPAWNFAIL, id, 0, -r);
     return;
   }
   pid = fork_plain();
@@ -187,14 +191,14 @@ static void spawn(Zyg *z, Client *c, int id, int arena) {
   close(sv[1]);
   if (pid < 0) {
     close(sv[0]);
-    ppe_zygote_send(c->fd, PPE_Z_SPAWNFAIL, id, 0, r);
+    ppe_zygote_send(c->fds[C_CHANNEL], PPE_Z_SPAWNFAIL, id, 0, r);
     return;
   }
   z->live[z->nlive].pid = pid;
   z->live[z->nlive++].c = c;
   {
     ppe_zmsg m = {PPE_Z_SPAWNED, id, pid, 0};
-    ppe_send_packet(c->fd, &m, sizeof(m), &sv[0], 1);
+    ppe_send_packet(c->fds[C_CHANNEL], &m, sizeof(m), &sv[0], 1);
   }
   close(sv[0]);
 }
@@ -209,17 +213,16 @@ static void reap(Zyg *z, int block) {
     if (pid < 0 || (i = find_live(z, pid)) < 0) continue;
     c = z->live[i].c;
     z->live[i] = z->live[--z->nlive];
-    if (c != NULL) ppe_zygote_send(c->fd, PPE_Z_EXITED, 0, pid, st);
+    if (c != NULL)
+      ppe_zygote_send(c->fds[C_CHANNEL], PPE_Z_EXITED, 0, pid, st);
     if (block && z->nlive == 0) break;
   }
 }
 
-static void free_client(Client *c) {
-  int i, fds[ATTACH_FDS];
-  fds[0] = c->fd; fds[1] = c->cwd; fds[2] = c->out; fds[3] = c->err;
+static void close_fds(const int *fds) {
+  int i;
   for (i = 0; i < ATTACH_FDS; i++)
     if (fds[i] >= 0) close(fds[i]);
-  free(c);
 }
 
 /* The executor of client i has gone: no worker may outlive it. */
@@ -231,7 +234,8 @@ static void drop_client(Zyg *z, int i) {
       kill(z->live[k].pid, SIGKILL);
       z->live[k].c = NULL;
     }
-  free_client(c);
+  close_fds(c->fds);
+  free(c);
   z->cl[i] = z->cl[--z->ncl];
 }
 
@@ -239,7 +243,7 @@ static void drop_client(Zyg *z, int i) {
 static int serve_client(Zyg *z, Client *c) {
   ppe_zmsg m;
   int passfd, i;
-  long n = ppe_recv_packet(c->fd, &m, sizeof(m), &passfd, 1);
+  long n = ppe_recv_packet(c->fds[C_CHANNEL], &m, sizeof(m), &passfd, 1);
   if (n == (long)sizeof(m) && m.type == PPE_Z_SPAWN)
     spawn(z, c, m.id, passfd);
   if (passfd >= 0) close(passfd);  /* the worker has its own copy */
@@ -271,8 +275,7 @@ static int read_attach(Zyg *z, int *fds, int *eof, Client **c) {
     if (fds[i] < 0) return EMFILE;
   *c = malloc(sizeof(**c) + (size_t)(m->id + m->pid));
   if (*c == NULL) return ENOMEM;
-  (*c)->fd = fds[0]; (*c)->cwd = fds[1]; (*c)->out = fds[2];
-  (*c)->err = fds[3];
+  memcpy((*c)->fds, fds, sizeof((*c)->fds));
   memcpy(*c + 1, s, (size_t)(m->id + m->pid));
   (*c)->path = m->id ? (char *)(*c + 1) : NULL;
   (*c)->cpath = m->pid ? (char *)(*c + 1) + m->id : NULL;
@@ -280,7 +283,7 @@ static int read_attach(Zyg *z, int *fds, int *eof, Client **c) {
 }
 
 static void attach(Zyg *z) {
-  int fds[ATTACH_FDS], eof, i, err;
+  int fds[ATTACH_FDS], eof, err;
   Client *c = NULL;
   err = read_attach(z, fds, &eof, &c);
   if (eof) {  /* the caller has let go of us: serve who is left */
@@ -295,13 +298,13 @@ static void attach(Zyg *z) {
                sizeof(struct pollfd)) != 0))
     err = ENOMEM;
   /* The executor hears why, if its channel came. */
-  if (fds[0] >= 0)
-    ppe_zygote_send(fds[0], PPE_Z_READY, z->arena != NULL, 0, err);
+  if (fds[C_CHANNEL] >= 0)
+    ppe_zygote_send(fds[C_CHANNEL], PPE_Z_READY, z->arena != NULL, 0, err);
   if (err == 0) z->cl[z->ncl++] = c;
-  else if (c != NULL) free_client(c);
-  else
-    for (i = 0; i < ATTACH_FDS; i++)
-      if (fds[i] >= 0) close(fds[i]);
+  else {
+    close_fds(fds);
+    free(c);
+  }
 }
 
 static void serve(Zyg *z) {
@@ -314,7 +317,7 @@ static void serve(Zyg *z) {
     z->pfd[2].fd = z->parent;
     z->pfd[2].events = POLLIN;
     for (i = 0; i < z->ncl; i++) {
-      z->pfd[i + 3].fd = z->cl[i]->fd;
+      z->pfd[i + 3].fd = z->cl[i]->fds[C_CHANNEL];
       z->pfd[i + 3].events = POLLIN;
     }
     if (poll(z->pfd, (nfds_t)z->ncl + 3, -1) < 0) {
@@ -626,17 +629,17 @@ int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
     free(m);
     return r;
   }
-  fds[0] = sv[1];
+  fds[C_CHANNEL] = sv[1];
   /* O_PATH: a directory we may not read is still one to work in. */
-  fds[1] = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (fds[1] < 0) fds[1] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  fds[2] = stdio_fd(1);
-  fds[3] = stdio_fd(2);
+  fds[C_CWD] = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fds[C_CWD] < 0) fds[C_CWD] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  fds[C_OUT] = stdio_fd(1);
+  fds[C_ERR] = stdio_fd(2);
   fit_now(&fit);
   pthread_once(&watch_once, watch_forks);
   pthread_mutex_lock(&zlock);
   for (tries = 0; tries < 2; tries++) {
-    if (fds[1] < 0 || fds[2] < 0 || fds[3] < 0) {
+    if (fds[C_CWD] < 0 || fds[C_OUT] < 0 || fds[C_ERR] < 0) {
       r = -EMFILE;
       break;
     }
@@ -660,9 +663,10 @@ int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
   pthread_mutex_unlock(&zlock);
   for (i = 0; i < ndead; i++) bury(dead[i]);
   free(m);
-  for (i = 0; i < ATTACH_FDS; i++)  /* ours: not the caller's stdout and
-                                    ** stderr, sent as they are */
-    if (fds[i] >= 0 && !(i >= 2 && fds[i] == i - 1)) close(fds[i]);
+  /* Ours, not the caller's stdout and stderr, which went as they are. */
+  if (fds[C_OUT] == 1) fds[C_OUT] = -1;
+  if (fds[C_ERR] == 2) fds[C_ERR] = -1;
+  close_fds(fds);
   if (r < 0) {
     close(sv[0]);
     return r;
