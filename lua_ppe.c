@@ -1622,6 +1622,22 @@ static const char *pkgpath(lua_State *L, const char *field) {
   return s;
 }
 
+/* PPE_KEEP_SECONDS: how long freed large buffers keep their pages; -1,
+** the default, when it is not set. Read by every new executor, so a
+** program may change it between two. */
+static double keepenv(lua_State *L) {
+  const char *s = getenv("PPE_KEEP_SECONDS");
+  char *end;
+  double v;
+  if (s == NULL) return -1;
+  v = strtod(s, &end);
+  /* A day at most: the waits that time it are counted in milliseconds. */
+  if (end == s || *end != '\0' || !(v >= 0 && v <= 86400))
+    luaL_error(L, "environment variable PPE_KEEP_SECONDS must be a number "
+               "of seconds from 0 to 86400, got '%s'", s);
+  return v;
+}
+
 static int l_executor(lua_State *L) {
   ppe_pool_opts o;
   ppe_buf *init;
@@ -1641,6 +1657,7 @@ static int l_executor(lua_State *L) {
   o.max_tasks_per_child = (int)intoption(L, 1, "max_tasks_per_child", 0,
                                          INT32_MAX);
   o.task_timeout = timeoutoption(L, 1, "task_timeout");
+  o.keep = keepenv(L);
   init = initoption(L, 1);                  /* stack 2 */
   o.path = pkgpath(L, "path");              /* stack 3 */
   o.cpath = pkgpath(L, "cpath");            /* stack 4 */
@@ -1751,7 +1768,7 @@ PPE_API int luaopen_ppe(lua_State *L) {
   if (r < 0)
     return luaL_error(L, "ppe: cannot draw a random key (%s)", strerror(-r));
   ppe_stay_loaded();
-  ppe_host_alloc(L);  /* large results land in reused huge pages */
+  ppe_host_alloc(L);  /* large results land in reused mappings */
   /* The upvalues, in their order. */
   luaL_newmetatable(L, PPE_FUTURE);
   mts = lua_gettop(L);

@@ -124,6 +124,25 @@ describe("bad input", function()
       end)
     end
 
+    for _, v in ipairs { "soon", "", "-1", "86401", "nan", "2s" } do
+      it(("rejects PPE_KEEP_SECONDS=%q naming it, and starts no process")
+         :format(v), function()
+        local before = U.children()
+        U.evil().setenv("PPE_KEEP_SECONDS", v)
+        local ok, e = pcall(ppe.executor, { max_workers = 1 })
+        U.evil().setenv("PPE_KEEP_SECONDS", nil)
+        assert.is_false(ok, "the executor was made")
+        assert.equal("string", type(e), tostring(e))
+        assert.truthy(e:find("environment variable PPE_KEEP_SECONDS must "
+                             .. "be a number of seconds from 0 to 86400, "
+                             .. "got '" .. v .. "'", 1, true), e)
+        for p in pairs(U.children()) do
+          assert(before[p], "a process was left behind: " .. p)
+        end
+        healthy(ex)
+      end)
+    end
+
     it("rejects options that are not a table", function()
       lua_error(ppe.executor, { "x" }, "bad argument #1", "table expected")
       lua_error(ppe.executor, { 3 }, "bad argument #1", "table expected")

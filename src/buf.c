@@ -13,12 +13,14 @@
 ** with its pages present is not zeroed again by the kernel, which is most
 ** of the cost of a large message. Enough slots for a request, the string
 ** it carries, the reply and a result or two not yet collected. Unless
-** reused, each is kept KEEP_S seconds, then LAZY_S more with its pages
+** reused, each is kept for the keep time, then LAZY_S more with its pages
 ** marked free (MADV_FREE): the kernel takes them back whenever it needs
 ** memory, and until then a reuse finds them without a fault; then it is
-** unmapped. (jemalloc decays its pages the same way, over longer.) */
+** unmapped. This is jemalloc's decay, and the keep time its default for
+** dirty pages: a program that sends a large value every few seconds
+** would otherwise fault its memory in afresh each time. */
 #define SLOTS 6
-#define KEEP_S 1.0
+#define KEEP_DEFAULT 10.0
 #define LAZY_S 10.0
 
 static struct {
@@ -28,6 +30,7 @@ static struct {
   int lazy;   /* its pages are marked free */
 } cache[SLOTS];
 static int keepers = 0;  /* who will trim the cache: 0, nothing is kept */
+static double keep_s = KEEP_DEFAULT;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void ppe_big_keep(int delta) {
@@ -39,7 +42,21 @@ void ppe_big_keep(int delta) {
   if (none) ppe_big_trim(-1);
 }
 
-#define ROUND(n) PPE_HUGE_ROUND(n)
+void ppe_big_set_keep(double seconds) {
+  pthread_mutex_lock(&cache_lock);
+  keep_s = seconds < 0 ? KEEP_DEFAULT : seconds;
+  pthread_mutex_unlock(&cache_lock);
+}
+
+static double keep_time(void) {
+  double k;
+  pthread_mutex_lock(&cache_lock);
+  k = keep_s;
+  pthread_mutex_unlock(&cache_lock);
+  return k;
+}
+
+#define ROUND(n) PPE_UNIT_ROUND(n)
 
 /* A cached mapping of exactly n bytes (rounded), cut from the smallest
 ** one at least that long; or NULL. */
@@ -64,26 +81,25 @@ static void *take_cached(size_t n) {
 
 /* A new mapping of n bytes (rounded), from the cache if it has one. A
 ** block of PPE_BIG_MIN or more that is not in the shared arena lives in
-** one, asked for huge pages: a fresh 64 MiB message then costs 32 page
-** faults, not 16384, and growing it moves page tables (mremap) instead of
-** copying bytes. */
+** one: growing it moves page tables (mremap) instead of copying bytes.
+** No huge pages are asked for: a fresh huge page may first have to be
+** made by compaction, in the faulting thread, and in a virtual machine
+** whose host takes back the guest's free memory, each is cold there too
+** (a fresh 64 MiB took 140 ms in huge pages, 30 ms in small ones). */
 static void *map_new(size_t n) {
   void *p = take_cached(n);
   if (p != NULL) return p;
   p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
            -1, 0);
-  if (p == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-  madvise(p, n, MADV_HUGEPAGE);
-#endif
-  return p;
+  return p == MAP_FAILED ? NULL : p;
 }
 
 /* Keeps a mapping for reuse, evicting a smaller one. */
 static void put_cached(void *p, size_t size, double now) {
   int i, small = -1;
   pthread_mutex_lock(&cache_lock);
-  if (keepers <= 0) {  /* nobody would give it back when idle */
+  /* Not kept when nobody would give it back when idle, or when told so. */
+  if (keepers <= 0 || keep_s <= 0) {
     pthread_mutex_unlock(&cache_lock);
     munmap(p, size);
     return;
@@ -108,7 +124,7 @@ static void put_cached(void *p, size_t size, double now) {
 
 double ppe_big_trim(double now) {
   struct { void *p; size_t size; } gone[SLOTS];
-  double next = ppe_shm_trim(now, KEEP_S);
+  double keep = keep_time(), next = ppe_shm_trim(now, keep);
   int i, n = 0;
   pthread_mutex_lock(&cache_lock);
   for (i = 0; i < SLOTS; i++) {
@@ -116,13 +132,13 @@ double ppe_big_trim(double now) {
     if (cache[i].p == NULL) continue;
 #ifdef MADV_FREE
     /* Under the lock: a block taken meanwhile would lose what it got. */
-    if (!cache[i].lazy && now >= 0 && now - cache[i].at >= KEEP_S &&
+    if (!cache[i].lazy && now >= 0 && now - cache[i].at >= keep &&
         madvise(cache[i].p, cache[i].size, MADV_FREE) == 0) {
       cache[i].lazy = 1;
       cache[i].at = now;
     }
 #endif
-    left = (cache[i].lazy ? LAZY_S : KEEP_S) - (now - cache[i].at);
+    left = (cache[i].lazy ? LAZY_S : keep) - (now - cache[i].at);
     if (now < 0 || left <= 0) {
       gone[n].p = cache[i].p;
       gone[n++].size = cache[i].size;
@@ -175,10 +191,11 @@ void ppe_big_free(void *p, size_t size) {
   else free(p);
 }
 
+/* 1 if freed arena blocks keep their pages, as kept mappings do. */
 static int keeping(void) {
   int k;
   pthread_mutex_lock(&cache_lock);
-  k = keepers > 0;
+  k = keepers > 0 && keep_s > 0;
   pthread_mutex_unlock(&cache_lock);
   return k;
 }
@@ -223,7 +240,7 @@ int ppe_buf_grow_(ppe_buf *b, size_t extra) {
     ** known size takes the whole pages it needs, not twice that. */
     size_t quarter = b->cap + b->cap / 4;
     ncap = need > quarter ? need : quarter;
-    if (ncap > (size_t)-1 - PPE_HUGE) return -ENOMEM;
+    if (ncap > (size_t)-1 - PPE_UNIT) return -ENOMEM;
     ncap = ROUND(ncap);
   }
   np = buf_resize(b, ncap);

@@ -2,10 +2,10 @@
 ** A large result becomes a Lua string in the caller's state. With the
 ** stock allocator that string is a fresh malloc'd mapping each time: 4 KiB
 ** pages, each faulted and zeroed while the bytes are copied in, which
-** costs several times the copy. ppe's own mappings use huge pages and are
-** reused, so the allocator of a state that uses the stock one is wrapped:
-** new blocks of PPE_BIG_MIN bytes and more come from ppe, and everything
-** else goes on as before. Blocks are told apart by a list of the ones ppe
+** costs several times the copy. ppe's own mappings are reused, so the
+** allocator of a state that uses the stock one is wrapped: new blocks of
+** PPE_BIG_MIN bytes and more come from ppe, and everything else goes on
+** as before. Blocks are told apart by a list of the ones ppe
 ** handed out (there are few: each is 4 MiB or more). Also here: what
 ** keeps ppe's code loaded as long as the process runs. */
 #include <dlfcn.h>

@@ -5,8 +5,8 @@
 #include "lua.h"
 
 /* If L allocates with the stock allocator of luaL_newstate, makes its
-** blocks of PPE_BIG_MIN bytes and more come from ppe's mappings (huge
-** pages, reused while an executor lives); the rest still goes to the
+** blocks of PPE_BIG_MIN bytes and more come from ppe's mappings (reused
+** while an executor lives); the rest still goes to the
 ** stock allocator. A host's own allocator is left alone. Returns 1 if
 ** the state allocates through ppe now. */
 int ppe_host_alloc(lua_State *L);

@@ -920,6 +920,8 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   guard_stdio();
   p = calloc(1, sizeof(*p));
   if (p == NULL) return -ENOMEM;
+  /* Before the zygote is forked: workers inherit the keep time. */
+  ppe_big_set_keep(o->keep);
   ppe_big_keep(1);  /* the I/O thread trims the kept mappings when idle */
   pthread_mutex_init(&p->side_lock, NULL);
   p->zfd = p->wakefd = p->notifyfd = -1;

@@ -59,8 +59,8 @@ static int build_state(lua_State *L) {
 
 #if !defined(PPE_LUAJIT)  /* LuaJIT's own allocator cannot be replaced */
 /* The worker's allocator: big blocks (large strings, mostly) come from
-** mappings with huge pages, so a large message does not pay a page fault
-** per 4 KiB; small ones from malloc, as luaL_newstate's do. */
+** ppe's mappings, reused, so a large message does not fault its pages in
+** afresh each time; small ones from malloc, as luaL_newstate's do. */
 static void *worker_alloc(void *ud, void *p, size_t osize, size_t nsize) {
   (void)ud;
   if (p == NULL) osize = 0;  /* osize then tells the type, not a size */

@@ -37,8 +37,8 @@
 #endif
 #define VALGRIND_ARENA ((size_t)1 << 30)
 
-/* Blocks are whole huge pages, as the big blocks of buf.c are. */
-#define ROUND(n) PPE_HUGE_ROUND(n)
+/* Blocks are whole units, as the big blocks of buf.c are. */
+#define ROUND(n) PPE_UNIT_ROUND(n)
 
 /* An arena is sparse: it takes memory only for the pages written. Its
 ** size bounds one message; larger ones go through the socket. */
@@ -48,6 +48,10 @@
 ** written where one was before costs no page faults, the zeroing of
 ** fresh pages being most of the cost of a large message. */
 #define KEPT 6
+
+/* How often a process with a loan out looks whether it has come back,
+** whatever the keep time: seconds. */
+#define LOAN_POLL_S 1.0
 
 /* Arenas inherited across forks: their blocks are the parent's, and a
 ** child that frees one must neither reuse nor unmap it. */
@@ -303,14 +307,10 @@ static int map_own(int fd) {
     munmap(p, (size_t)st.st_size);
     return -ENOMEM;
   }
-#ifdef MADV_HUGEPAGE
-  /* Honoured where shared memory may use huge pages ("advise"). */
-  madvise(p, (size_t)st.st_size, MADV_HUGEPAGE);
-#endif
   A.fd = fd;
   A.base = p;
   A.size = (size_t)st.st_size;
-  A.top = PPE_HUGE;  /* the first unit is the ring's */
+  A.top = PPE_UNIT;  /* the first unit is the ring's */
   HIDE(p, A.size);
   SHOW(p, sizeof(ppe_ring));
   return 0;
@@ -484,7 +484,7 @@ double ppe_shm_trim(double now, double keep_s) {
   }
   /* A loan still out is looked at again later: once back, its pages
   ** are kept a while and then given back like any other. */
-  if (A.lent.n > 0 && (next < 0 || keep_s < next)) next = keep_s;
+  if (A.lent.n > 0 && (next < 0 || LOAN_POLL_S < next)) next = LOAN_POLL_S;
 done:
   pthread_mutex_unlock(&lock);
   return next;
@@ -562,7 +562,7 @@ char *ppe_peer_message(ppe_peer *pe, const ppe_frame *f, const char *pl,
   memcpy(&len, pl + sizeof(off), sizeof(len));
   /* Blocks start on whole units (the return is an aligned store), after
   ** the first, the ring's. */
-  if (off % PPE_HUGE != 0 || off == 0 || len < sizeof(*in) ||
+  if (off % PPE_UNIT != 0 || off == 0 || len < sizeof(*in) ||
       (m = peer_at(pe, off, len)) == NULL)
     return NULL;
   SHOW(m, len);

@@ -28,7 +28,8 @@ struct ppe_ring;
 struct ppe_ring *ppe_shm_ring(void);
 
 /* Blocks in the own arena, for message buffers only: n is rounded up to
-** whole huge pages. NULL when there is no arena or no room in it. */
+** whole units (PPE_UNIT). NULL when there is no arena or no room in
+** it. */
 void *ppe_shm_alloc(size_t n);
 /* Grows a block in place to nsize bytes (or finds it large enough): 1, or
 ** 0 if p is not the arena's or what follows it is taken. */
