@@ -255,6 +255,27 @@ figure(string.format("8 CPU tasks of %.2f s, 2 workers", TASK), "s",
   return r >= 1.9, string.format("speed-up %.2fx", r)
 end, ">= 1.9x")
 
+-- A long task, then short ones submitted right after it: they must not
+-- wait behind it while the other worker has room (the ideal is the long
+-- one's time). Each round starts with pipelines made deep by trivial
+-- tasks, as in a program that ran many before.
+figure("1 task of 0.5 s, then 10 of 0.05 s", "s", "lower", {
+  { "ppe", function()
+      for _ = 1, 200 do ex:submit(trivial, 1):result() end
+      local t0 = now()
+      local fs = { ex:submit(spin, 0.5) }
+      for i = 2, 11 do fs[i] = ex:submit(spin, 0.05) end
+      for i = 1, 11 do fs[i]:result() end
+      return now() - t0
+    end },
+  { "python", function()
+      return run(PY .. " bench/peer.py uneven 500 10")
+    end },
+}, function(m)
+  return nil, string.format("python/ppe %.2fx, ideal 0.5 s",
+                            m.python / m.ppe)
+end, "no target")
+
 local function rss_kib()
   local f = assert(io.open("/proc/self/status"))
   local v

@@ -5,6 +5,7 @@ ppe, so both are measured in the same run. Prints one number.
     peer.py many N           tasks/s for N trivial tasks submitted at once
     peer.py map N CHUNK      items/s for map over N ints
     peer.py echo BYTES N     MB/s one way for an echo of BYTES
+    peer.py uneven MS N      s for a task of MS ms of CPU, then N of MS/10
     peer.py start            ms from executor start to first result
     peer.py rss              private KiB of an idle worker
 """
@@ -16,6 +17,12 @@ from concurrent.futures import ProcessPoolExecutor
 
 def ident(x):
     return x
+
+
+def spin(secs):
+    t = time.process_time()
+    while time.process_time() - t < secs:
+        pass
 
 
 def private_kib():
@@ -72,6 +79,14 @@ def main():
             for _ in range(n):
                 assert len(ex.submit(ident, s).result()) == size
             print(size * n / (time.perf_counter() - t0) / 1e6)
+        elif what == "uneven":
+            ms, n = args
+            t0 = time.perf_counter()
+            fs = [ex.submit(spin, ms / 1e3)]
+            fs += [ex.submit(spin, ms / 1e4) for _ in range(n)]
+            for f in fs:
+                f.result()
+            print(time.perf_counter() - t0)
         elif what == "rss":
             time.sleep(0.2)
             print(max(ex.submit(private_kib).result() for _ in range(4)))

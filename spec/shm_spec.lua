@@ -209,7 +209,8 @@ describe("large messages", function()
     local worker, caller = resident(pid)
     assert.is_true(worker >= 8 * 1024 and caller >= 8 * 1024,
                    "kept for reuse at first")
-    -- The worker's arena keeps one page: its reply ring's counters.
+    -- The worker's arena keeps one page: its reply ring's counters and
+    -- gate.
     assert.is_truthy(H.wait_until(function()
       worker, caller = resident(pid)
       return worker <= 4 and caller == 0

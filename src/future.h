@@ -38,6 +38,8 @@ typedef struct ppe_task {
   int signal;           /* PPE_E_DIED: the signal, or 0 */
   int exit_code;        /* PPE_E_DIED without a signal */
   uint64_t seq;         /* completion order, from 1; 0 while not final */
+  uint32_t gate;        /* its number among the tasks sent to its worker
+                        ** (ring.h's gate) */
   struct ppe_task *next;  /* in the pool's queue */
 } ppe_task;
 

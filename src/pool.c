@@ -31,10 +31,15 @@ enum {
 /* Small tasks are sent several at a time to each worker, as many as it
 ** runs in about this long (by the measured average), so messages and
 ** system calls are shared; a long task keeps the pipeline at one, so
-** an uneven load still spreads over every worker. */
+** an uneven load still spreads over every worker, and what was sent
+** behind a task that turned out long is taken back (take_back). */
 #define PIPELINE_US 1000.0
 #define PIPELINE_MAX 256
 #define IOV_BATCH 64
+
+/* A worker may not have read a pipeline, nor the one taken back before
+** it: each of those tasks needs a gate word of its own. */
+typedef char gates_enough[2 * PIPELINE_MAX < PPE_GATES ? 1 : -1];
 
 /* Seconds a worker whose channel ended may take to exit by itself. A
 ** process can close its descriptors well before it ends (under valgrind
@@ -64,6 +69,7 @@ typedef struct wslot {
   double started;      /* when the running task started, about */
   double kill_at;      /* a worker whose channel ended: when to kill it */
   long ntasks;
+  uint32_t nsent;      /* tasks given to it: the gate's count */
 } wslot;
 
 struct ppe_pool {
@@ -153,7 +159,8 @@ static ppe_task *dequeue(ppe_pool *p) {
     p->qhead = t->next;
     if (p->qhead == NULL) p->qtail = NULL;
     t->next = NULL;
-    if (t->state == PPE_PENDING) return t;
+    /* (Running: taken back from a worker, see take_back.) */
+    if (t->state == PPE_PENDING || t->state == PPE_RUNNING) return t;
     p->ncompleted++;  /* cancelled while queued: final, and now dropped */
     ppe_task_unref(t);
   }
@@ -163,6 +170,7 @@ static ppe_task *dequeue(ppe_pool *p) {
 static void fail_queue(ppe_pool *p) {
   ppe_task *t;
   while ((t = dequeue(p)) != NULL) {
+    if (t->state == PPE_RUNNING) p->nrunning--;
     fail_broken(p, t);
     ppe_task_unref(t);
   }
@@ -292,9 +300,12 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   f.len = t->req.len - sizeof(f);
   memcpy(t->req.p, &f, sizeof(f));
   if (!p->shared || !ppe_shm_ref(&t->ref, &t->req)) t->ref.f.type = 0;
+  if (t->state != PPE_RUNNING) p->nrunning++;  /* else counted already */
   PPE_SET_STATE(t, PPE_RUNNING);
   t->pid = w->pid;
   t->next = NULL;
+  t->gate = w->nsent++;
+  if (w->ring.r != NULL) ppe_gate_open(w->ring.r, t->gate);
   if (w->tail) w->tail->next = t;
   else {
     w->head = t;
@@ -308,7 +319,11 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
     w->sendpos = 0;
   }
   w->ninflight++;
-  p->nrunning++;
+}
+
+/* The worker's running task (if any) has run long. */
+static int running_long(const wslot *w, double now) {
+  return now - w->started > PIPELINE_US * 1e-6;
 }
 
 /* The worker to give the next task: the least loaded one with room. One
@@ -319,10 +334,49 @@ static wslot *pick(ppe_pool *p, double now) {
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     if (w->state != W_READY || w->ninflight >= depth(p, w)) continue;
-    if (w->ninflight > 0 && now - w->started > PIPELINE_US * 1e-6) continue;
+    if (w->ninflight > 0 && running_long(w, now)) continue;
     if (best == NULL || w->ninflight < best->ninflight) best = w;
   }
   return best;
+}
+
+/* Takes back the tasks sent to a worker behind a running task that has
+** run long, those it has not started, when another worker has room:
+** they go back to the front of the queue, so the worker free first runs
+** them, as with a queue shared by all. The worker skips them (the gate).
+** Not while its requests are still being sent: a frame goes out whole.
+** They stay running, as the contract has it of a task once handed to a
+** worker: not cancellable, counted as running. */
+static void take_back(ppe_pool *p, double now) {
+  int i;
+  if (pick(p, now) == NULL) return;
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    ppe_task *prev, *t, *first = NULL, *last = NULL;
+    if (w->state != W_READY || w->ring.r == NULL || w->ninflight < 2 ||
+        w->sending != NULL || !running_long(w, now))
+      continue;
+    prev = w->head;
+    while ((t = prev->next) != NULL) {
+      if (!ppe_gate_bar(w->ring.r, t->gate)) {
+        prev = t;  /* started: its reply will come */
+        continue;
+      }
+      prev->next = t->next;
+      if (w->tail == t) w->tail = prev;
+      w->ninflight--;
+      t->next = NULL;
+      t->pid = 0;
+      if (last != NULL) last->next = t;
+      else first = t;
+      last = t;
+    }
+    if (last != NULL) {
+      last->next = p->qhead;
+      p->qhead = first;
+      if (p->qtail == NULL) p->qtail = last;
+    }
+  }
 }
 
 /* Hands queued tasks to workers. With 'direct' (the caller's thread), a
@@ -332,6 +386,7 @@ static wslot *pick(ppe_pool *p, double now) {
 static int dispatch(ppe_pool *p, int direct) {
   int i, need = 0;
   double now = ppe_now();
+  take_back(p, now);
   while (p->qhead != NULL) {
     wslot *w = pick(p, now);
     ppe_task *t;
@@ -599,6 +654,7 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   w->fd = fd;
   memset(&w->ring, 0, sizeof(w->ring));
   w->ring.r = ppe_peer_ring(w->peer);
+  w->nsent = 0;
   if (fd < 0 || ppe_set_nonblock(fd, 1) != 0 || p->closing) {
     close_channel(w);
     return;
@@ -654,7 +710,7 @@ static void check_timeouts(ppe_pool *p, double now) {
 
 static int poll_timeout(ppe_pool *p, double now) {
   double first = -1;
-  int i;
+  int i, room = pick(p, now) != NULL;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     if (p->task_timeout > 0 && w->head != NULL && !w->timed_out &&
@@ -663,6 +719,13 @@ static int poll_timeout(ppe_pool *p, double now) {
     if (w->state == W_ENDING && w->kill_at > 0 &&
         (first < 0 || w->kill_at < first))
       first = w->kill_at;
+    /* When a task with others behind it will have run long, if another
+    ** worker has room now: they are taken back then (take_back). A worker
+    ** that has room later says so with a reply, which wakes us anyway. */
+    if (room && w->state == W_READY && w->ninflight > 1 &&
+        !running_long(w, now) &&
+        (first < 0 || w->started + PIPELINE_US * 1e-6 < first))
+      first = w->started + PIPELINE_US * 1e-6;
   }
   if (first < 0) return -1;
   return first <= now ? 0 : (int)((first - now) * 1000) + 1;
@@ -1063,7 +1126,8 @@ void ppe_pool_stats(ppe_pool *p, ppe_stats *st) {
     if (LIVE(&p->w[i])) st->workers++;
   for (t = p->qhead; t != NULL; t = t->next) {
     if (t->state == PPE_PENDING) st->pending++;
-    else st->completed++;  /* cancelled, not yet dropped from the queue */
+    else if (t->state != PPE_RUNNING)  /* (taken back: counted as such) */
+      st->completed++;  /* cancelled, not yet dropped from the queue */
   }
   st->running = p->nrunning;
   st->completed += p->ncompleted;

@@ -102,6 +102,38 @@ void ppe_ring_wake(ppe_ring_reader *rr) {
   if (rr->r != NULL) __atomic_store_n(&rr->r->awake, 1, __ATOMIC_RELAXED);
 }
 
+/* A gate word: the task's number (its low 14 bits, enough to tell a
+** task from the one a lap of PPE_GATES before), and its state in the low
+** bits. */
+enum { G_OPEN = 1, G_STARTED = 2, G_BARRED = 3 };
+#define GATE(n, state) ((uint16_t)(((n) << 2) | (state)))
+#define SLOT(r, n) (&(r)->gate[(n) % PPE_GATES])
+
+static int gate_swap(ppe_ring *r, uint32_t n, uint16_t to) {
+  uint16_t expect = GATE(n, G_OPEN);
+  return __atomic_compare_exchange_n(SLOT(r, n), &expect, to, 0,
+                                     __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+void ppe_gate_use(ppe_ring *r) {
+  STORE(&r->gated, 1);
+}
+
+void ppe_gate_open(ppe_ring *r, uint32_t n) {
+  STORE(SLOT(r, n), GATE(n, G_OPEN));
+}
+
+int ppe_gate_bar(ppe_ring *r, uint32_t n) {
+  return LOAD(&r->gated) && gate_swap(r, n, GATE(n, G_BARRED));
+}
+
+int ppe_gate_pass(ppe_ring *r, uint32_t n) {
+  /* Anything but this task barred runs it: the executor bars only what
+  ** it opened, and a task is better run than lost. */
+  return gate_swap(r, n, GATE(n, G_STARTED)) ||
+         LOAD(SLOT(r, n)) != GATE(n, G_BARRED);
+}
+
 void ppe_ring_seen(ppe_ring_reader *rr) {
   rr->seen++;
   if (rr->r != NULL) STORE(&rr->r->seen, rr->seen);

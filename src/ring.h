@@ -20,6 +20,11 @@
 #define PPE_RING_DATA (64 * 1024)
 #define PPE_RING_MAXREC (PPE_RING_DATA / 4)
 
+/* Gate words: one per task sent to the worker, by its number among them
+** modulo this. Enough for every task the worker may not have read yet:
+** a pipeline, and one taken back before it (pool.c). */
+#define PPE_GATES 1024
+
 /* In shared memory: each counter is written by one side only, and each
 ** on a cache line of its own. */
 typedef struct ppe_ring {
@@ -29,7 +34,11 @@ typedef struct ppe_ring {
   char pad2[56];
   uint64_t seen;   /* executor: replies taken from the channel */
   uint32_t awake;  /* executor: 1 while it will look here before sleeping */
-  char pad3[52];
+  uint32_t gated;  /* worker: 1 once it goes through the gate (below) */
+  char pad3[48];
+  /* Both sides, by compare-and-swap. Small, in the page of the counters,
+  ** which an idle worker keeps: nothing more stays resident for them. */
+  uint16_t gate[PPE_GATES];
   char data[PPE_RING_DATA];
 } ppe_ring;
 
@@ -65,5 +74,23 @@ int ppe_ring_sleep(ppe_ring_reader *rr);
 void ppe_ring_wake(ppe_ring_reader *rr);
 /* The executor took a reply from the channel. */
 void ppe_ring_seen(ppe_ring_reader *rr);
+
+/* The gate: the executor may take back a task it sent, as long as the
+** worker has not started it. Task n (counted from 0 by both sides, over
+** the task and chunk requests of one worker) is opened before it is sent;
+** the worker starts it only if it can close the gate first, and the
+** executor takes it back only if it can bar it first. A worker can only
+** make the executor keep a task it has, which it could do anyway. */
+
+/* Worker: from now on, every task goes through the gate. */
+void ppe_gate_use(ppe_ring *r);
+/* Executor: task n is about to be sent. */
+void ppe_gate_open(ppe_ring *r, uint32_t n);
+/* Executor: 1 if task n is taken back (the worker will skip it), 0 if
+** the worker has started it or does not use the gate. */
+int ppe_gate_bar(ppe_ring *r, uint32_t n);
+/* Worker: 1 if task n is to run (it counts as started from now), 0 if
+** the executor took it back. */
+int ppe_gate_pass(ppe_ring *r, uint32_t n);
 
 #endif

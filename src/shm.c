@@ -449,7 +449,7 @@ int ppe_shm_ref(ppe_ref *r, const ppe_buf *b) {
     return 0;
   memcpy(&f, b->p, sizeof(f));
   r->f.type = PPE_F_REF;
-  r->f.aux = 0;
+  r->f.aux = f.type;  /* the reader may need it before the message */
   r->f.id = f.id;
   r->f.len = sizeof(r->off) + sizeof(r->len);
   r->off = (uint64_t)(b->p - A.base);

@@ -30,7 +30,8 @@ enum {
                     ** message, traceback, value; or, when every item
                     ** gave one value, true and the values alone */
   PPE_F_REF,        /* either way: the message is in the sender's shared
-                    ** arena (shm.h); the payload says where */
+                    ** arena (shm.h); the payload says where, aux its
+                    ** type */
   PPE_F_BELL,       /* worker -> parent, empty: replies wait in the ring */
   PPE_F_PAD         /* in the ring only: the rest of it is unused */
 };

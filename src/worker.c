@@ -27,6 +27,7 @@
 static int worker_id = 0;  /* 0 in the parent */
 
 static uint64_t sent = 0;  /* replies sent through the channel */
+static uint32_t ntasks = 0;  /* task requests read: the gate's count */
 
 int ppe_worker_id(void) {
   return worker_id;
@@ -104,11 +105,13 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
   ppe_buf reply = PPE_BUF_INIT;  /* made shared below */
   char *shared;  /* the request, when it is in the caller's arena */
   int type;
+  uint32_t kind;  /* of request */
   worker_id = id;
   reply.shared = 1;
   /* Large replies are built in our arena: the mapping stays, the
   ** descriptor is not needed. */
   if (arena >= 0 && ppe_shm_adopt(arena) != 0) close(arena);  /* none */
+  if (ppe_shm_ring() != NULL) ppe_gate_use(ppe_shm_ring());
   for (;;) {
     ppe_frame f;
     const char *payload;
@@ -135,6 +138,14 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
       if (n < 0 && n != -EAGAIN) _exit(n == -ENOMEM ? 4 : 3);
       continue;
     }
+    kind = f.type == PPE_F_REF ? f.aux : f.type;
+    if (kind != PPE_F_TASK && kind != PPE_F_INIT && kind != PPE_F_CHUNK)
+      _exit(3);
+    /* A task the executor took back runs elsewhere: no reply. Its
+    ** request is not looked at: in the caller's arena, it may be gone. */
+    if (kind != PPE_F_INIT && ppe_shm_ring() != NULL &&
+        !ppe_gate_pass(ppe_shm_ring(), ntasks++))
+      continue;
     shared = NULL;
     if (f.type == PPE_F_REF) {
       ppe_frame in;
@@ -142,10 +153,8 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
         _exit(3);
       f = in;
       payload = shared + sizeof(in);
+      if (f.type != kind) _exit(3);
     }
-    if (f.type != PPE_F_TASK && f.type != PPE_F_INIT &&
-        f.type != PPE_F_CHUNK)
-      _exit(3);
     type = serve_one(L, fd, &f, payload, &reply);
     if (shared != NULL) ppe_peer_done(shared, sizeof(f) + (size_t)f.len);
     if (f.type == PPE_F_INIT && type != PPE_F_OK)
