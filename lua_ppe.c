@@ -1082,23 +1082,23 @@ typedef struct MapState {
   lua_Integer nvals;        /* values in the values table (user value 5) */
   pid_t cur_pid;
   double deadline;
+  ppe_done *done;           /* ordered=false: chunks as they complete */
 } MapState;
 
 #define PPE_MAP "ppe.Map"
 
-/* Reads up to 'want' items onto the stack; returns how many. */
-static int map_read(lua_State *L, MapState *m, int want) {
+/* Reads up to 'want' items onto the stack from src, the sequence or the
+** iterator; returns how many. */
+static int map_read(lua_State *L, MapState *m, int src, int want) {
   int got = 0;
   luaL_checkstack(L, want + 4, "chunksize too large");
   while (got < want && !m->exhausted) {
     if (m->total >= 0) {
       if (m->nread >= m->total) { m->exhausted = 1; break; }
-      lua_getiuservalue(L, 1, 3);
-      lua_geti(L, -1, m->nread + 1);
-      lua_remove(L, -2);
+      lua_geti(L, src, m->nread + 1);
     }
     else {
-      lua_getiuservalue(L, 1, 3);
+      lua_pushvalue(L, src);
       lua_call(L, 0, 1);
       if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
@@ -1122,11 +1122,12 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
     ppe_frame f;
     if (m->buffersize > 0 && want > m->buffersize - m->inflight)
       want = m->buffersize - m->inflight;
+    lua_getiuservalue(L, 1, 3);  /* the items: below what is sent */
     lua_getiuservalue(L, 1, 2);
     lua_pushboolean(L, m->spread);
-    got = map_read(L, m, (int)want);
+    got = map_read(L, m, top + 1, (int)want);
     if (got == 0) { lua_settop(L, top); break; }
-    b = encode_request(L, top + 1, got + 2, "item", (int)first - 2);
+    b = encode_request(L, top + 2, got + 2, "item", (int)first - 2);
     memset(&f, 0, sizeof(f));
     f.type = PPE_F_CHUNK;
     memcpy(b->p, &f, sizeof(f));
@@ -1134,6 +1135,11 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
     if (t == NULL) {
       b->len = 0;
       luaL_error(L, "not enough memory");
+    }
+    if (m->done != NULL) {  /* before it can complete */
+      ppe_lock();
+      ppe_done_attach(m->done, t, m->qtail + 1);
+      ppe_unlock();
     }
     if (ppe_pool_submit(e->pool, t) < 0) {
       ppe_lock();
@@ -1156,12 +1162,10 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
 
 /* Pushes chunk k's future (or nil). */
 static Future *map_future(lua_State *L, lua_Integer k) {
-  Future *f;
   lua_getiuservalue(L, 1, 4);
   lua_rawgeti(L, -1, 3 * k - 2);
-  lua_remove(L, -2);
-  f = (Future *)lua_touserdata(L, -1);
-  return f;
+  lua_replace(L, -2);
+  return (Future *)lua_touserdata(L, -1);
 }
 
 static lua_Integer map_field(lua_State *L, lua_Integer k, int which) {
@@ -1174,28 +1178,26 @@ static lua_Integer map_field(lua_State *L, lua_Integer k, int which) {
 }
 
 /* The next chunk to yield: the oldest, or with ordered=false the first to
-** complete. Waits for it; raises TimeoutError past the map's deadline. */
+** complete, from the map's completion list. Waits for it; raises
+** TimeoutError past the map's deadline. */
 static lua_Integer map_pick(lua_State *L, MapState *m) {
-  lua_Integer k, best = 0;
+  lua_Integer k = m->qhead, best = 0;
+  Future *f = NULL;
+  if (m->ordered) {  /* the oldest chunk not dropped: see map_drop */
+    while (k <= m->qtail && (f = map_future(L, k)) == NULL) {
+      lua_pop(L, 1);
+      k++;
+    }
+    lua_pop(L, 1);
+    if (f == NULL) luaL_error(L, "no chunk to wait for");
+  }
+  else if (m->done == NULL)  /* a finalizer of the caller's brought it back */
+    luaL_error(L, "attempt to use a collected map");
   ppe_lock();
   for (;;) {
-    uint64_t bestseq = 0;
-    for (k = m->qhead; k <= m->qtail; k++) {
-      Future *f = map_future(L, k);
-      lua_pop(L, 1);
-      if (f == NULL) continue;
-      if (m->ordered) {
-        if (ppe_task_final(TASK(f))) best = k;
-        else best = -k;
-        break;
-      }
-      if (ppe_task_final(TASK(f)) && (best == 0 || TASK(f)->seq < bestseq)) {
-        best = k;
-        bestseq = TASK(f)->seq;
-      }
-    }
+    if (f != NULL) best = ppe_task_final(TASK(f)) ? k : 0;
+    else best = (lua_Integer)ppe_done_take(m->done);
     if (best > 0) break;
-    best = 0;
     if (ppe_wait_completion(m->deadline) == -ETIMEDOUT) {
       ppe_unlock();
       raiseerror(L, "TimeoutError", "map did not complete within timeout");
@@ -1227,15 +1229,16 @@ static void map_drop(lua_State *L, MapState *m, lua_Integer k) {
 }
 
 /* Raises if the futures of a map were collected (a finalizer of the
-** caller's brought the map back): their tasks are gone. Before any lock. */
+** caller's brought the map back): their tasks are gone. Before any lock.
+** The map alone holds them, so they all go in the same collection: the
+** one at the head of the queue tells for all. */
 static void map_alive(lua_State *L, MapState *m) {
-  lua_Integer k;
-  for (k = m->qhead; k <= m->qtail; k++) {
-    Future *f = map_future(L, k);
-    lua_pop(L, 1);
-    if (f != NULL && TASK(f) == NULL)
-      luaL_error(L, "attempt to use a collected map");
-  }
+  Future *f;
+  if (m->qhead > m->qtail) return;
+  f = map_future(L, m->qhead);
+  lua_pop(L, 1);
+  if (f != NULL && TASK(f) == NULL)
+    luaL_error(L, "attempt to use a collected map");
 }
 
 /* Moves to the next chunk to yield and decodes its reply into the values
@@ -1309,6 +1312,13 @@ static int map_step(lua_State *L) {
   MapState *m = (MapState *)lua_touserdata(L, 1);
   lua_Integer k, i;
   run_callbacks(L);
+  if (m->compact && m->cur != 0 && m->cur_item < m->cur_count &&
+      !m->closed) {  /* the common case, in as few calls as it takes */
+    lua_getiuservalue(L, 1, 5);
+    lua_pushinteger(L, m->cur_first + m->cur_item++);
+    lua_rawgeti(L, -2, m->cur_pos++);
+    return 2;
+  }
   lua_settop(L, 1);
   if (m->closed) return 0;
   while (m->cur == 0 || m->cur_item >= m->cur_count)
@@ -1357,8 +1367,21 @@ static int map_close(lua_State *L) {
   return 0;
 }
 
+/* The completion list of an unordered map goes with it. */
+static int map_gc(lua_State *L) {
+  MapState *m = (MapState *)lua_touserdata(L, 1);
+  if (m->done != NULL) {
+    ppe_lock();
+    ppe_done_release(m->done);
+    ppe_unlock();
+    m->done = NULL;
+  }
+  return 0;
+}
+
 static const luaL_Reg map_meta[] = {
   {"__close", map_close},
+  {"__gc", map_gc},
   {"__call", map_step},
   {NULL, NULL}
 };
@@ -1434,7 +1457,9 @@ static int e_map(lua_State *L) {
   }
   lua_pop(L, 1);
   m->total = lua_istable(L, 3) ? luaL_len(L, 3) : -1;
-  luaL_setmetatable(L, PPE_MAP);
+  luaL_setmetatable(L, PPE_MAP);  /* from here on __gc frees what it has */
+  if (!m->ordered && (m->done = ppe_done_new()) == NULL)
+    return luaL_error(L, "not enough memory");
   lua_pushvalue(L, 1); lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, 2); lua_setiuservalue(L, -2, 2);
   lua_pushvalue(L, 3); lua_setiuservalue(L, -2, 3);

@@ -131,10 +131,75 @@ void ppe_task_ref(ppe_task *t) {
   t->refs++;
 }
 
+/*
+** {======================================================
+** Completion lists
+** =======================================================
+*/
+
+struct ppe_done {
+  ppe_task *head, *tail;
+  int refs;   /* the consumer's, and one per task attached */
+  int gone;   /* the consumer let go */
+};
+
+ppe_done *ppe_done_new(void) {
+  ppe_done *d = (ppe_done *)calloc(1, sizeof(*d));
+  if (d != NULL) d->refs = 1;
+  return d;
+}
+
+static void done_unref(ppe_done *d) {
+  if (--d->refs == 0) free(d);
+}
+
+static void done_put(ppe_done *d, ppe_task *t) {
+  if (d->gone) return;
+  t->refs++;  /* the list's */
+  t->done_next = NULL;
+  if (d->tail != NULL) d->tail->done_next = t;
+  else d->head = t;
+  d->tail = t;
+}
+
+void ppe_done_attach(ppe_done *d, ppe_task *t, int64_t tag) {
+  t->done = d;
+  t->done_tag = tag;
+  d->refs++;
+  if (ppe_task_final(t)) done_put(d, t);
+}
+
+int64_t ppe_done_take(ppe_done *d) {
+  ppe_task *t = d->head;
+  int64_t tag;
+  if (t == NULL) return 0;
+  d->head = t->done_next;
+  if (d->head == NULL) d->tail = NULL;
+  tag = t->done_tag;
+  ppe_task_unref(t);
+  return tag;
+}
+
+void ppe_done_release(ppe_done *d) {
+  ppe_task *t = d->head;
+  d->gone = 1;
+  d->head = d->tail = NULL;
+  while (t != NULL) {  /* d outlives this: the consumer's reference */
+    ppe_task *next = t->done_next;
+    ppe_task_unref(t);
+    t = next;
+  }
+  done_unref(d);
+}
+
+/* }====================================================== */
+
+
 void ppe_task_unref(ppe_task *t) {
   if (--t->refs > 0) return;
   drop_req(t);
   ppe_task_drop_res(t);
+  if (t->done != NULL) done_unref(t->done);
   free(t);
 }
 
@@ -190,6 +255,7 @@ void ppe_task_complete(ppe_task *t, int state, int err) {
   t->seq = ++completions;
   PPE_SET_STATE(t, state);  /* last: a spinning waiter reads on at once */
   drop_req(t);  /* a request never sent is not needed now */
+  if (t->done != NULL) done_put(t->done, t);
   pthread_cond_broadcast(&completion);
 }
 

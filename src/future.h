@@ -40,6 +40,9 @@ typedef struct ppe_task {
   uint64_t seq;         /* completion order, from 1; 0 while not final */
   uint32_t gate;        /* its number among the tasks sent to its worker
                         ** (ring.h's gate) */
+  struct ppe_done *done;  /* where it goes once final, if anywhere */
+  struct ppe_task *done_next;
+  int64_t done_tag;     /* what it is to the list's consumer */
   struct ppe_task *next;  /* in the pool's queue */
 } ppe_task;
 
@@ -91,5 +94,21 @@ void ppe_task_complete(ppe_task *t, int state, int err);
 void ppe_task_fail(ppe_task *t, int err, const char *cause);
 /* 1 if t had not started and is (now or already) cancelled. Lock held. */
 int ppe_task_cancel(ppe_task *t);
+
+/* Tasks in the order they became final, for one consumer that takes them
+** in that order (ex:map with ordered=false), in O(1) each however many are
+** outstanding. The list holds a reference to each task in it, and each
+** task attached to it one to the list, which goes when both its consumer
+** and its last task are gone. Lock held for all of it. */
+typedef struct ppe_done ppe_done;
+ppe_done *ppe_done_new(void);  /* NULL without memory */
+/* Attaches t, which the consumer knows by tag (not 0); a t already final
+** goes in at once. */
+void ppe_done_attach(ppe_done *d, ppe_task *t, int64_t tag);
+/* The tag of the first task to become final that was not taken yet, or
+** 0 if none is waiting. */
+int64_t ppe_done_take(ppe_done *d);
+/* The consumer is gone: what is waiting is let go, nothing more comes. */
+void ppe_done_release(ppe_done *d);
 
 #endif
