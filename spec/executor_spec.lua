@@ -680,7 +680,7 @@ describe("scheduling", function()
     local function nap(secs)
       require("evil").sleep(secs)
       local f = io.open("/proc/self/stat")
-      local pid = f:read("n")
+      local pid = f:read("*n")
       f:close()
       return pid
     end
