@@ -1086,6 +1086,17 @@ typedef struct MapState {
 } MapState;
 
 #define PPE_MAP "ppe.Map"
+/* An unordered map's metatable is the same but for a __gc, which frees its
+** completion list: an ordered one has none to free, and a finalizer would
+** keep it and its items a collection longer. */
+#define PPE_UMAP "ppe.UnorderedMap"
+
+static MapState *tomap(lua_State *L) {
+  MapState *m = (MapState *)luaL_testudata(L, 1, PPE_MAP);
+  if (m == NULL) m = (MapState *)luaL_testudata(L, 1, PPE_UMAP);
+  if (m == NULL) luaL_typeerror(L, 1, PPE_MAP);
+  return m;
+}
 
 /* Reads up to 'want' items onto the stack from src, the sequence or the
 ** iterator; returns how many. */
@@ -1136,11 +1147,6 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
       b->len = 0;
       luaL_error(L, "not enough memory");
     }
-    if (m->done != NULL) {  /* before it can complete */
-      ppe_lock();
-      ppe_done_attach(m->done, t, m->qtail + 1);
-      ppe_unlock();
-    }
     if (ppe_pool_submit(e->pool, t) < 0) {
       ppe_lock();
       ppe_task_unref(t);
@@ -1150,6 +1156,11 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
     lua_getiuservalue(L, 1, 4);
     newfuture(L, t, 1);
     m->qtail++;
+    if (m->done != NULL) {  /* (one that is final already goes in at once) */
+      ppe_lock();
+      ppe_done_attach(m->done, t, m->qtail);
+      ppe_unlock();
+    }
     lua_rawseti(L, -2, 3 * m->qtail - 2);
     lua_pushinteger(L, first);
     lua_rawseti(L, -2, 3 * m->qtail - 1);
@@ -1191,8 +1202,6 @@ static lua_Integer map_pick(lua_State *L, MapState *m) {
     lua_pop(L, 1);
     if (f == NULL) luaL_error(L, "no chunk to wait for");
   }
-  else if (m->done == NULL)  /* a finalizer of the caller's brought it back */
-    luaL_error(L, "attempt to use a collected map");
   ppe_lock();
   for (;;) {
     if (f != NULL) best = ppe_task_final(TASK(f)) ? k : 0;
@@ -1234,6 +1243,8 @@ static void map_drop(lua_State *L, MapState *m, lua_Integer k) {
 ** one at the head of the queue tells for all. */
 static void map_alive(lua_State *L, MapState *m) {
   Future *f;
+  if (!m->ordered && m->done == NULL)  /* its __gc has run */
+    luaL_error(L, "attempt to use a collected map");
   if (m->qhead > m->qtail) return;
   f = map_future(L, m->qhead);
   lua_pop(L, 1);
@@ -1353,13 +1364,13 @@ static int map_step(lua_State *L) {
 
 /* Leaving the loop early cancels what has not started. */
 static int map_close(lua_State *L) {
-  MapState *m = (MapState *)luaL_checkudata(L, 1, PPE_MAP);
+  MapState *m = tomap(L);
   lua_Integer k;
   map_alive(L, m);
   ppe_lock();
   for (k = m->qhead; k <= m->qtail; k++) {
     Future *f = map_future(L, k);
-    if (f != NULL) ppe_task_cancel(TASK(f));
+    if (f != NULL && TASK(f) != NULL) ppe_task_cancel(TASK(f));
     lua_pop(L, 1);
   }
   ppe_unlock();
@@ -1367,7 +1378,6 @@ static int map_close(lua_State *L) {
   return 0;
 }
 
-/* The completion list of an unordered map goes with it. */
 static int map_gc(lua_State *L) {
   MapState *m = (MapState *)lua_touserdata(L, 1);
   if (m->done != NULL) {
@@ -1380,6 +1390,12 @@ static int map_gc(lua_State *L) {
 }
 
 static const luaL_Reg map_meta[] = {
+  {"__close", map_close},
+  {"__call", map_step},
+  {NULL, NULL}
+};
+
+static const luaL_Reg umap_meta[] = {
   {"__close", map_close},
   {"__gc", map_gc},
   {"__call", map_step},
@@ -1457,7 +1473,8 @@ static int e_map(lua_State *L) {
   }
   lua_pop(L, 1);
   m->total = lua_istable(L, 3) ? luaL_len(L, 3) : -1;
-  luaL_setmetatable(L, PPE_MAP);  /* from here on __gc frees what it has */
+  /* From here on, __gc frees what it has. */
+  luaL_setmetatable(L, m->ordered ? PPE_MAP : PPE_UMAP);
   if (!m->ordered && (m->done = ppe_done_new()) == NULL)
     return luaL_error(L, "not enough memory");
   lua_pushvalue(L, 1); lua_setiuservalue(L, -2, 1);
@@ -1816,6 +1833,7 @@ PPE_API int luaopen_ppe(lua_State *L) {
   newclass(L, PPE_FUTURE, future_meta, future_methods, mts);
   newclass(L, PPE_EXECUTOR, executor_meta, executor_methods, mts);
   newclass(L, PPE_MAP, map_meta, map_methods, mts);
+  newclass(L, PPE_UMAP, umap_meta, map_methods, mts);
   lua_createtable(L, 0, sizeof(ppe_funcs) / sizeof(ppe_funcs[0]) - 1);
   setfuncs(L, ppe_funcs, mts);
   newmeta(L, PPE_ERROR, error_meta, mts);

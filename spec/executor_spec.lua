@@ -540,6 +540,32 @@ describe("max_tasks_per_child", function()
     end
     assert.is_true(ex:stats().restarts >= 2)
   end))
+
+  it("replaces workers after a shutdown while work is queued, which it "
+     .. "waits for", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 2, max_tasks_per_child = 5 })
+    local fs, pids = {}, {}
+    for i = 1, 30 do
+      fs[i] = ex:submit(function(x)
+        local t = os.clock()
+        while os.clock() - t < 0.005 do end
+        local f = io.open("/proc/self/stat")
+        local pid = f:read("*n")
+        f:close()
+        return x, pid
+      end, i)
+    end
+    ex:shutdown { wait = true }
+    for i = 1, 30 do
+      local x, pid = fs[i]:result(0)
+      assert.are.equal(i, x)
+      pids[pid] = (pids[pid] or 0) + 1
+    end
+    for pid, n in pairs(pids) do
+      assert.is_true(n <= 5, pid .. " ran " .. n)
+    end
+    assert.are.equal(0, ex:stats().workers)
+  end))
 end)
 
 describe("the initializer", function()
@@ -711,6 +737,36 @@ describe("scheduling", function()
     end
     assert.are_not.equal(other, long:result(10))
     assert.are.equal(0, ex:stats().restarts)
+  end))
+
+  it("takes back tasks in an executor made by a task, each run once",
+     H.scoped(function(scope)
+    require "fixtures.bad_util"  -- the workers find evil.so
+    local outer = scope(ppe.executor { max_workers = 1 })
+    -- The outer worker has served tasks before it makes its executor,
+    -- whose workers are forked from it.
+    for _ = 1, 5 do outer:submit(H.pid):result(10) end
+    local out = outer:submit(function()
+      local inner = require("ppe").executor { max_workers = 2 }
+      local function task(i, secs)
+        if secs > 0 then require("evil").sleep(secs) end
+        return i
+      end
+      for _ = 1, 50 do inner:submit(task, 0, 0):result(10) end
+      local fs = { inner:submit(task, 0, 0.5) }
+      for i = 1, 30 do fs[i + 1] = inner:submit(task, i, 0) end
+      local wrong = 0
+      for i = 0, 30 do
+        local ok, v = pcall(fs[i + 1].result, fs[i + 1], 10)
+        if not ok or v ~= i then wrong = wrong + 1 end
+      end
+      local restarts = inner:stats().restarts
+      inner:close()
+      return wrong, restarts
+    end)
+    local wrong, restarts = out:result(30)
+    assert.are.equal(0, wrong)
+    assert.are.equal(0, restarts)
   end))
 
   it("#novalgrind runs tasks while the caller computes in pure Lua",

@@ -342,20 +342,23 @@ static wslot *pick(ppe_pool *p, double now) {
 
 /* Takes back the tasks sent to a worker behind a running task that has
 ** run long, those it has not started, when another worker has room:
-** they go back to the front of the queue, so the worker free first runs
-** them, as with a queue shared by all. The worker skips them (the gate).
+** they go back to the front of the queue, in the order they were
+** submitted, so the worker free first runs them, as with a queue shared
+** by all. The worker skips them (the gate).
 ** Not while its requests are still being sent: a frame goes out whole.
 ** They stay running, as the contract has it of a task once handed to a
 ** worker: not cancellable, counted as running. */
 static void take_back(ppe_pool *p, double now) {
+  ppe_task *back = NULL, **at, *last;
   int i;
   if (pick(p, now) == NULL) return;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    ppe_task *prev, *t, *first = NULL, *last = NULL;
+    ppe_task *prev, *t;
     if (w->state != W_READY || w->ring.r == NULL || w->ninflight < 2 ||
         w->sending != NULL || !running_long(w, now))
       continue;
+    at = &back;  /* each worker's are in order: merged by id as they come */
     prev = w->head;
     while ((t = prev->next) != NULL) {
       if (!ppe_gate_bar(w->ring.r, t->gate)) {
@@ -365,18 +368,19 @@ static void take_back(ppe_pool *p, double now) {
       prev->next = t->next;
       if (w->tail == t) w->tail = prev;
       w->ninflight--;
-      t->next = NULL;
       t->pid = 0;
-      if (last != NULL) last->next = t;
-      else first = t;
-      last = t;
-    }
-    if (last != NULL) {
-      last->next = p->qhead;
-      p->qhead = first;
-      if (p->qtail == NULL) p->qtail = last;
+      while (*at != NULL && (*at)->id < t->id) at = &(*at)->next;
+      t->next = *at;
+      *at = t;
+      at = &t->next;
     }
   }
+  if (back == NULL) return;
+  for (last = back; last->next != NULL; last = last->next)
+    ;
+  last->next = p->qhead;
+  p->qhead = back;
+  if (p->qtail == NULL) p->qtail = last;
 }
 
 /* Hands queued tasks to workers. With 'direct' (the caller's thread), a
@@ -567,8 +571,15 @@ static int ask_spawn(ppe_pool *p, wslot *w) {
   return r;
 }
 
+/* A worker is to be replaced: always while the pool is open, and after a
+** shutdown while queued work is left for it (one that ended after its
+** max_tasks_per_child, say), as the shutdown waits for that work. */
+static int replace_workers(const ppe_pool *p) {
+  return !p->closing || (!p->broken && p->qhead != NULL);
+}
+
 static void respawn(ppe_pool *p, wslot *w) {
-  if (p->closing || ask_spawn(p, w) != 0) {
+  if (!replace_workers(p) || ask_spawn(p, w) != 0) {
     w->state = W_NONE;
     return;
   }
@@ -655,7 +666,7 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   memset(&w->ring, 0, sizeof(w->ring));
   w->ring.r = ppe_peer_ring(w->peer);
   w->nsent = 0;
-  if (fd < 0 || ppe_set_nonblock(fd, 1) != 0 || p->closing) {
+  if (fd < 0 || ppe_set_nonblock(fd, 1) != 0 || !replace_workers(p)) {
     close_channel(w);
     return;
   }
@@ -859,6 +870,8 @@ static void *io_main(void *arg) {
   p->io_done = 1;
   pthread_mutex_unlock(&p->side_lock);
   take_side(p);
+  if (p->qhead != NULL && p->cause[0] == '\0')
+    snprintf(p->cause, sizeof(p->cause), "no worker was left to run it");
   fail_queue(p);
   ppe_unlock();
   /* Every worker is reaped: we leave the zygote here, not at a join that

@@ -121,6 +121,7 @@ void ppe_gate_use(ppe_ring *r) {
 
 void ppe_gate_open(ppe_ring *r, uint32_t n) {
   STORE(SLOT(r, n), GATE(n, G_OPEN));
+  if (!LOAD(&r->opened)) STORE(&r->opened, 1);
 }
 
 int ppe_gate_bar(ppe_ring *r, uint32_t n) {
@@ -128,10 +129,13 @@ int ppe_gate_bar(ppe_ring *r, uint32_t n) {
 }
 
 int ppe_gate_pass(ppe_ring *r, uint32_t n) {
-  /* Anything but this task barred runs it: the executor bars only what
-  ** it opened, and a task is better run than lost. */
-  return gate_swap(r, n, GATE(n, G_STARTED)) ||
-         LOAD(SLOT(r, n)) != GATE(n, G_BARRED);
+  uint16_t v;
+  if (gate_swap(r, n, GATE(n, G_STARTED))) return 1;
+  v = LOAD(SLOT(r, n));
+  if (v == GATE(n, G_BARRED)) return 0;
+  /* An executor that opens no gate (it could not map our arena) never
+  ** takes a task back: anything goes. */
+  return LOAD(&r->opened) ? -1 : 1;
 }
 
 void ppe_ring_seen(ppe_ring_reader *rr) {

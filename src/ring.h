@@ -35,7 +35,8 @@ typedef struct ppe_ring {
   uint64_t seen;   /* executor: replies taken from the channel */
   uint32_t awake;  /* executor: 1 while it will look here before sleeping */
   uint32_t gated;  /* worker: 1 once it goes through the gate (below) */
-  char pad3[48];
+  uint32_t opened; /* executor: 1 once it opens the gate for a task */
+  char pad3[44];
   /* Both sides, by compare-and-swap. Small, in the page of the counters,
   ** which an idle worker keeps: nothing more stays resident for them. */
   uint16_t gate[PPE_GATES];
@@ -90,7 +91,8 @@ void ppe_gate_open(ppe_ring *r, uint32_t n);
 ** the worker has started it or does not use the gate. */
 int ppe_gate_bar(ppe_ring *r, uint32_t n);
 /* Worker: 1 if task n is to run (it counts as started from now), 0 if
-** the executor took it back. */
+** the executor took it back, -1 if the executor opened the gate for
+** another task there (the two count differently: nothing to trust). */
 int ppe_gate_pass(ppe_ring *r, uint32_t n);
 
 #endif

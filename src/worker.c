@@ -107,6 +107,10 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
   int type;
   uint32_t kind;  /* of request */
   worker_id = id;
+  /* Counts of this worker's own: one made by a task of another worker's
+  ** (a nested executor's) starts from that worker's copy of them. */
+  sent = 0;
+  ntasks = 0;
   reply.shared = 1;
   /* Large replies are built in our arena: the mapping stays, the
   ** descriptor is not needed. */
@@ -143,9 +147,11 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
       _exit(3);
     /* A task the executor took back runs elsewhere: no reply. Its
     ** request is not looked at: in the caller's arena, it may be gone. */
-    if (kind != PPE_F_INIT && ppe_shm_ring() != NULL &&
-        !ppe_gate_pass(ppe_shm_ring(), ntasks++))
-      continue;
+    if (kind != PPE_F_INIT && ppe_shm_ring() != NULL) {
+      int pass = ppe_gate_pass(ppe_shm_ring(), ntasks++);
+      if (pass < 0) _exit(3);  /* out of step with the executor */
+      if (pass == 0) continue;
+    }
     shared = NULL;
     if (f.type == PPE_F_REF) {
       ppe_frame in;
