@@ -254,7 +254,8 @@ describe("the caller's large strings", function()
       return pending("LuaJIT's states allocate with an allocator of its own")
     end
     local kib = shrinks(scope, "0")
-    assert.is_true(kib >= 15 * 1024, "kept: " .. kib .. " KiB")
+    -- (Most of 16 MiB: the collection itself may take some memory.)
+    assert.is_true(kib >= 12 * 1024, "kept: " .. kib .. " KiB")
   end))
 end)
 
