@@ -566,6 +566,18 @@ describe("max_tasks_per_child", function()
     end
     assert.are.equal(0, ex:stats().workers)
   end))
+
+  it("replaces no worker after a shutdown that cancelled what was queued",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1, max_tasks_per_child = 1 })
+    local fs = {}
+    for i = 1, 5 do fs[i] = ex:submit(H.spin, 0.3, i) end
+    H.spin(0.1)  -- the first is running
+    ex:shutdown { wait = true, cancel_futures = true }
+    assert.are.equal(1, fs[1]:result(0))
+    for i = 2, 5 do assert.is_true(fs[i]:cancelled(), "task " .. i) end
+    assert.are.equal(0, ex:stats().restarts)
+  end))
 end)
 
 describe("the initializer", function()

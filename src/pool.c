@@ -358,7 +358,6 @@ static void take_back(ppe_pool *p, double now) {
     if (w->state != W_READY || w->ring.r == NULL || w->ninflight < 2 ||
         w->sending != NULL || !running_long(w, now))
       continue;
-    at = &back;  /* each worker's are in order: merged by id as they come */
     prev = w->head;
     while ((t = prev->next) != NULL) {
       if (!ppe_gate_bar(w->ring.r, t->gate)) {
@@ -369,10 +368,12 @@ static void take_back(ppe_pool *p, double now) {
       if (w->tail == t) w->tail = prev;
       w->ninflight--;
       t->pid = 0;
-      while (*at != NULL && (*at)->id < t->id) at = &(*at)->next;
+      /* In id order: a pipeline may hold tasks taken back before behind
+      ** later ones. There are a few hundred at most. */
+      for (at = &back; *at != NULL && (*at)->id < t->id; at = &(*at)->next)
+        ;
       t->next = *at;
       *at = t;
-      at = &t->next;
     }
   }
   if (back == NULL) return;
@@ -571,11 +572,19 @@ static int ask_spawn(ppe_pool *p, wslot *w) {
   return r;
 }
 
+/* 1 if the queue holds work to run: tasks cancelled there are none. */
+static int work_queued(const ppe_pool *p) {
+  const ppe_task *t;
+  for (t = p->qhead; t != NULL; t = t->next)
+    if (t->state == PPE_PENDING || t->state == PPE_RUNNING) return 1;
+  return 0;
+}
+
 /* A worker is to be replaced: always while the pool is open, and after a
 ** shutdown while queued work is left for it (one that ended after its
 ** max_tasks_per_child, say), as the shutdown waits for that work. */
 static int replace_workers(const ppe_pool *p) {
-  return !p->closing || (!p->broken && p->qhead != NULL);
+  return !p->closing || (!p->broken && work_queued(p));
 }
 
 static void respawn(ppe_pool *p, wslot *w) {
@@ -870,7 +879,7 @@ static void *io_main(void *arg) {
   p->io_done = 1;
   pthread_mutex_unlock(&p->side_lock);
   take_side(p);
-  if (p->qhead != NULL && p->cause[0] == '\0')
+  if (p->cause[0] == '\0' && work_queued(p))
     snprintf(p->cause, sizeof(p->cause), "no worker was left to run it");
   fail_queue(p);
   ppe_unlock();
