@@ -160,7 +160,7 @@ static ppe_task *dequeue(ppe_pool *p) {
     if (p->qhead == NULL) p->qtail = NULL;
     t->next = NULL;
     /* (Running: taken back from a worker, see take_back.) */
-    if (t->state == PPE_PENDING || t->state == PPE_RUNNING) return t;
+    if (!ppe_task_final(t)) return t;
     p->ncompleted++;  /* cancelled while queued: final, and now dropped */
     ppe_task_unref(t);
   }
@@ -326,6 +326,13 @@ static int running_long(const wslot *w, double now) {
   return now - w->started > PIPELINE_US * 1e-6;
 }
 
+/* A worker holding tasks it has not started behind one that has run
+** long: what take_back takes them from. */
+static int held_back(const wslot *w, double now) {
+  return w->state == W_READY && w->ring.r != NULL && w->ninflight > 1 &&
+         w->sending == NULL && running_long(w, now);
+}
+
 /* The worker to give the next task: the least loaded one with room. One
 ** whose running task has already run long gets no more behind it. */
 static wslot *pick(ppe_pool *p, double now) {
@@ -351,13 +358,14 @@ static wslot *pick(ppe_pool *p, double now) {
 static void take_back(ppe_pool *p, double now) {
   ppe_task *back = NULL, **at, *last;
   int i;
-  if (pick(p, now) == NULL) return;
-  for (i = 0; i < p->nw; i++) {
+  /* Every submit comes here: the cheap test first, pick only then. */
+  for (i = 0; i < p->nw && !held_back(&p->w[i], now); i++)
+    ;
+  if (i == p->nw || pick(p, now) == NULL) return;
+  for (; i < p->nw; i++) {
     wslot *w = &p->w[i];
     ppe_task *prev, *t;
-    if (w->state != W_READY || w->ring.r == NULL || w->ninflight < 2 ||
-        w->sending != NULL || !running_long(w, now))
-      continue;
+    if (!held_back(w, now)) continue;
     prev = w->head;
     while ((t = prev->next) != NULL) {
       if (!ppe_gate_bar(w->ring.r, t->gate)) {
@@ -576,7 +584,7 @@ static int ask_spawn(ppe_pool *p, wslot *w) {
 static int work_queued(const ppe_pool *p) {
   const ppe_task *t;
   for (t = p->qhead; t != NULL; t = t->next)
-    if (t->state == PPE_PENDING || t->state == PPE_RUNNING) return 1;
+    if (!ppe_task_final(t)) return 1;
   return 0;
 }
 
@@ -730,7 +738,7 @@ static void check_timeouts(ppe_pool *p, double now) {
 
 static int poll_timeout(ppe_pool *p, double now) {
   double first = -1;
-  int i, room = pick(p, now) != NULL;
+  int i, room = -1;  /* another worker has room: asked only if needed */
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     if (p->task_timeout > 0 && w->head != NULL && !w->timed_out &&
@@ -742,9 +750,9 @@ static int poll_timeout(ppe_pool *p, double now) {
     /* When a task with others behind it will have run long, if another
     ** worker has room now: they are taken back then (take_back). A worker
     ** that has room later says so with a reply, which wakes us anyway. */
-    if (room && w->state == W_READY && w->ninflight > 1 &&
-        !running_long(w, now) &&
-        (first < 0 || w->started + PIPELINE_US * 1e-6 < first))
+    if (w->state == W_READY && w->ninflight > 1 && !running_long(w, now) &&
+        (first < 0 || w->started + PIPELINE_US * 1e-6 < first) &&
+        (room >= 0 ? room : (room = pick(p, now) != NULL)))
       first = w->started + PIPELINE_US * 1e-6;
   }
   if (first < 0) return -1;
