@@ -46,6 +46,16 @@ typedef char gates_enough[2 * PIPELINE_MAX < PPE_GATES ? 1 : -1];
 ** the leak check comes after), and its own status is the one to report. */
 #define EOF_GRACE 5.0
 
+/* Seconds a worker sent SIGTERM (terminate_workers) may take to end
+** before it is killed: it may be stopped, or handle the signal itself. */
+#define SIGNAL_GRACE 1.0
+
+/* Seconds the zygote may take, once the pool is closing, to answer a
+** request to fork or to kill: one that has not answered by then is
+** stopped or stuck and serves nobody. It is killed, and its workers end
+** with it, so that no close waits for it without bound. */
+#define ZYGOTE_GRACE 3.0
+
 /* Spawn requests in flight while an executor starts (see await_workers). */
 #define SPAWN_BATCH 32
 
@@ -67,7 +77,12 @@ typedef struct wslot {
   ppe_ring_reader ring;  /* and where its small ones are (I/O thread) */
   double deadline;     /* of the running task */
   double started;      /* when the running task started, about */
-  double kill_at;      /* a worker whose channel ended: when to kill it */
+  double kill_at;      /* when to kill it if it has not ended: one whose
+                       ** channel ended, or that was sent SIGTERM */
+  double asked;        /* when the zygote was asked to fork or to kill it,
+                       ** while that has not been answered */
+  int signalled;       /* terminate/kill: what it held has failed already,
+                       ** and no reply of its is taken */
   long ntasks;
   uint32_t nsent;      /* tasks given to it: the gate's count */
 } wslot;
@@ -230,12 +245,20 @@ static void leave_zygote(ppe_pool *p) {
   if (z != NULL) ppe_zygote_detach(z);
 }
 
+/* Worker w is killed at t unless it has ended, or is due sooner. */
+static void kill_by(wslot *w, double t) {
+  if (w->kill_at == 0 || t < w->kill_at) w->kill_at = t;
+}
+
+/* A worker whose channel is closed ends by itself once it reads the end
+** of it; one that does not (stopped, or stuck) is killed after a grace. */
 static void close_channel(wslot *w) {
   if (w->fd >= 0) end_channel(w->fd);
   w->fd = -1;
   w->out = NULL;
   w->sending = NULL;
   w->state = W_ENDING;
+  kill_by(w, ppe_now() + EOF_GRACE);
 }
 
 /* What goes on the socket for a task: its request, or, when that is in
@@ -340,7 +363,8 @@ static wslot *pick(ppe_pool *p, double now) {
   int i;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (w->state != W_READY || w->ninflight >= depth(p, w)) continue;
+    if (w->state != W_READY || w->signalled || w->ninflight >= depth(p, w))
+      continue;
     if (w->ninflight > 0 && running_long(w, now)) continue;
     if (best == NULL || w->ninflight < best->ninflight) best = w;
   }
@@ -425,7 +449,9 @@ static int dispatch(ppe_pool *p, int direct) {
 */
 
 static void kill_worker(ppe_pool *p, wslot *w, int sig) {
-  if (w->pid > 0) ppe_zygote_send(p->zfd, PPE_Z_KILL, 0, w->pid, sig);
+  if (w->pid <= 0) return;
+  ppe_zygote_send(p->zfd, PPE_Z_KILL, 0, w->pid, sig);
+  if (sig == SIGKILL && w->asked == 0) w->asked = ppe_now();
 }
 
 /* A reply this large, alone in the reader's buffer, is taken with the
@@ -439,6 +465,10 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
                      const char *pl, int alone, char *shared) {
   ppe_task *t = w->head;
   int state = PPE_FINISHED, err = PPE_E_NONE;
+  if (w->signalled) {  /* too late: what it held has failed */
+    if (shared != NULL) ppe_shm_return(shared, sizeof(*f) + f->len);
+    return;
+  }
   if (w->state == W_INIT) {
     if (f->type == PPE_F_OK) w->state = W_READY;
     else {
@@ -577,6 +607,7 @@ static int ask_spawn(ppe_pool *p, wslot *w) {
   }
   r = ppe_zygote_spawn(p->zfd, (int)(w - p->w) + 1, fd);
   if (fd >= 0) close(fd);
+  if (r == 0) w->asked = ppe_now();
   return r;
 }
 
@@ -634,7 +665,15 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
     if (w->state == W_INIT)
       set_broken(p, "a worker ended while running the initializer");
     t = w->head;
-    if (t != NULL) {
+    if (w->signalled) {  /* those failed when it was signalled */
+      while (t != NULL) {
+        ppe_task *n = t->next;
+        t->next = NULL;
+        ppe_task_unref(t);
+        t = n;
+      }
+    }
+    else if (t != NULL) {
       ppe_task *rest = t->next;
       t->next = NULL;
       t->pid = pid;
@@ -661,7 +700,8 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
     w->fd = -1;
     w->out = NULL;
     w->eof = 0;
-    w->kill_at = 0;
+    w->kill_at = w->asked = 0;
+    w->signalled = 0;
     w->pid = 0;
     w->ntasks = 0;
     w->rd.pos = w->rd.b.len = 0;
@@ -678,6 +718,7 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
     return;
   }
   w = &p->w[id - 1];
+  w->asked = 0;
   w->pid = pid;
   w->fd = fd;
   memset(&w->ring, 0, sizeof(w->ring));
@@ -709,7 +750,10 @@ static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
     case PPE_Z_SPAWNFAIL:
       snprintf(msg, sizeof(msg), "cannot fork a worker: %s",
                strerror(m->status));
-      if (m->id >= 1 && m->id <= p->nw) p->w[m->id - 1].state = W_NONE;
+      if (m->id >= 1 && m->id <= p->nw) {
+        p->w[m->id - 1].state = W_NONE;
+        p->w[m->id - 1].asked = 0;
+      }
       p->spawnfail = 1;
       set_broken(p, msg);
       break;
@@ -717,14 +761,37 @@ static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
   if (fd >= 0) close(fd);
 }
 
+static void zygote_gone(ppe_pool *p);
+
+/* 1 if the zygote, once the pool is closing, left a request to fork or to
+** kill a worker unanswered too long (ZYGOTE_GRACE); the time it is due
+** in *due otherwise, if sooner than *due or *due is < 0. */
+static int zygote_late(const ppe_pool *p, double now, double *due) {
+  int i;
+  if (!p->closing) return 0;
+  for (i = 0; i < p->nw; i++) {
+    const wslot *w = &p->w[i];
+    double t = w->asked + ZYGOTE_GRACE;
+    if (w->asked == 0 || w->state == W_NONE) continue;
+    if (now >= t) return 1;
+    if (*due < 0 || t < *due) *due = t;
+  }
+  return 0;
+}
+
 static void check_timeouts(ppe_pool *p, double now) {
   int i;
+  double due = -1;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (w->state == W_ENDING && w->kill_at > 0 && now >= w->kill_at) {
+    if (w->state != W_NONE && w->kill_at > 0 && now >= w->kill_at) {
       w->kill_at = 0;
       kill_worker(p, w, SIGKILL);
     }
+  }
+  if (zygote_late(p, now, &due)) {
+    ppe_zygote_kill(p->zyg);  /* a stopped one too; its workers go along */
+    zygote_gone(p);
   }
   if (p->task_timeout <= 0) return;
   for (i = 0; i < p->nw; i++) {
@@ -744,7 +811,7 @@ static int poll_timeout(ppe_pool *p, double now) {
     if (p->task_timeout > 0 && w->head != NULL && !w->timed_out &&
         (first < 0 || w->deadline < first))
       first = w->deadline;
-    if (w->state == W_ENDING && w->kill_at > 0 &&
+    if (w->state != W_NONE && w->kill_at > 0 &&
         (first < 0 || w->kill_at < first))
       first = w->kill_at;
     /* When a task with others behind it will have run long, if another
@@ -755,6 +822,7 @@ static int poll_timeout(ppe_pool *p, double now) {
         (room >= 0 ? room : (room = pick(p, now) != NULL)))
       first = w->started + PIPELINE_US * 1e-6;
   }
+  zygote_late(p, now, &first);
   if (first < 0) return -1;
   return first <= now ? 0 : (int)((first - now) * 1000) + 1;
 }
@@ -870,7 +938,6 @@ static void *io_main(void *arg) {
         ** is exiting gets a moment to end with its own status; one that
         ** lives on in that state is not to be trusted or waited for, and
         ** is killed, then reported and replaced like any death. */
-        w->kill_at = ppe_now() + EOF_GRACE;
         close_channel(w);  /* its status follows from the zygote */
       }
     }
@@ -1131,16 +1198,51 @@ void ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures) {
   if (wait) join(p);
 }
 
+/* Fails at once what worker w holds, as it is signalled to end: the task
+** it runs with WorkerDied (the signal it was sent), and those sent behind
+** it that it has not started (the gate bars them) as the queue's. A task
+** that does not end by the signal (a stopped worker, or one that handles
+** SIGTERM) has failed all the same; what it replies later is not taken.
+** The tasks stay in its list, their requests alive, until it has ended. */
+static void fail_held(ppe_pool *p, wslot *w, int sig) {
+  ppe_task *t;
+  for (t = w->head; t != NULL; t = t->next) {
+    p->nrunning--;
+    if (t != w->head &&
+        (w->ring.r == NULL || ppe_gate_bar(w->ring.r, t->gate))) {
+      fail_broken(p, t);
+      continue;
+    }
+    t->pid = w->pid;
+    t->signal = sig;
+    t->exit_code = 0;
+    ppe_task_drop_res(t);
+    p->ncompleted++;
+    p->nfailed++;
+    notify(p);
+    ppe_task_complete(t, PPE_FAILED, PPE_E_DIED);
+  }
+  w->sending = NULL;
+  w->ninflight = 0;
+  w->signalled = 1;
+}
+
 void ppe_pool_signal(ppe_pool *p, int sig) {
   int i;
+  double now;
   ppe_lock();
+  now = ppe_now();
   p->shutdown = 1;
   snprintf(p->cause, sizeof(p->cause), "the workers were %s",
            sig == SIGKILL ? "killed" : "terminated");
   set_broken(p, NULL);
-  for (i = 0; i < p->nw; i++)  /* ending ones too: do not wait for them */
-    if (LIVE(&p->w[i]) || p->w[i].state == W_ENDING)
-      kill_worker(p, &p->w[i], sig);
+  for (i = 0; i < p->nw; i++) {  /* ending ones too: do not wait for them */
+    wslot *w = &p->w[i];
+    if (w->pid <= 0 || !(LIVE(w) || w->state == W_ENDING)) continue;
+    if (!w->signalled) fail_held(p, w, sig);
+    kill_worker(p, w, sig);
+    kill_by(w, now + SIGNAL_GRACE);  /* SIGKILL if SIGTERM did not do */
+  }
   ppe_unlock();
   wake(p);
   join(p);

@@ -689,6 +689,21 @@ void ppe_zygote_retire(ppe_zygote *z) {
   bury(z);
 }
 
+void ppe_zygote_kill(ppe_zygote *z) {
+  siginfo_t si;
+  pthread_mutex_lock(&zlock);
+  /* Only our child that has not ended: its pid is no other process's. A
+  ** fork's child has the record but not the process. */
+  memset(&si, 0, sizeof(si));
+  if (z != NULL && z->owner == getpid() &&
+      waitid(P_PID, (id_t)z->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+      si.si_pid == 0)
+    kill(z->pid, SIGKILL);
+  z = retire(z);
+  pthread_mutex_unlock(&zlock);
+  bury(z);
+}
+
 void ppe_zygote_hold(int delta) {
   ppe_zygote *z = NULL;
   pthread_mutex_lock(&zlock);

@@ -53,6 +53,9 @@ void ppe_zygote_detach(ppe_zygote *z);
 /* The zygote has ended (its channel did), refused an executor or did not
 ** answer: the next executor gets another. */
 void ppe_zygote_retire(ppe_zygote *z);
+/* The zygote has left a request unanswered too long: it is stopped or
+** stuck. Kills it (its workers end with it) and retires it. */
+void ppe_zygote_kill(ppe_zygote *z);
 /* Lua states with ppe loaded: when the last is closed, the zygote goes. */
 void ppe_zygote_hold(int delta);
 

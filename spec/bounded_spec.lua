@@ -1,0 +1,239 @@
+-- Nothing waits forever on a process: terminate_workers, kill_workers,
+-- close, shutdown and __gc return in bounded time whatever the workers or
+-- the zygote do (stopped with SIGSTOP, as a debugger does, or ignoring
+-- SIGTERM, as a task with a signal handler of its own may), fail what is
+-- unfinished when they say so, and leave no process behind.
+local ppe = require "ppe"
+local H = require "fixtures.faults_util"
+require "fixtures.bad_util"  -- puts spec/fixtures (evil) on package.cpath
+
+local SIGTERM, SIGKILL = 15, 9
+
+teardown(function() H.cleanup() end)
+
+local function expect_died(f, sig)
+  local err = f:exception(0)
+  assert.equal("failed", f:state())
+  assert.equal("WorkerDied", err.kind, tostring(err))
+  assert.equal(sig, err.signal, tostring(err))
+  return err
+end
+
+-- The worker 'pid' is gone: neither alive nor a zombie of the zygote z.
+local function reaped(pid, z)
+  return H.wait_until(function()
+    return H.stat(pid) == nil and H.children(z)[pid] == nil
+  end, 5)
+end
+
+-- A task that writes its worker's pid to 'path', ignores SIGTERM if told
+-- to, then runs 'secs' seconds and returns "done".
+local function stubborn(path, secs, ignore_term)
+  if ignore_term then require("evil").ignore(15) end
+  local f = io.open("/proc/self/stat")
+  local pid = f:read("*n")
+  f:close()
+  local o = io.open(path, "a")
+  o:write(pid, "\n")
+  o:close()
+  require("evil").sleep(secs)
+  return "done"
+end
+
+-- Starts one stubborn task on a one-worker executor; returns the executor,
+-- the zygote, the future and the worker's pid once the task runs.
+local function start(scope, secs, ignore_term)
+  local ex, z = H.executor(ppe, { max_workers = 1 })
+  scope(ex)
+  scope(H.guard(ex))
+  local path = H.tmpname("bounded")
+  local f = ex:submit(stubborn, path, secs, ignore_term)
+  assert.is_true(H.wait_until(function()
+    return #H.read_lines(path) == 1 end, 10), "the task did not start")
+  return ex, z, f, tonumber(H.read_lines(path)[1])
+end
+
+-- Stops process 'pid' (SIGSTOP) and has it continued 20 s later, so that a
+-- call that waits for it without bound fails its time check instead of
+-- hanging the specs.
+local function stop(pid)
+  os.execute("kill -STOP " .. pid)
+  os.execute("(sleep 20; kill -CONT " .. pid .. ") >/dev/null 2>&1 &")
+end
+
+-- Runs fn and returns the seconds it took.
+local function timed(fn, ...)
+  local t0 = H.now()
+  fn(...)
+  return H.now() - t0
+end
+
+describe("terminate_workers", function()
+  it("with a stopped worker: its future fails at once, the call returns " ..
+     "within a grace period, the worker is killed and reaped",
+     H.scoped(function(scope)
+    local ex, z, f, pid = start(scope, 20)
+    stop(pid)
+    local took = timed(ex.terminate_workers, ex)
+    assert.is_true(took < 4, "terminate_workers took " .. took .. " s")
+    local err = expect_died(f, SIGTERM)
+    assert.equal(pid, err.pid)
+    assert.is_true(reaped(pid, z), "worker " .. pid .. " left behind")
+    assert.is_true(H.alive(z), "the zygote serves on")
+  end))
+
+  it("with a task that ignores SIGTERM: its future fails (it does not " ..
+     "succeed later), the worker is killed and reaped",
+     H.scoped(function(scope)
+    local ex, z, f, pid = start(scope, 1.5, true)
+    local took = timed(ex.terminate_workers, ex)
+    assert.is_true(took < 4, "terminate_workers took " .. took .. " s")
+    local err = expect_died(f, SIGTERM)
+    assert.equal(pid, err.pid)
+    assert.is_true(reaped(pid, z), "worker " .. pid .. " left behind")
+    H.sleep(1.5)  -- past the task's own end: the future stays failed
+    expect_died(f, SIGTERM)
+    local st = ex:stats()
+    assert.equal(1, st.failed)
+    assert.equal(0, st.running)
+  end))
+
+  it("fails tasks sent behind the running one that it had not started " ..
+     "with BrokenExecutor, at once", H.scoped(function(scope)
+    local ex, z, f, pid = start(scope, 20, true)
+    local queued = {}
+    for i = 1, 3 do queued[i] = ex:submit("string.rep", "x", i) end
+    local took = timed(ex.terminate_workers, ex)
+    assert.is_true(took < 4, "terminate_workers took " .. took .. " s")
+    expect_died(f, SIGTERM)
+    for i = 1, 3 do
+      assert.equal("BrokenExecutor", queued[i]:exception(0).kind)
+    end
+    assert.is_true(reaped(pid, z), "worker " .. pid .. " left behind")
+  end))
+end)
+
+describe("kill_workers", function()
+  it("with a stopped worker: returns at once, the worker is reaped",
+     H.scoped(function(scope)
+    local ex, z, f, pid = start(scope, 20)
+    stop(pid)
+    local took = timed(ex.kill_workers, ex)
+    assert.is_true(took < 2, "kill_workers took " .. took .. " s")
+    expect_died(f, SIGKILL)
+    assert.is_true(reaped(pid, z), "worker " .. pid .. " left behind")
+  end))
+
+  it("with a task that ignores SIGTERM: the same", H.scoped(function(scope)
+    local ex, z, f, pid = start(scope, 20, true)
+    local took = timed(ex.kill_workers, ex)
+    assert.is_true(took < 2, "kill_workers took " .. took .. " s")
+    expect_died(f, SIGKILL)
+    assert.is_true(reaped(pid, z), "worker " .. pid .. " left behind")
+  end))
+end)
+
+describe("close, shutdown and __gc", function()
+  -- An idle worker that is stopped cannot read the end of its channel:
+  -- it is killed once it has had the time an exiting worker gets.
+  local function idle_stopped()
+    local ex, z = H.executor(ppe, { max_workers = 2 })
+    assert.equal("xx", ex:submit("string.rep", "x", 2):result(10))
+    local ws = H.live_workers(z)
+    assert.equal(2, #ws)
+    stop(ws[1])
+    return ex, z, ws
+  end
+
+  for _, how in ipairs { "close", "shutdown", "__gc" } do
+    it(how .. " with an idle stopped worker returns in bounded time, " ..
+       "the worker killed and reaped", H.scoped(function(scope)
+      local ex, z, ws = idle_stopped()
+      local took
+      if how == "__gc" then
+        ex = nil  -- luacheck: ignore 311
+        took = timed(function() collectgarbage() collectgarbage() end)
+      else
+        took = timed(ex[how], ex)
+      end
+      assert.is_true(took < 9, how .. " took " .. took .. " s")
+      for _, w in ipairs(ws) do
+        assert.is_true(reaped(w, z), "worker " .. w .. " left behind")
+      end
+      assert.is_true(H.alive(z), "the zygote serves on")
+    end))
+  end
+
+  it("close waits for a task whose worker is stopped (work is not " ..
+     "abandoned) and returns with its result once it is continued",
+     H.scoped(function(scope)
+    local ex, z, f, pid = start(scope, 1)
+    stop(pid)
+    os.execute("(sleep 1; kill -CONT " .. pid .. ") >/dev/null 2>&1 &")
+    local took = timed(ex.close, ex)
+    assert.is_true(took >= 0.9, "close returned before the task ended")
+    assert.is_true(took < 10, "close took " .. took .. " s")
+    assert.equal("done", f:result(0))
+    assert.is_true(reaped(pid, z), "worker " .. pid .. " left behind")
+  end))
+
+  it("close waits for a task that ignores SIGTERM and gets its result",
+     H.scoped(function(scope)
+    local ex, z, f, pid = start(scope, 0.5, true)
+    local took = timed(ex.close, ex)
+    assert.is_true(took < 10, "close took " .. took .. " s")
+    assert.equal("done", f:result(0))
+    assert.is_true(reaped(pid, z), "worker " .. pid .. " left behind")
+  end))
+end)
+
+describe("a stopped zygote", function()
+  -- The zygote stopped: it neither reaps nor kills. A close that waits for
+  -- it gives up on it in bounded time: it is killed (and its workers with
+  -- it), and the next executor gets a new one.
+  local function stopped_zygote(scope)
+    local ex, z = H.executor(ppe, { max_workers = 2 })
+    scope(H.guard(ex))
+    assert.equal("xx", ex:submit("string.rep", "x", 2):result(10))
+    local ws = H.live_workers(z)
+    assert.equal(2, #ws)
+    stop(z)
+    return ex, z, ws
+  end
+
+  local function all_gone(z, ws)
+    assert.is_true(H.wait_until(function()
+      if H.stat(z) ~= nil then return false end
+      for _, w in ipairs(ws) do if H.alive(w) then return false end end
+      return true
+    end, 5), "the zygote or a worker is left")
+    local ex2 = ppe.executor { max_workers = 1 }
+    assert.equal("yy", ex2:submit("string.rep", "y", 2):result(10))
+    ex2:close()
+    assert.is_not.equal(z, H.zygote())
+  end
+
+  it("close returns in bounded time; the zygote and workers are gone",
+     H.scoped(function(scope)
+    local ex, z, ws = stopped_zygote(scope)
+    local took = timed(ex.close, ex)
+    assert.is_true(took < 12, "close took " .. took .. " s")
+    all_gone(z, ws)
+  end))
+
+  it("kill_workers returns in bounded time and fails the running task " ..
+     "at once", H.scoped(function(scope)
+    local ex, z = H.executor(ppe, { max_workers = 1 })
+    scope(H.guard(ex))
+    local path = H.tmpname("bounded")
+    local f = ex:submit(stubborn, path, 20)
+    assert.is_true(H.wait_until(function()
+      return #H.read_lines(path) == 1 end, 10), "the task did not start")
+    local ws = H.live_workers(z)
+    stop(z)
+    local took = timed(ex.kill_workers, ex)
+    assert.is_true(took < 6, "kill_workers took " .. took .. " s")
+    expect_died(f, SIGKILL)
+    all_gone(z, ws)
+  end))
+end)
