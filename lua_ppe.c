@@ -786,19 +786,34 @@ static int byseq(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+static int tostring_value(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
 /* Reports the error on the top (left there) through warn: a callback's
-** failure must not break the call that happened to run it. */
+** failure must not break the call that happened to run it, nor keep the
+** other callbacks from running. The value's text comes from a protected
+** call: a __tostring may raise, or return what is not a string. */
 static void warn_callback(lua_State *L) {
-  const char *msg = lua_tostring(L, -1);
-  if (msg == NULL && luaL_callmeta(L, -1, "__tostring")) {
-    msg = lua_tostring(L, -1);
-    lua_warning(L, "ppe: error in a done-callback: ", 1);
-    lua_warning(L, msg ? msg : "?", 0);
-    lua_pop(L, 1);
-    return;
-  }
+  const char *msg;
+  int ok;
+  lua_pushcfunction(L, tostring_value);
+  lua_pushvalue(L, -2);
+  ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
+  msg = lua_tostring(L, -1);
   lua_warning(L, "ppe: error in a done-callback: ", 1);
-  lua_warning(L, msg ? msg : luaL_typename(L, -1), 0);
+  if (ok && msg != NULL) lua_warning(L, msg, 0);
+  else {
+    lua_warning(L, luaL_typename(L, -2), 1);
+    lua_warning(L, ok ? " value (its __tostring gave no string)"
+                      : " value (its __tostring raised: ", !ok);
+    if (!ok) {
+      lua_warning(L, msg != NULL ? msg : luaL_typename(L, -1), 1);
+      lua_warning(L, ")", 0);
+    }
+  }
+  lua_pop(L, 1);
 }
 
 static void call_callbacks(lua_State *L, int fut) {

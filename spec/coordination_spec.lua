@@ -419,6 +419,72 @@ describe("done-callbacks, poll and fileno", function()
     assert.is_true(after)
   end)
 
+  -- An error value whose __tostring raises (or returns no string) cannot
+  -- be printed: it is reported all the same, and breaks nothing else.
+  local unprintable = {
+    setmetatable({}, { __tostring = function() error("no text") end }),
+    setmetatable({}, { __tostring = function() return {} end }),
+  }
+  for k, bad in ipairs(unprintable) do
+    for _, how in ipairs { "result", "wait", "poll", "as_completed",
+                           "add_done_callback" } do
+      it("an unprintable callback error (" .. k .. ") escapes not from " ..
+         how .. ", and every other callback runs", function()
+        local fs = { ex:submit(spin, 0, 1), ex:submit(spin, 0, 2) }
+        local ran = {}
+        if how == "add_done_callback" then
+          for i = 1, 2 do assert.are.equal(i, fs[i]:result(10)) end
+        end
+        for i = 1, 2 do
+          fs[i]:add_done_callback(function() error(bad) end)
+          fs[i]:add_done_callback(function(f)
+            local v = f:result()  -- (runs the other future's callbacks)
+            ran[#ran + 1] = v
+          end)
+        end
+        if how == "result" then
+          assert.are.equal(2, fs[2]:result(10))
+          assert.are.equal(1, fs[1]:result(10))
+        elseif how == "wait" then
+          local done = ppe.wait(fs, 10)
+          assert.are.equal(2, #done)
+        elseif how == "poll" then
+          assert.is_true(fs[1]:wait(10) and fs[2]:wait(10))
+          spin(0.02)
+          ex:poll()
+        elseif how == "as_completed" then
+          local n = 0
+          for _ in ppe.as_completed(fs, 10) do n = n + 1 end
+          assert.are.equal(2, n)
+        end
+        table.sort(ran)
+        assert.are.same({ 1, 2 }, ran)
+      end)
+    end
+  end
+
+  it("reports an unprintable callback error by its type", function()
+    local script = ("package.cpath = %q .. ';' .. package.cpath\n")
+      :format(package.cpath:match("^[^;]+")) .. [[
+      local ppe = require "ppe"
+      if warn then warn("@on") end
+      local ex = ppe.executor { max_workers = 1 }
+      local f = ex:submit("string.rep", "x", 2)
+      f:add_done_callback(function()
+        error(setmetatable({}, { __tostring = function() error("no") end }))
+      end)
+      io.stdout:write(f:result(10), "\n")
+      ex:close()
+    ]]
+    local h = assert(io.popen(H.interpreter() .. " -e " .. quote(script) ..
+                              " 2>&1"))
+    local out = h:read("*a")
+    h:close()
+    assert.matches("xx\n", out)
+    assert.matches("ppe: error in a done%-callback: table value " ..
+                   "%(its __tostring raised: .*no%)", out)
+  end)
+
   -- 5.4 reports through warn, which prints once warnings are on; before
   -- 5.4 the same line goes to stderr (there is no switch).
   it("reports a callback's error as a Lua warning", function()
