@@ -435,6 +435,80 @@ describe("ppe.encode/decode of functions", function()
   end)
 end)
 
+-- A C function goes by the name it was found under in package.loaded;
+-- the name is remembered, but must still lead to the function when it is
+-- sent again.
+describe("a C function's name, found once", function()
+  local REFUSED = "C function cannot be sent " ..
+                  "(not reachable by name from package.loaded)"
+  local cf, mod
+
+  before_each(function()
+    -- coroutine.wrap makes a new C function at each call: this one is
+    -- reachable from the spec's own module only.
+    cf = coroutine.wrap(function() end)
+    mod = {f = cf}
+    package.loaded.ppe_spec_cmod = mod
+    assert.is_true(rawequal(cf, rt(cf)))  -- found, and its name kept
+  end)
+
+  after_each(function()
+    package.loaded.ppe_spec_cmod = nil
+    package.loaded.ppe_spec_cmod2 = nil
+  end)
+
+  it("is not used once its module is gone from package.loaded", function()
+    package.loaded.ppe_spec_cmod = nil
+    assert.are.equal("argument #1: " .. REFUSED,
+                     serr(ppe.encode, cf).message)
+    assert.are.equal('argument #2, field "cb": ' .. REFUSED,
+                     serr(ppe.encode, 1, {cb = cf}).message)
+  end)
+
+  it("is not used once its field holds something else", function()
+    mod.f = 42
+    assert.are.equal("argument #1: " .. REFUSED,
+                     serr(ppe.encode, cf).message)
+    mod.f = string.rep  -- another C function, with a name of its own
+    assert.are.equal("argument #1: " .. REFUSED,
+                     serr(ppe.encode, cf).message)
+    assert.is_true(rawequal(string.rep, rt(string.rep)))
+  end)
+
+  it("is not used once the module is another table", function()
+    package.loaded.ppe_spec_cmod = {f = print}
+    assert.are.equal("argument #1: " .. REFUSED,
+                     serr(ppe.encode, cf).message)
+  end)
+
+  it("gives way to a name the function has now", function()
+    package.loaded.ppe_spec_cmod = nil
+    package.loaded.ppe_spec_cmod2 = {g = cf}
+    assert.is_true(rawequal(cf, rt(cf)))
+    local s = ppe.encode(cf)
+    assert.is_truthy(s:find("ppe_spec_cmod2\0g", 1, true))
+  end)
+
+  it("serves again when the function is put back", function()
+    mod.f = nil
+    serr(ppe.encode, cf)
+    mod.f = cf
+    assert.is_true(rawequal(cf, rt(cf)))
+  end)
+
+  it("makes submit raise in the caller, not the worker fail", function()
+    local ex = ppe.executor{max_workers = 1}
+    finally(function() ex:shutdown() end)
+    package.loaded.ppe_spec_cmod = nil
+    assert.are.equal("argument #1: " .. REFUSED,
+                     serr(ex.submit, ex, cf).message)
+    assert.are.equal('argument #3, field "cb": ' .. REFUSED,
+                     serr(ex.submit, ex, print, 1, {cb = cf}).message)
+    assert.are.equal(12, ex:submit(function(a) return a * 2 end, 6)
+                           :result(10))
+  end)
+end)
+
 describe("ppe.encode errors", function()
   it("names the path to userdata", function()
     local err = serr(ppe.encode, 1, {conn = io.stdout})

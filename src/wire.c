@@ -36,7 +36,7 @@ enum {
 
 /* Registry keys: addresses of statics, so no name can collide. */
 static const char dumpcache_key = 'd';  /* function -> tag..bytecode */
-static const char cfname_key = 'c';     /* C function -> "mod\0field" */
+static const char cfname_key = 'c';     /* C function -> {module, field} */
 static const char fncache_key = 'f';    /* the decoder's FnCache */
 
 static int little_endian(void) {
@@ -85,6 +85,8 @@ typedef struct Enc {
   lua_State *L;
   ppe_buf *b;
   int seen;        /* stack slot of the userdata holding 'slots', or nil */
+  int names;       /* stack slot of the cache of C function names, or nil */
+  int loaded;      /* stack slot of package.loaded, with 'names' */
   Seen *slots;     /* 'local' until it outgrows it */
   size_t cap;      /* slots, a power of 2; at most half of them in use */
   Seen local[SEEN_LOCAL];
@@ -202,16 +204,20 @@ static int enc_num(Enc *e, lua_Number v) {
   return put_raw(e, tmp, sizeof(tmp));
 }
 
-static int enc_str(Enc *e, int idx) {
-  size_t len;
-  const char *s = lua_tolstring(e->L, idx, &len);
+/* The tag (and length) of a string of len bytes. */
+static int enc_strhead(Enc *e, size_t len) {
   if (len < 32) {
     if (ppe_buf_reserve(e->b, len + 1)) return enc_oom(e);
     e->b->p[e->b->len++] = (char)(T_SHORTSTR | (int)len);
+    return 0;
   }
-  else if (put_byte(e, T_STR) || put_varint(e, len))
-    return -1;
-  return put_raw(e, s, len);
+  return (put_byte(e, T_STR) || put_varint(e, len)) ? -1 : 0;
+}
+
+static int enc_str(Enc *e, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(e->L, idx, &len);
+  return enc_strhead(e, len) ? -1 : put_raw(e, s, len);
 }
 
 static size_t seen_slot(const Enc *e, const void *p) {
@@ -417,23 +423,38 @@ static int enc_lfunc(Enc *e, int idx) {
   return 0;
 }
 
-/* Records under its name every C function of every table in package.loaded
-** not yet known, so that the worker finds it again by that name. */
-static void scan_loaded(lua_State *L, int cache) {
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+/* Fills the slots 'names' and 'loaded', once per message: a message of
+** many C functions looks them up once. */
+static void enc_loaded(Enc *e) {
+  if (!lua_isnil(e->L, e->loaded)) return;
+  getcache(e->L, &cfname_key, "k");
+  lua_replace(e->L, e->names);
+  lua_getfield(e->L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_replace(e->L, e->loaded);
+}
+
+/* Records every C function of every table in package.loaded (at
+** 'loaded') not yet known in 'cache', as {module name, field name}: the
+** strings are the keys themselves, so an entry costs no new string, and a
+** check of the name needs no string to be made. A module whose name holds
+** a NUL is skipped: on the wire, a NUL ends the module's part of the name. */
+static void scan_loaded(lua_State *L, int cache, int loaded) {
   lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
+  while (lua_next(L, loaded)) {
+    size_t len;
+    if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1) &&
+        strlen(lua_tolstring(L, -2, &len)) == len) {
       lua_pushnil(L);
       while (lua_next(L, -2)) {
         if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
           lua_pushvalue(L, -1);
           if (lua_rawget(L, cache) == LUA_TNIL) {
             lua_pushvalue(L, -2);
-            lua_pushvalue(L, -6);
-            lua_pushlstring(L, "", 1);  /* the NUL separator */
-            lua_pushvalue(L, -6);
-            lua_concat(L, 3);
+            lua_createtable(L, 2, 0);
+            lua_pushvalue(L, -7);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, -5);
+            lua_rawseti(L, -2, 2);
             lua_rawset(L, cache);
           }
           lua_pop(L, 1);
@@ -443,25 +464,59 @@ static void scan_loaded(lua_State *L, int cache) {
     }
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
 }
 
+/* 1 if the entry {module, field} on the top leads to the C function at idx
+** in package.loaded (at 'loaded') now, with the two names pushed; else 0,
+** nothing pushed. A name found by an earlier scan is checked, not trusted:
+** the module may have gone or the field changed since, and the receiver
+** would not find the function. Two lookups, against a scan. */
+static int name_holds(lua_State *L, int loaded, int idx) {
+  int entry = lua_gettop(L);
+  lua_rawgeti(L, entry, 1);
+  lua_rawgeti(L, entry, 2);
+  lua_pushvalue(L, -2);
+  if (lua_rawget(L, loaded) == LUA_TTABLE) {
+    lua_pushvalue(L, -2);
+    lua_rawget(L, -2);
+    if (lua_rawequal(L, -1, idx)) {
+      lua_pop(L, 2);
+      return 1;
+    }
+  }
+  lua_settop(L, entry);
+  return 0;
+}
+
+/* A C function goes as its name "module\0field", written as a string. */
 static int enc_cfunc(Enc *e, int idx) {
   lua_State *L = e->L;
-  int cache;
-  getcache(L, &cfname_key, NULL);
-  cache = lua_gettop(L);
+  size_t mlen, flen;
+  const char *mod, *field;
+  enc_loaded(e);
   lua_pushvalue(L, idx);
-  if (lua_rawget(L, cache) != LUA_TSTRING) {
+  if (lua_rawget(L, e->names) != LUA_TTABLE ||
+      !name_holds(L, e->loaded, idx)) {
+    /* Unknown, or known under a name that leads elsewhere now: forget
+    ** that name, so the scan records the one it has now, if any. */
     lua_pop(L, 1);
-    scan_loaded(L, cache);
     lua_pushvalue(L, idx);
-    if (lua_rawget(L, cache) != LUA_TSTRING)
+    lua_pushnil(L);
+    lua_rawset(L, e->names);
+    scan_loaded(L, e->names, e->loaded);
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, e->names) != LUA_TTABLE)
       return enc_fail(e, "%s", "C function cannot be sent "
                       "(not reachable by name from package.loaded)");
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
   }
-  if (put_byte(e, T_CFUNC) || enc_str(e, -1)) return -1;
-  lua_pop(L, 2);
+  mod = lua_tolstring(L, -2, &mlen);
+  field = lua_tolstring(L, -1, &flen);
+  if (put_byte(e, T_CFUNC) || enc_strhead(e, mlen + 1 + flen) ||
+      put_raw(e, mod, mlen + 1) || put_raw(e, field, flen))
+    return -1;
+  lua_pop(L, 3);
   return 0;
 }
 
@@ -471,9 +526,9 @@ static int enc_cfunc(Enc *e, int idx) {
 static int enc_module(Enc *e, int idx) {
   lua_State *L = e->L;
   int found = 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  enc_loaded(e);
   lua_pushnil(L);
-  while (!found && lua_next(L, -2)) {
+  while (!found && lua_next(L, e->loaded)) {
     if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, idx)) {
       if (put_byte(e, T_MODULE) || enc_str(e, -2)) return -1;
       found = 1;
@@ -481,7 +536,7 @@ static int enc_module(Enc *e, int idx) {
     }
     else lua_pop(L, 1);
   }
-  lua_pop(L, found ? 2 : 1);
+  if (found) lua_pop(L, 1);
   return found;
 }
 
@@ -530,6 +585,10 @@ int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
   lua_pop(L, 1);
   lua_pushnil(L);
   e.seen = lua_gettop(L);
+  lua_pushnil(L);
+  e.names = lua_gettop(L);
+  lua_pushnil(L);
+  e.loaded = lua_gettop(L);
   if (put_raw(&e, hdr, sizeof(hdr)) || put_varint(&e, (uint64_t)n))
     goto fail;
   for (i = 0; i < n; i++) {
