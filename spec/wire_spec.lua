@@ -857,6 +857,30 @@ describe("decoding in a worker", function()
                                        t):result()})
   end)
 
+  -- The layout of a function's upvalues is part of what its tag covers:
+  -- one function whose upvalue is data, a module, the globals or a C
+  -- function at each send is four records to the worker's cache.
+  it("serves one function whose upvalue changes kind between sends",
+     function()
+    local ex = ppe.executor{max_workers = 1}
+    finally(function() ex:shutdown() end)
+    local up
+    local f = function(k)
+      if type(up) == "function" then return up(k) end
+      return up[k]
+    end
+    local cases = {
+      {{x = 1}, "x", 1}, {string, "rep", string.rep}, {_G, "print", print},
+      {tostring, 5, "5"},
+    }
+    for _ = 1, 2 do
+      for _, c in ipairs(cases) do
+        up = c[1]
+        assert.is_true(rawequal(c[3], ex:submit(f, c[2]):result(10)))
+      end
+    end
+  end)
+
   it("keeps apart more closures of one function than it lends", function()
     local ex = ppe.executor{max_workers = 1}
     finally(function() ex:shutdown() end)
