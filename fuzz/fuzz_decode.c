@@ -7,10 +7,19 @@
 ** and decoded again: what the decoder accepts, the encoder must be able to
 ** send back, and the decoder must read what the encoder wrote.
 **
+** The input is decoded again with { functions = false }: that must either
+** raise a SerializationError or give plain data only (nil, booleans,
+** numbers, strings and tables without metatables), as many values as the
+** default decode gives.
+**
 ** The input is also decoded as a worker decodes (closure cache, modules
-** required by name), and once more behind the bytecode of a function made
-** by this process: bytecode is only loaded under this process's tag, so
-** that is how the fuzzer reaches the upvalues that follow it.
+** required by name), and once more behind the record of a function made
+** by this process, up to its upvalues: a record is only loaded under this
+** process's tag, so that is how the fuzzer reaches the upvalues that
+** follow it. Last, the input stands for the upvalue layout and upvalues
+** behind that function's bytecode, with the function in the closure
+** cache: the tag covers the layout, so the record may decode only if the
+** input starts with the layout the function was sent with.
 **
 ** Build and run: make fuzz (FUZZ_SECONDS=60 by default). */
 #include <stdint.h>
@@ -34,7 +43,34 @@ static const char check[] =
   "local function serr(e)\n"
   "  return getmetatable(e) == ppe.Error and e.kind == 'SerializationError'\n"
   "end\n"
+  "local function plain(v, seen)\n"
+  "  local t = type(v)\n"
+  "  if t ~= 'table' then\n"
+  "    return t == 'nil' or t == 'boolean' or t == 'number' or t == 'string'\n"
+  "  end\n"
+  "  if seen[v] then return true end\n"
+  "  seen[v] = true\n"
+  "  if getmetatable(v) ~= nil then return false end\n"
+  "  for k, x in next, v do\n"
+  "    if not plain(k, seen) or not plain(x, seen) then return false end\n"
+  "  end\n"
+  "  return true\n"
+  "end\n"
   "local r = table.pack(pcall(ppe.decode, s))\n"
+  "local d = table.pack(pcall(ppe.decode, s, { functions = false }))\n"
+  "if d[1] then\n"
+  "  local seen = {}\n"
+  "  for i = 2, d.n do\n"
+  "    if not plain(d[i], seen) then\n"
+  "      error('safe decode gave ' .. tostring(d[i]))\n"
+  "    end\n"
+  "  end\n"
+  "  if not r[1] or r.n ~= d.n then\n"
+  "    error('safe decode gave other values')\n"
+  "  end\n"
+  "elseif not serr(d[2]) then\n"
+  "  error('safe decode raised ' .. tostring(d[2]))\n"
+  "end\n"
   "if not r[1] then\n"
   "  if not serr(r[2]) then error('decode raised ' .. tostring(r[2])) end\n"
   "  return\n"
@@ -57,8 +93,10 @@ static const char maker[] =
   "local a, b, c, str = 1, {}, print, string\n"
   "return ppe.encode(function() return a, b, c, str.rep, tostring end)\n";
 
-static char *prefix;  /* its message up to the upvalues */
-static size_t prefix_len;
+static char *maker_msg;  /* its whole message */
+static size_t maker_len;
+static size_t code_len;    /* the message up to the end of the bytecode */
+static size_t prefix_len;  /* up to the end of the layout: the upvalues */
 
 static void finding(lua_State *L, const char *what) {
   fprintf(stderr, "fuzz_decode: %s: %s\n", what, lua_tostring(L, -1));
@@ -86,18 +124,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc; (void)argv;
   if (luaL_dostring(L, maker) != LUA_OK) finding(L, "maker");
   s = lua_tolstring(L, -1, &len);
-  /* header 7, count 1, T_LFUNC 1, length 4, tag 8, bytecode */
+  /* header 7, count 1, T_LFUNC 1, length 4, tag 8, bytecode, then the
+  ** layout: a varint count of upvalues (one byte here) and their kinds */
   memcpy(&blen, s + 9, sizeof(blen));
-  prefix_len = 21 + (size_t)blen;
-  if (prefix_len > len || (prefix = malloc(prefix_len)) == NULL) abort();
-  memcpy(prefix, s, prefix_len);
+  code_len = 21 + (size_t)blen;
+  if (code_len >= len) abort();
+  prefix_len = code_len + 1 + (unsigned char)s[code_len];
+  if (prefix_len > len || (maker_msg = malloc(len)) == NULL) abort();
+  memcpy(maker_msg, s, len);
+  maker_len = len;
   lua_close(L);
   return 0;
 }
 
-/* Decodes as a worker does; the result does not matter, only that it
-** neither crashes nor leaves the stack out of order. */
-static void worker_decode(lua_State *L, const char *s, size_t len) {
+/* Decodes as a worker does; returns how many values, or -1. Beyond
+** that the result does not matter, only that it neither crashes nor
+** leaves the stack out of order. */
+static int worker_decode(lua_State *L, const char *s, size_t len) {
   char err[PPE_ERRSZ];
   int top = lua_gettop(L);
   int n = ppe_decode(L, s, len, PPE_DEC_FNCACHE | PPE_DEC_REQUIRE, err);
@@ -106,6 +149,7 @@ static void worker_decode(lua_State *L, const char *s, size_t len) {
     finding(L, "worker decode");
   }
   lua_settop(L, top);
+  return n;
 }
 
 /* Runs the check (at 1, the module at 2) on s. */
@@ -118,10 +162,14 @@ static void run_check(lua_State *L, const char *s, size_t len) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_State *L = newstate();
+  size_t layout_len = prefix_len - code_len;
   char *withfn = malloc(prefix_len + size);
-  if (withfn == NULL) abort();
-  memcpy(withfn, prefix, prefix_len);
+  char *withcode = malloc(code_len + size);
+  if (withfn == NULL || withcode == NULL) abort();
+  memcpy(withfn, maker_msg, prefix_len);
   if (size) memcpy(withfn + prefix_len, data, size);
+  memcpy(withcode, maker_msg, code_len);
+  if (size) memcpy(withcode + code_len, data, size);
   if (luaL_loadbuffer(L, check, sizeof(check) - 1, "=check") != LUA_OK)
     finding(L, "check does not compile");
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -132,6 +180,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   worker_decode(L, (const char *)data, size);
   worker_decode(L, withfn, prefix_len + size);
   worker_decode(L, withfn, prefix_len + size);  /* from the cache */
+  if (worker_decode(L, maker_msg, maker_len) != 1) {
+    lua_pushstring(L, "the function's own message does not decode");
+    finding(L, "worker decode");
+  }
+  if (worker_decode(L, withcode, code_len + size) >= 0 &&
+      (size < layout_len ||
+       memcmp(data, maker_msg + code_len, layout_len) != 0)) {
+    lua_pushstring(L, "a record decoded with a layout it was not sent with");
+    finding(L, "worker decode");
+  }
+  free(withcode);
   free(withfn);
   lua_close(L);
   return 0;

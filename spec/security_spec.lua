@@ -1,8 +1,9 @@
 -- What a worker can reach and what a message can make us do: a worker holds
 -- stdio (stdin /dev/null) and one unnamed, close-on-exec socketpair, no
 -- path and no port; the zygote likewise; and the decoder checks every size
--- claim before it allocates, never loads bytecode it did not make, never
--- runs 'require' for a name found in a message.
+-- claim before it allocates, never loads bytecode it did not make nor a
+-- genuine function with another upvalue layout, never runs 'require' for a
+-- name found in a message, and asked for plain data gives nothing else.
 local U = require "fixtures.bad_util"  -- first: puts spec/fixtures on cpath
 local ppe = require "ppe"
 local H = require "helpers"
@@ -375,6 +376,149 @@ describe("security", function()
       assert.matches("not found", msg, 1, true)
       assert.is_nil(_G.SEC_MARKER_LOADED, "the module was loaded")
       assert.is_nil(package.loaded["fixtures.sec_marker"])
+    end)
+  end)
+
+  describe("decoding untrusted bytes", function()
+    local header = ppe.encode():sub(1, 7)
+    local T_CFUNC = ppe.encode(print):sub(9, 9)
+    local SAFE = { functions = false }
+
+    -- Decodes s with opts expecting a SerializationError; its message.
+    local function refused(s, opts)
+      local e = H.expect_error("SerializationError", ppe.decode, s, opts)
+      assert.equal("SerializationError: " .. e.message, tostring(e))
+      return e.message
+    end
+
+    -- The message of a plain Lua error (not a ppe.Error) that fn raises.
+    local function lua_error(fn, ...)
+      local ok, e = pcall(fn, ...)
+      assert.is_false(ok)
+      assert.is_string(e, "expected a Lua error message, got " .. tostring(e))
+      return e
+    end
+
+    -- The message of one function: its tag and bytecode, then the rest (the
+    -- upvalues and what says how they are laid out): header, count,
+    -- T_LFUNC, a uint32 length, the 8-byte tag, the bytecode.
+    local function record(s)
+      local b1, b2, b3, b4 = s:byte(10, 13)
+      local blen = header:byte(5) == 1
+                   and b1 + 256 * (b2 + 256 * (b3 + 256 * b4))
+                   or b4 + 256 * (b3 + 256 * (b2 + 256 * b1))
+      return s:sub(1, 21 + blen), s:sub(22 + blen)
+    end
+
+    it("by default, can give back the globals and any C function by name",
+       function()
+      -- What the safe form is for: nothing here is bytecode, so no tag
+      -- stands in the way.
+      local popen = header .. H.varint(1) .. T_CFUNC ..
+                    ppe.encode("io\0popen"):sub(9)
+      assert.is_true(rawequal(io.popen, ppe.decode(popen)))
+      assert.is_true(rawequal(_G, ppe.decode(ppe.encode(_G))))
+      assert.is_true(rawequal(io.popen, ppe.decode(popen, {})))
+      assert.is_true(rawequal(io.popen,
+                              ppe.decode(popen, { functions = true })))
+      assert.matches('^C function "io.popen" refused %(functions = false%)',
+                     refused(popen, SAFE))
+    end)
+
+    it("with functions = false gives back plain data exactly", function()
+      local cyc = { "c" }
+      cyc.self = cyc
+      local shared = { 1 }
+      local r = H.pack(ppe.decode(ppe.encode(nil, true, false, 42, -7, 2.5,
+        "", "bytes\0\255", { 1, 2, { 3 }, k = { x = "y" }, [2.5] = false },
+        cyc, { a = shared, b = shared }, nil), SAFE))
+      assert.equal(12, r.n)
+      assert.same({ nil, true, false, 42, -7, 2.5, "", "bytes\0\255" },
+                  { H.unpack(r, 1, 8) })
+      assert.equal(2.5, r[6])
+      assert.is_true(H.is_integer(r[4]))
+      assert.same({ 1, 2, { 3 }, k = { x = "y" }, [2.5] = false }, r[9])
+      assert.equal("c", r[10][1])
+      assert.is_true(rawequal(r[10], r[10].self))
+      assert.is_true(rawequal(r[11].a, r[11].b))
+      assert.is_nil(r[12])
+      assert.equal(0, select("#", ppe.decode(ppe.encode(), SAFE)))
+    end)
+
+    it("with functions = false refuses a Lua function, wherever it is",
+       function()
+      local up = { 1 }
+      local f = function() return up end
+      assert.matches("^Lua function refused %(functions = false%) at byte 9$",
+                     refused(ppe.encode(f), SAFE))
+      assert.matches("^Lua function refused %(functions = false%)",
+                     refused(ppe.encode(1, { t = { f } }), SAFE))
+    end)
+
+    it("with functions = false refuses C functions by name", function()
+      assert.matches('^C function "os.execute" refused %(functions = false%)'
+                     .. " at byte 9$", refused(ppe.encode(os.execute), SAFE))
+      assert.matches('^C function "_G.print" refused %(functions = false%)',
+                     refused(ppe.encode({ 1, 2, { p = print } }), SAFE))
+      -- A name nobody has: refused as a function, never looked up.
+      _G.SEC_MARKER_LOADED = nil
+      local name = ppe.encode("fixtures.sec_marker\0f"):sub(9)
+      assert.matches('^C function "fixtures.sec_marker.f" refused',
+                     refused(header .. H.varint(1) .. T_CFUNC .. name, SAFE))
+      assert.is_nil(_G.SEC_MARKER_LOADED)
+    end)
+
+    it("with functions = false refuses the globals table", function()
+      assert.matches("^globals table refused %(functions = false%) at byte 9$",
+                     refused(ppe.encode(_G), SAFE))
+      assert.matches("^globals table refused %(functions = false%)",
+                     refused(ppe.encode({ env = _G }), SAFE))
+    end)
+
+    it("raises on bad options, naming the option", function()
+      local s = ppe.encode(1)
+      assert.matches("unknown decode option 'function'",
+                     lua_error(ppe.decode, s, { ["function"] = false }))
+      assert.matches("unknown decode option 'fun'",
+                     lua_error(ppe.decode, s, { functions = false, fun = 1 }))
+      assert.matches("option 'functions' must be a boolean, got number",
+                     lua_error(ppe.decode, s, { functions = 0 }))
+      assert.matches("option 'functions' must be a boolean, got string",
+                     lua_error(ppe.decode, s, { functions = "no" }))
+      -- The function's name in the message differs between versions.
+      assert.matches("bad argument #2 to '.-' %(options table expected, "
+                     .. "got boolean%)", lua_error(ppe.decode, s, false))
+      assert.matches("bad argument #2 to '.-' %(options table expected, "
+                     .. "got string%)", lua_error(ppe.decode, s, "safe"))
+      assert.equal(1, ppe.decode(s, nil))
+    end)
+
+    it("refuses a genuine record's tag and bytecode with another upvalue "
+       .. "layout", function()
+      -- Three functions of one upvalue each: a table, the globals, a C
+      -- function by name. Each one's tag and bytecode followed by another's
+      -- upvalues is a function its sender never sent.
+      local cfg = { x = 1 }
+      local G = _G
+      local run = os.execute
+      local msgs = {
+        data = ppe.encode(function(k) return cfg[k] end),
+        env = ppe.encode(function(k) return G[k] end),
+        cfunc = ppe.encode(function(k) return run, k end),
+      }
+      assert.equal(1, ppe.decode(msgs.data)("x"))
+      assert.is_true(rawequal(os, ppe.decode(msgs.env)("os")))
+      assert.is_true(rawequal(os.execute, (ppe.decode(msgs.cfunc)())))
+      for a, sa in pairs(msgs) do
+        local code = record(sa)
+        for b, sb in pairs(msgs) do
+          if a ~= b then
+            local _, rest = record(sb)
+            assert.matches("not made by this process tree",
+                           refused(code .. rest), 1, true)
+          end
+        end
+      end
     end)
   end)
 end)

@@ -435,6 +435,80 @@ describe("ppe.encode/decode of functions", function()
   end)
 end)
 
+-- A C function goes by the name it was found under in package.loaded;
+-- the name is remembered, but must still lead to the function when it is
+-- sent again.
+describe("a C function's name, found once", function()
+  local REFUSED = "C function cannot be sent " ..
+                  "(not reachable by name from package.loaded)"
+  local cf, mod
+
+  before_each(function()
+    -- coroutine.wrap makes a new C function at each call: this one is
+    -- reachable from the spec's own module only.
+    cf = coroutine.wrap(function() end)
+    mod = {f = cf}
+    package.loaded.ppe_spec_cmod = mod
+    assert.is_true(rawequal(cf, rt(cf)))  -- found, and its name kept
+  end)
+
+  after_each(function()
+    package.loaded.ppe_spec_cmod = nil
+    package.loaded.ppe_spec_cmod2 = nil
+  end)
+
+  it("is not used once its module is gone from package.loaded", function()
+    package.loaded.ppe_spec_cmod = nil
+    assert.are.equal("argument #1: " .. REFUSED,
+                     serr(ppe.encode, cf).message)
+    assert.are.equal('argument #2, field "cb": ' .. REFUSED,
+                     serr(ppe.encode, 1, {cb = cf}).message)
+  end)
+
+  it("is not used once its field holds something else", function()
+    mod.f = 42
+    assert.are.equal("argument #1: " .. REFUSED,
+                     serr(ppe.encode, cf).message)
+    mod.f = string.rep  -- another C function, with a name of its own
+    assert.are.equal("argument #1: " .. REFUSED,
+                     serr(ppe.encode, cf).message)
+    assert.is_true(rawequal(string.rep, rt(string.rep)))
+  end)
+
+  it("is not used once the module is another table", function()
+    package.loaded.ppe_spec_cmod = {f = print}
+    assert.are.equal("argument #1: " .. REFUSED,
+                     serr(ppe.encode, cf).message)
+  end)
+
+  it("gives way to a name the function has now", function()
+    package.loaded.ppe_spec_cmod = nil
+    package.loaded.ppe_spec_cmod2 = {g = cf}
+    assert.is_true(rawequal(cf, rt(cf)))
+    local s = ppe.encode(cf)
+    assert.is_truthy(s:find("ppe_spec_cmod2\0g", 1, true))
+  end)
+
+  it("serves again when the function is put back", function()
+    mod.f = nil
+    serr(ppe.encode, cf)
+    mod.f = cf
+    assert.is_true(rawequal(cf, rt(cf)))
+  end)
+
+  it("makes submit raise in the caller, not the worker fail", function()
+    local ex = ppe.executor{max_workers = 1}
+    finally(function() ex:shutdown() end)
+    package.loaded.ppe_spec_cmod = nil
+    assert.are.equal("argument #1: " .. REFUSED,
+                     serr(ex.submit, ex, cf).message)
+    assert.are.equal('argument #3, field "cb": ' .. REFUSED,
+                     serr(ex.submit, ex, print, 1, {cb = cf}).message)
+    assert.are.equal(12, ex:submit(function(a) return a * 2 end, 6)
+                           :result(10))
+  end)
+end)
+
 describe("ppe.encode errors", function()
   it("names the path to userdata", function()
     local err = serr(ppe.encode, 1, {conn = io.stdout})
@@ -781,6 +855,30 @@ describe("decoding in a worker", function()
     local t = {mk(7), mk(8)}
     assert.are.same({7, 8}, {ex:submit(function(u) return u[1](), u[2]() end,
                                        t):result()})
+  end)
+
+  -- The layout of a function's upvalues is part of what its tag covers:
+  -- one function whose upvalue is data, a module, the globals or a C
+  -- function at each send is four records to the worker's cache.
+  it("serves one function whose upvalue changes kind between sends",
+     function()
+    local ex = ppe.executor{max_workers = 1}
+    finally(function() ex:shutdown() end)
+    local up
+    local f = function(k)
+      if type(up) == "function" then return up(k) end
+      return up[k]
+    end
+    local cases = {
+      {{x = 1}, "x", 1}, {string, "rep", string.rep}, {_G, "print", print},
+      {tostring, 5, "5"},
+    }
+    for _ = 1, 2 do
+      for _, c in ipairs(cases) do
+        up = c[1]
+        assert.is_true(rawequal(c[3], ex:submit(f, c[2]):result(10)))
+      end
+    end
   end)
 
   it("keeps apart more closures of one function than it lends", function()

@@ -36,7 +36,7 @@ enum {
 
 /* Registry keys: addresses of statics, so no name can collide. */
 static const char dumpcache_key = 'd';  /* function -> tag..bytecode */
-static const char cfname_key = 'c';     /* C function -> "mod\0field" */
+static const char cfname_key = 'c';     /* C function -> {module, field} */
 static const char fncache_key = 'f';    /* the decoder's FnCache */
 
 static int little_endian(void) {
@@ -58,6 +58,42 @@ static void getcache(lua_State *L, const void *key, const char *mode) {
   }
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+
+/* A function record is its tag, its bytecode, its upvalue layout (the
+** number of upvalues and the kind of each) and its upvalues. The tag
+** covers the bytecode and the layout, so that a genuine record's bytecode
+** cannot be given another layout: an upvalue meant to hold data cannot be
+** made the receiver's globals, one of its modules or one of its C
+** functions. The values of data upvalues are not covered: they change
+** from one send to the next. */
+enum { K_DATA = 0, K_ENV, K_MODULE, K_CFUNC };
+
+/* The kind of an upvalue, from the tag byte of its value. */
+static int upvalue_kind(int tag) {
+  switch (tag) {
+    case T_ENV: return K_ENV;
+    case T_MODULE: return K_MODULE;
+    case T_CFUNC: return K_CFUNC;
+    default: return K_DATA;
+  }
+}
+
+/* A layout is a varint of at most 255 and that many kinds. */
+#define MAXUPS 255
+#define LAYOUT_MAX (2 + MAXUPS)
+
+/* The tag of a record: the keyed hash of the keyed hash of its bytecode
+** (which the encoder caches with the dump, so a function sent again is
+** not hashed whole again) and its layout. The leading 0 sets it apart
+** from the bytecode the inner hash covers: a dump opens with ESC. */
+static uint64_t record_tag(uint64_t code, const char *layout, size_t n) {
+  unsigned char in[1 + sizeof(code) + LAYOUT_MAX];
+  in[0] = 0;
+  memcpy(in + 1, &code, sizeof(code));
+  memcpy(in + 1 + sizeof(code), layout, n);
+  return ppe_mac(in, 1 + sizeof(code) + n);
 }
 
 
@@ -85,6 +121,8 @@ typedef struct Enc {
   lua_State *L;
   ppe_buf *b;
   int seen;        /* stack slot of the userdata holding 'slots', or nil */
+  int names;       /* stack slot of the cache of C function names, or nil */
+  int loaded;      /* stack slot of package.loaded, with 'names' */
   Seen *slots;     /* 'local' until it outgrows it */
   size_t cap;      /* slots, a power of 2; at most half of them in use */
   Seen local[SEEN_LOCAL];
@@ -202,16 +240,20 @@ static int enc_num(Enc *e, lua_Number v) {
   return put_raw(e, tmp, sizeof(tmp));
 }
 
-static int enc_str(Enc *e, int idx) {
-  size_t len;
-  const char *s = lua_tolstring(e->L, idx, &len);
+/* The tag (and length) of a string of len bytes. */
+static inline int enc_strhead(Enc *e, size_t len) {
   if (len < 32) {
     if (ppe_buf_reserve(e->b, len + 1)) return enc_oom(e);
     e->b->p[e->b->len++] = (char)(T_SHORTSTR | (int)len);
+    return 0;
   }
-  else if (put_byte(e, T_STR) || put_varint(e, len))
-    return -1;
-  return put_raw(e, s, len);
+  return (put_byte(e, T_STR) || put_varint(e, len)) ? -1 : 0;
+}
+
+static int enc_str(Enc *e, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(e->L, idx, &len);
+  return enc_strhead(e, len) ? -1 : put_raw(e, s, len);
 }
 
 static size_t seen_slot(const Enc *e, const void *p) {
@@ -356,9 +398,11 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
   return ppe_buf_add((ppe_buf *)ud, p, sz) ? 1 : 0;
 }
 
-/* Writes tag and bytecode of the Lua function at idx, dumping it only the
-** first time this function is sent (the dump is cached, weak-keyed). */
-static int enc_bytecode(Enc *e, int idx) {
+/* Writes the bytecode of the Lua function at idx after room for the
+** record's tag, at *at; *code is the bytecode's own tag. The function is
+** dumped and hashed only the first time it is sent (the dump is cached
+** with that tag, weak-keyed). */
+static int enc_bytecode(Enc *e, int idx, size_t *at, uint64_t *code) {
   lua_State *L = e->L;
   size_t len, start;
   uint32_t blen;
@@ -368,9 +412,11 @@ static int enc_bytecode(Enc *e, int idx) {
   if (lua_rawget(L, -2) == LUA_TSTRING) {
     const char *s = lua_tolstring(L, -1, &len);
     blen = (uint32_t)(len - sizeof(tag));
-    if (put_byte(e, T_LFUNC) || put_raw(e, &blen, sizeof(blen)) ||
-        put_raw(e, s, len))
+    if (put_byte(e, T_LFUNC) || put_raw(e, &blen, sizeof(blen)))
       return -1;
+    *at = e->b->len;
+    if (put_raw(e, s, len)) return -1;
+    memcpy(code, s, sizeof(*code));
     lua_pop(L, 2);
     return 0;
   }
@@ -387,6 +433,8 @@ static int enc_bytecode(Enc *e, int idx) {
   tag = ppe_mac(e->b->p + start + sizeof(tag), len);
   memcpy(e->b->p + start - sizeof(blen), &blen, sizeof(blen));
   memcpy(e->b->p + start, &tag, sizeof(tag));
+  *at = start;
+  *code = tag;
   lua_pushvalue(L, idx);
   lua_pushlstring(L, e->b->p + start, len + sizeof(tag));
   lua_rawset(L, -3);
@@ -394,46 +442,78 @@ static int enc_bytecode(Enc *e, int idx) {
   return 0;
 }
 
+/* Writes a function record. The kind of each upvalue is known once its
+** value is written (a table may go as a module, any value as the
+** globals): the layout is written with room for the kinds, which are
+** filled in, and the tag last. */
 static int enc_lfunc(Enc *e, int idx) {
   lua_State *L = e->L;
+  size_t at, layout, kinds;
+  uint64_t code, tag;
   int i, nups, r = enc_seen(e, idx);
   if (r) return r < 0 ? -1 : 0;
-  if (enc_enter(e) || enc_bytecode(e, idx)) return -1;
+  if (enc_enter(e) || enc_bytecode(e, idx, &at, &code)) return -1;
   for (nups = 0; lua_getupvalue(L, idx, nups + 1) != NULL; nups++)
     lua_pop(L, 1);
+  if (nups > MAXUPS) return enc_fail(e, "%s", "too many upvalues");
+  layout = e->b->len;
   if (put_varint(e, (uint64_t)nups)) return -1;
+  if (ppe_buf_reserve(e->b, (size_t)nups)) return enc_oom(e);
+  kinds = e->b->len;
+  memset(e->b->p + kinds, K_DATA, (size_t)nups);
+  e->b->len += (size_t)nups;
   for (i = 1; i <= nups; i++) {
     const char *name = lua_getupvalue(L, idx, i);
     int as = (strcmp(name, "_ENV") == 0) ? AS_ENV : AS_UPVALUE;
+    size_t first = e->b->len;
     if (enc_value(e, lua_gettop(L), as)) {
       char comp[72];
       snprintf(comp, sizeof(comp), "upvalue \"%.48s\"", name);
       enc_where(e, comp);
       return -1;
     }
+    e->b->p[kinds + (size_t)i - 1] =
+      (char)upvalue_kind((unsigned char)e->b->p[first]);
     lua_pop(L, 1);
   }
+  tag = record_tag(code, e->b->p + layout, kinds + (size_t)nups - layout);
+  memcpy(e->b->p + at, &tag, sizeof(tag));
   e->depth--;
   return 0;
 }
 
-/* Records under its name every C function of every table in package.loaded
-** not yet known, so that the worker finds it again by that name. */
-static void scan_loaded(lua_State *L, int cache) {
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+/* Fills the slots 'names' and 'loaded', once per message: a message of
+** many C functions looks them up once. */
+static void enc_loaded(Enc *e) {
+  if (!lua_isnil(e->L, e->loaded)) return;
+  getcache(e->L, &cfname_key, "k");
+  lua_replace(e->L, e->names);
+  lua_getfield(e->L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_replace(e->L, e->loaded);
+}
+
+/* Records every C function of every table in package.loaded (at
+** 'loaded') not yet known in 'cache', as {module name, field name}: the
+** strings are the keys themselves, so an entry costs no new string, and a
+** check of the name needs no string to be made. A module whose name holds
+** a NUL is skipped: on the wire, a NUL ends the module's part of the name. */
+static void scan_loaded(lua_State *L, int cache, int loaded) {
   lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
+  while (lua_next(L, loaded)) {
+    size_t len;
+    if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1) &&
+        strlen(lua_tolstring(L, -2, &len)) == len) {
       lua_pushnil(L);
       while (lua_next(L, -2)) {
         if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
           lua_pushvalue(L, -1);
           if (lua_rawget(L, cache) == LUA_TNIL) {
             lua_pushvalue(L, -2);
-            lua_pushvalue(L, -6);
-            lua_pushlstring(L, "", 1);  /* the NUL separator */
-            lua_pushvalue(L, -6);
-            lua_concat(L, 3);
+            lua_createtable(L, 2, 0);
+            lua_pushvalue(L, -7);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, -5);
+            lua_rawseti(L, -2, 2);
             lua_rawset(L, cache);
           }
           lua_pop(L, 1);
@@ -443,25 +523,59 @@ static void scan_loaded(lua_State *L, int cache) {
     }
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
 }
 
+/* 1 if the entry {module, field} on the top leads to the C function at idx
+** in package.loaded (at 'loaded') now, with the two names pushed; else 0,
+** nothing pushed. A name found by an earlier scan is checked, not trusted:
+** the module may have gone or the field changed since, and the receiver
+** would not find the function. Two lookups, against a scan. */
+static int name_holds(lua_State *L, int loaded, int idx) {
+  int entry = lua_gettop(L);
+  lua_rawgeti(L, entry, 1);
+  lua_rawgeti(L, entry, 2);
+  lua_pushvalue(L, -2);
+  if (lua_rawget(L, loaded) == LUA_TTABLE) {
+    lua_pushvalue(L, -2);
+    lua_rawget(L, -2);
+    if (lua_rawequal(L, -1, idx)) {
+      lua_pop(L, 2);
+      return 1;
+    }
+  }
+  lua_settop(L, entry);
+  return 0;
+}
+
+/* A C function goes as its name "module\0field", written as a string. */
 static int enc_cfunc(Enc *e, int idx) {
   lua_State *L = e->L;
-  int cache;
-  getcache(L, &cfname_key, NULL);
-  cache = lua_gettop(L);
+  size_t mlen, flen;
+  const char *mod, *field;
+  enc_loaded(e);
   lua_pushvalue(L, idx);
-  if (lua_rawget(L, cache) != LUA_TSTRING) {
+  if (lua_rawget(L, e->names) != LUA_TTABLE ||
+      !name_holds(L, e->loaded, idx)) {
+    /* Unknown, or known under a name that leads elsewhere now: forget
+    ** that name, so the scan records the one it has now, if any. */
     lua_pop(L, 1);
-    scan_loaded(L, cache);
     lua_pushvalue(L, idx);
-    if (lua_rawget(L, cache) != LUA_TSTRING)
+    lua_pushnil(L);
+    lua_rawset(L, e->names);
+    scan_loaded(L, e->names, e->loaded);
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, e->names) != LUA_TTABLE)
       return enc_fail(e, "%s", "C function cannot be sent "
                       "(not reachable by name from package.loaded)");
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
   }
-  if (put_byte(e, T_CFUNC) || enc_str(e, -1)) return -1;
-  lua_pop(L, 2);
+  mod = lua_tolstring(L, -2, &mlen);
+  field = lua_tolstring(L, -1, &flen);
+  if (put_byte(e, T_CFUNC) || enc_strhead(e, mlen + 1 + flen) ||
+      put_raw(e, mod, mlen + 1) || put_raw(e, field, flen))
+    return -1;
+  lua_pop(L, 3);
   return 0;
 }
 
@@ -471,9 +585,9 @@ static int enc_cfunc(Enc *e, int idx) {
 static int enc_module(Enc *e, int idx) {
   lua_State *L = e->L;
   int found = 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  enc_loaded(e);
   lua_pushnil(L);
-  while (!found && lua_next(L, -2)) {
+  while (!found && lua_next(L, e->loaded)) {
     if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, idx)) {
       if (put_byte(e, T_MODULE) || enc_str(e, -2)) return -1;
       found = 1;
@@ -481,7 +595,7 @@ static int enc_module(Enc *e, int idx) {
     }
     else lua_pop(L, 1);
   }
-  lua_pop(L, found ? 2 : 1);
+  if (found) lua_pop(L, 1);
   return found;
 }
 
@@ -530,6 +644,10 @@ int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
   lua_pop(L, 1);
   lua_pushnil(L);
   e.seen = lua_gettop(L);
+  lua_pushnil(L);
+  e.names = lua_gettop(L);
+  lua_pushnil(L);
+  e.loaded = lua_gettop(L);
   if (put_raw(&e, hdr, sizeof(hdr)) || put_varint(&e, (uint64_t)n))
     goto fail;
   for (i = 0; i < n; i++) {
@@ -696,11 +814,11 @@ static const char *bc_reader(lua_State *L, void *ud, size_t *size) {
   return *size ? p : NULL;
 }
 
-/* Loads bytecode (tag first) and leaves the closure on the stack. */
+/* Loads bytecode p..p+n and leaves the closure on the stack. */
 static int dec_load(Dec *d, const char *p, size_t n) {
   size_t rd[2];
-  rd[0] = n - sizeof(uint64_t);
-  rd[1] = (size_t)(p + sizeof(uint64_t));
+  rd[0] = n;
+  rd[1] = (size_t)p;
   if (lua_load(d->L, bc_reader, rd, "=(ppe)", "b") != LUA_OK) {
     lua_pop(d->L, 1);
     return dec_fail(d, "bytecode does not load");
@@ -708,13 +826,12 @@ static int dec_load(Dec *d, const char *p, size_t n) {
   return 0;
 }
 
-/* The closures of bytecode met before, for PPE_DEC_FNCACHE: a function
+/* The closures of records met before, for PPE_DEC_FNCACHE: a function
 ** sent again is neither verified nor loaded again. An entry is found by
-** its tag, a keyed hash of the bytecode and so well spread, and matches
-** only bytes equal to those verified when it was made. The userdata's
-** user value holds entry k's string (tag, then bytecode) at 2k+1 and its
-** closure at 2k+2; the entry points into the string, which Lua never
-** moves. */
+** its tag, a keyed hash and so well spread, and matches only bytes equal
+** to those verified when it was made. The userdata's user value holds
+** entry k's string (tag, bytecode and layout) at 2k+1 and its closure at
+** 2k+2; the entry points into the string, which Lua never moves. */
 typedef struct FnEntry {
   uint64_t tag;
   const char *p;
@@ -817,11 +934,13 @@ static int dec_claimed(Dec *d, long k) {
   return 0;
 }
 
-/* Leaves the closure of bytecode p..p+n (tag first) on the stack. With
-** PPE_DEC_FNCACHE, a cached closure serves once per message: two closures
-** of one function in a message (two counters made by one factory, say)
-** each need their own upvalues, so a second copy is loaded anew. */
-static int dec_closure(Dec *d, uint64_t tag, const char *p, size_t n) {
+/* Leaves on the stack the closure of the record p..p+n: tag, blen bytes
+** of bytecode, layout. With PPE_DEC_FNCACHE, a cached closure serves once
+** per message: two closures of one function in a message (two counters
+** made by one factory, say) each need their own upvalues, so a second
+** copy is loaded anew. */
+static int dec_closure(Dec *d, uint64_t tag, const char *p, size_t n,
+                       size_t blen) {
   lua_State *L = d->L;
   FnCache *c = NULL;
   long k = -1;
@@ -838,9 +957,13 @@ static int dec_closure(Dec *d, uint64_t tag, const char *p, size_t n) {
   }
   /* Bytes equal to a cache entry's were verified when it was made. (On
   ** failure the decoder drops what is on the stack.) */
-  if (k < 0 && tag != ppe_mac(p + sizeof(tag), n - sizeof(tag)))
-    return dec_fail(d, "function bytecode not made by this process tree");
-  if (dec_load(d, p, n)) return -1;
+  if (k < 0) {
+    const char *code = p + sizeof(tag), *layout = code + blen;
+    if (tag != record_tag(ppe_mac(code, blen), layout,
+                          n - sizeof(tag) - blen))
+      return dec_fail(d, "function record not made by this process tree");
+  }
+  if (dec_load(d, p + sizeof(tag), blen)) return -1;
   if (tab == 0) return 0;
   if (k < 0 && d->nclaims < DEC_CLAIMS) {
     const char *s;
@@ -856,11 +979,14 @@ static int dec_closure(Dec *d, uint64_t tag, const char *p, size_t n) {
   return 0;
 }
 
+/* A function record: the tag is checked against bytecode and layout
+** before anything is loaded, then every upvalue must be of the kind its
+** layout says. */
 static int dec_lfunc(Dec *d) {
   lua_State *L = d->L;
   uint32_t blen;
   uint64_t tag, nups, i;
-  const char *p;
+  const char *p, *kinds;
   int f;
   if (dec_enter(d) || get_raw(d, &blen, sizeof(blen))) return -1;
   if ((uint64_t)blen + sizeof(tag) > REMAINING(d))
@@ -868,15 +994,23 @@ static int dec_lfunc(Dec *d) {
   p = (const char *)d->s + d->pos;
   memcpy(&tag, p, sizeof(tag));
   d->pos += sizeof(tag) + blen;
-  if (dec_closure(d, tag, p, sizeof(tag) + blen)) return -1;
+  if (get_varint(d, &nups)) return -1;
+  if (nups > MAXUPS)
+    return dec_fail(d, "upvalue count does not match the function");
+  if (nups > REMAINING(d)) return dec_fail(d, "truncated function");
+  kinds = (const char *)d->s + d->pos;
+  d->pos += (size_t)nups;
+  if (dec_closure(d, tag, p, (size_t)(kinds + nups - p), blen)) return -1;
   f = lua_gettop(L);
   dec_register(d, f);
-  if (get_varint(d, &nups)) return -1;
   for (i = 1; i <= nups; i++) {
-    if (i > 255 || lua_getupvalue(L, f, (int)i) == NULL)
+    int kind = kinds[i - 1];
+    if (lua_getupvalue(L, f, (int)i) == NULL)
       return dec_fail(d, "upvalue count does not match the function");
     lua_pop(L, 1);
-    if (dec_value(d, 1)) return -1;
+    if (d->pos < d->len && upvalue_kind(d->s[d->pos]) != kind)
+      return dec_fail(d, "upvalue of another kind than its record says");
+    if (dec_value(d, kind == K_MODULE)) return -1;
     lua_setupvalue(L, f, (int)i);
   }
   if (lua_getupvalue(L, f, (int)nups + 1) != NULL)
@@ -968,6 +1102,34 @@ static int dec_cfunc(Dec *d) {
   return 0;
 }
 
+/* With PPE_DEC_DATA, fails on a function or the globals, saying what it
+** is (a C function by its name, which is read but never looked up). A
+** module only ever comes as an upvalue, inside a function. */
+static int dec_refuse(Dec *d, int tag) {
+  char msg[200];
+  const char *name, *field;
+  size_t len, at = d->pos;  /* the error points after the tag, as others */
+  switch (tag) {
+    case T_LFUNC:
+      return dec_fail(d, "Lua function refused (functions = false)");
+    case T_CFUNC:
+      if (dec_name(d)) return -1;
+      name = lua_tolstring(d->L, -1, &len);
+      field = memchr(name, '\0', len);
+      if (field == NULL) {
+        lua_pop(d->L, 1);
+        return dec_fail(d, "malformed C function name");
+      }
+      snprintf(msg, sizeof(msg), "C function \"%.60s.%.60s\" refused "
+               "(functions = false)", name, field + 1);
+      lua_pop(d->L, 1);
+      d->pos = at;
+      return dec_fail(d, msg);
+    default:
+      return dec_fail(d, "globals table refused (functions = false)");
+  }
+}
+
 static int dec_value(Dec *d, int allow_env) {
   lua_State *L = d->L;
   int tag;
@@ -1005,14 +1167,15 @@ static int dec_value(Dec *d, int allow_env) {
       if (id >= (uint64_t)d->nrefs) return dec_fail(d, "bad reference");
       dec_getref(d, (lua_Integer)id);
       return 0; }
-    case T_LFUNC: return dec_lfunc(d);
-    case T_CFUNC: return dec_cfunc(d);
-    case T_MODULE:
+    case T_LFUNC: case T_CFUNC: case T_ENV:
+      if (d->flags & PPE_DEC_DATA) return dec_refuse(d, tag);
+      if (tag == T_LFUNC) return dec_lfunc(d);
+      if (tag == T_CFUNC) return dec_cfunc(d);
+      lua_pushglobaltable(L);  /* the globals, sent as T_ENV wherever met */
+      return 0;
+    case T_MODULE:  /* only an upvalue, never data */
       if (!allow_env) return dec_fail(d, "module outside an upvalue");
       return dec_module(d);
-    case T_ENV:  /* the encoder sends the globals as this, wherever met */
-      lua_pushglobaltable(L);
-      return 0;
     default: return dec_fail(d, "unknown tag");
   }
 }

@@ -3,8 +3,10 @@
 ** A message is a header (magic, format version, byte order and the sizes
 ** of lua_Integer and lua_Number) followed by a count of values and the
 ** values themselves. Tables and Lua functions get an id on first sight, so
-** shared references and cycles arrive as they left. Lua bytecode carries a
-** keyed tag: a decoder loads only bytecode made by its own process tree. */
+** shared references and cycles arrive as they left. A Lua function's
+** record carries a keyed tag over its bytecode and its upvalue layout: a
+** decoder loads only records made by its own process tree, as they were
+** made. */
 #ifndef PPE_WIRE_H
 #define PPE_WIRE_H
 
@@ -27,6 +29,9 @@
 ** message sees them change. */
 #define PPE_DEC_FNCACHE 1
 #define PPE_DEC_REQUIRE 2  /* 'require' modules named by C functions */
+/* Plain data only: nil, booleans, numbers, strings and tables. A function
+** (by value or by name) or the globals refuse the message. */
+#define PPE_DEC_DATA 4
 
 /* Appends values first..first+n-1 of L to b. 'label' names them in errors
 ** ("argument" gives "argument #2, field "x": ..."), counting from 'base';
