@@ -1715,8 +1715,10 @@ static int l_executor(lua_State *L) {
                       "the workers (at most %d bytes together)",
                       PPE_PATHS_MAX);
   if (r < 0) {
-    char msg[160];
-    snprintf(msg, sizeof(msg), "cannot start the workers: %s", strerror(-r));
+    char msg[PPE_CAUSE + 64];
+    if (o.cause[0] != '\0') snprintf(msg, sizeof(msg), "%s", o.cause);
+    else snprintf(msg, sizeof(msg), "cannot start the workers: %s",
+                  strerror(-r));
     pusherror(L, "BrokenExecutor", msg);
     lua_pushstring(L, strerror(-r));
     lua_setfield(L, -2, "cause");

@@ -93,7 +93,7 @@ struct ppe_pool {
   int shutdown;        /* no more submits */
   int closing;         /* stop the workers once nothing is left to run */
   int broken;
-  int spawnfail;       /* a worker could not be forked */
+  int spawnfail;       /* a worker could not be forked: why (errno) */
   char cause[160];     /* why it broke, when no worker said it */
   ppe_buf initerr;     /* the initializer's error reply, if it raised */
   int shared;          /* workers read large requests in our arena */
@@ -710,7 +710,7 @@ static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
       snprintf(msg, sizeof(msg), "cannot fork a worker: %s",
                strerror(m->status));
       if (m->id >= 1 && m->id <= p->nw) p->w[m->id - 1].state = W_NONE;
-      p->spawnfail = 1;
+      p->spawnfail = m->status > 0 ? m->status : EIO;
       set_broken(p, msg);
       break;
   }
@@ -931,10 +931,11 @@ static void pool_release(ppe_pool *p) {
 ** forked every first worker (the spawn requests were sent without waiting
 ** for it, to save a round trip). One whose initializer already failed
 ** leaves a broken pool, which is still a pool: its futures fail with the
-** cause. Only a zygote or a fork that failed is an error here. The lock
+** cause. Only a zygote or a fork that failed is an error here: its errno,
+** and in 'why' (PPE_CAUSE bytes) what failed, where that says more. The lock
 ** is not held while waiting: other executors' I/O threads must go on
 ** reading what the zygote sends them, or it would wait for them. */
-static int await_workers(ppe_pool *p) {
+static int await_workers(ppe_pool *p, char *why) {
   int asked = 0;
   for (;;) {
     int i, inflight = 0, fd;
@@ -947,20 +948,30 @@ static int await_workers(ppe_pool *p) {
     ppe_lock();
     while (asked < p->nw && inflight < SPAWN_BATCH) {
       wslot *w = &p->w[asked++];
+      int r;
       w->state = W_SPAWNING;
-      if (ask_spawn(p, w) != 0) {
+      if ((r = ask_spawn(p, w)) != 0) {
         ppe_unlock();
-        return -ECHILD;
+        return r;
       }
       inflight++;
     }
     ppe_unlock();
-    if (inflight == 0) return p->spawnfail ? -ECHILD : 0;
-    if (ppe_wait_readable(p->zfd, 10000) <= 0) return -ETIMEDOUT;
+    if (inflight == 0) {
+      if (p->spawnfail)
+        snprintf(why, PPE_CAUSE, "cannot fork a worker: %s",
+                 strerror(p->spawnfail));
+      return -p->spawnfail;
+    }
+    if (ppe_wait_readable(p->zfd, 10000) <= 0) {
+      snprintf(why, PPE_CAUSE, "the zygote did not answer");
+      return -ETIMEDOUT;
+    }
     n = ppe_recv_packet(p->zfd, &m, sizeof(m), &fd, 1);
     if (n != (long)sizeof(m)) {
       if (fd >= 0) close(fd);
-      return -ECHILD;
+      if (n == 0) snprintf(why, PPE_CAUSE, "the zygote process ended");
+      return n < 0 ? (int)n : n == 0 ? -EPIPE : -EPROTO;
     }
     if (m.type == PPE_Z_READY) {  /* attached, or why not */
       if (fd >= 0) close(fd);
@@ -1041,7 +1052,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   }
   r = ppe_zygote_attach(o->path, o->cpath, &p->zyg, &p->zfd);
   if (r < 0) { pool_release(p); return r; }
-  r = await_workers(p);
+  r = await_workers(p, o->cause);
   if (r < 0) {
     abandon(p, !p->spawnfail);  /* a fork that failed is no fault of its */
     return r;
