@@ -69,3 +69,53 @@ describe("a worker that cannot be forked", function()
     assert.equal("Resource temporarily unavailable", cause)
   end)
 end)
+
+describe("a worker killed by a signal", function()
+  it("by SIGPIPE, writing to a pipe nobody reads: the message names it",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local pid = ex:submit(H.pid):result(T)
+    local f = ex:submit(function()
+      local h = io.popen("exit 0", "w")  -- a reader that ends unread
+      for _ = 1, 64 do
+        h:write(string.rep("x", 65536))
+        h:flush()
+      end
+      return "survived"
+    end)
+    local err = H.expect_error("WorkerDied", f.result, f, T)
+    assert.equal(13, err.signal)
+    assert.is_nil(err.exit_code)
+    assert.equal(pid, err.pid)
+    assert.equal(("worker %d was killed by signal 13 (SIGPIPE: broken pipe)")
+                 :format(pid), err.message)
+    assert.equal("WorkerDied: " .. err.message, tostring(err))
+    assert.equal(4, ex:submit(function() return 2 + 2 end):result(T))
+  end))
+
+  -- Linux's numbers; 36 is SIGRTMIN+2 under glibc, which keeps 32 and 33.
+  local SIGNALS = {
+    { 1, "SIGHUP: hangup" },
+    { 9, "SIGKILL: killed" },
+    { 10, "SIGUSR1: user signal 1" },
+    { 11, "SIGSEGV: segmentation fault" },
+    { 14, "SIGALRM: alarm clock" },
+    { 15, "SIGTERM: terminated" },
+    { 24, "SIGXCPU: CPU time limit exceeded" },
+    { 36, "SIGRTMIN+2: real-time signal" },
+  }
+
+  it("by any other: the message names it and says what it means",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    for _, s in ipairs(SIGNALS) do
+      local f = ex:submit(die_of, s[1])
+      local err = H.expect_error("WorkerDied", f.result, f, T)
+      assert.equal(s[1], err.signal)
+      assert.is_nil(err.exit_code)
+      assert.are_not.equal(ME, err.pid)
+      assert.equal(("worker %d was killed by signal %d (%s)"):format(
+                   err.pid, s[1], s[2]), err.message)
+    end
+  end))
+end)
