@@ -119,3 +119,140 @@ describe("a worker killed by a signal", function()
     end
   end))
 end)
+
+describe("a task that sets a debug hook", function()
+  -- Hooks that raise "hooked": at every call of a C function (ppe's own
+  -- code is C), at every call, at every instruction, and one that raises
+  -- a table.
+  local function on_c_calls()
+    debug.sethook(function()
+      if debug.getinfo(2, "S").what == "C" then error("hooked", 0) end
+    end, "c")
+  end
+  local function on_calls()
+    debug.sethook(function() error("hooked", 0) end, "c")
+  end
+  local function on_count()
+    debug.sethook(function() error("hooked", 0) end, "", 1)
+  end
+  local function table_on_count()
+    debug.sethook(function() error({ why = "hooked" }) end, "", 1)
+  end
+  -- The task: sets the hook, calls a Lua function, returns.
+  local function install(set)
+    set()
+    local function g() return "after" end
+    return g()
+  end
+  local function double(x) return 2 * x end
+  local function no_hook() return debug.gethook() == nil end
+
+  -- Later tasks run as if the hook had never been set, on the same worker.
+  local function later_tasks_fine(ex, pid)
+    for i = 1, 3 do
+      local f = ex:submit(double, i)
+      assert.equal(2 * i, f:result(T))
+    end
+    assert.is_true(ex:submit(no_hook):result(T))
+    assert.equal(pid, ex:submit(H.pid):result(T))
+  end
+
+  it("raising at calls of C functions: the task returns, later tasks run "
+     .. "without it", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local pid = ex:submit(H.pid):result(T)
+    assert.equal("after", ex:submit(install, on_c_calls):result(T))
+    later_tasks_fine(ex, pid)
+  end))
+
+  it("raising at every call or instruction: the task fails with the hook's "
+     .. "error, later tasks run without it", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local pid = ex:submit(H.pid):result(T)
+    for _, set in ipairs({ on_calls, on_count }) do
+      local f = ex:submit(install, set)
+      local err = H.expect_error("RemoteError", f.result, f, T)
+      assert.equal("hooked", err.message)
+      assert.equal("hooked", err.value)
+      assert.equal(pid, err.pid)
+      later_tasks_fine(ex, pid)
+    end
+    local f = ex:submit(install, table_on_count)
+    local err = H.expect_error("RemoteError", f.result, f, T)
+    assert.equal("(error object is a table value)", err.message)
+    assert.same({ why = "hooked" }, err.value)
+    later_tasks_fine(ex, pid)
+  end))
+
+  it("in one item of a map chunk: the other items run without it",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local pid = ex:submit(H.pid):result(T)
+    local item = function(x)
+      if x == 2 then
+        debug.sethook(function() error("hooked", 0) end, "", 1)
+      end
+      return 10 * x
+    end
+    local got, errs = {}, {}
+    local it = ex:map(item, { 1, 2, 3, 4 }, { chunksize = 4 })
+    while true do
+      local ok, i, v = pcall(it)
+      if not ok then
+        errs[#errs + 1] = i
+      elseif i == nil then
+        break
+      else
+        got[i] = v
+      end
+    end
+    assert.same({ [1] = 10, [3] = 30, [4] = 40 }, got)
+    assert.equal(1, #errs)
+    assert.equal("RemoteError", errs[1].kind)
+    assert.equal("hooked", errs[1].message)
+    later_tasks_fine(ex, pid)
+  end))
+
+  -- A hook that raises at the call of the worker's message handler: the
+  -- error is not one the handler saw (LuaJIT: "error in error handling"),
+  -- and the traceback of an earlier task must not stand in for its own.
+  it("raising in the message handler: no earlier task's traceback",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local f = ex:submit(function() error("the first task's error") end)
+    local first = H.expect_error("RemoteError", f.result, f, T)
+    f = ex:submit(function()
+      debug.sethook(function()
+        local i = debug.getinfo(2, "Sf")
+        if i.what == "C" and i.func ~= error then error("hooked", 0) end
+      end, "c")
+      error("boom", 0)
+    end)
+    local err = H.expect_error("RemoteError", f.result, f, T)
+    assert.is_true(err.message == "hooked" or
+                   err.message == "error in error handling", err.message)
+    assert.are_not.equal(first.traceback, err.traceback)
+    later_tasks_fine(ex, err.pid)
+  end))
+
+  it("in the initializer: removed when it returns, before the first task",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor {
+      max_workers = 1,
+      initializer = on_c_calls,
+    })
+    local pid = ex:submit(H.pid):result(T)
+    later_tasks_fine(ex, pid)
+  end))
+end)
+
+describe("a failure of the worker's own that is not memory", function()
+  it("is reported with its own message", H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    local count = function(...) return select("#", ...) end
+    local it = ex:map(count, { { n = 200000 } }, { unpack = true })
+    local err = H.expect_error("SerializationError", it)
+    assert.equal("map item with too many values to spread", err.message)
+    assert.equal(2, ex:submit(count, 1, 2):result(T))
+  end))
+end)
