@@ -401,62 +401,6 @@ static int await(ppe_task *t, double deadline) {
   return done;
 }
 
-/* Signals by name, with what each means, for the message of a worker
-** that one of them ended. */
-static const struct {
-  int sig;
-  const char *name, *what;
-} signals[] = {
-  {SIGHUP, "SIGHUP", "hangup"},
-  {SIGINT, "SIGINT", "interrupt"},
-  {SIGQUIT, "SIGQUIT", "quit"},
-  {SIGILL, "SIGILL", "illegal instruction"},
-  {SIGTRAP, "SIGTRAP", "trace or breakpoint trap"},
-  {SIGABRT, "SIGABRT", "aborted"},
-  {SIGBUS, "SIGBUS", "bus error"},
-  {SIGFPE, "SIGFPE", "arithmetic exception"},
-  {SIGKILL, "SIGKILL", "killed"},
-  {SIGUSR1, "SIGUSR1", "user signal 1"},
-  {SIGSEGV, "SIGSEGV", "segmentation fault"},
-  {SIGUSR2, "SIGUSR2", "user signal 2"},
-  {SIGPIPE, "SIGPIPE", "broken pipe"},
-  {SIGALRM, "SIGALRM", "alarm clock"},
-  {SIGTERM, "SIGTERM", "terminated"},
-#ifdef SIGSTKFLT
-  {SIGSTKFLT, "SIGSTKFLT", "stack fault"},
-#endif
-  {SIGCHLD, "SIGCHLD", "child stopped or ended"},
-  {SIGCONT, "SIGCONT", "continued"},
-  {SIGSTOP, "SIGSTOP", "stopped"},
-  {SIGTSTP, "SIGTSTP", "stopped at the terminal"},
-  {SIGTTIN, "SIGTTIN", "stopped for terminal input"},
-  {SIGTTOU, "SIGTTOU", "stopped for terminal output"},
-  {SIGURG, "SIGURG", "urgent data on a socket"},
-  {SIGXCPU, "SIGXCPU", "CPU time limit exceeded"},
-  {SIGXFSZ, "SIGXFSZ", "file size limit exceeded"},
-  {SIGVTALRM, "SIGVTALRM", "virtual timer expired"},
-  {SIGPROF, "SIGPROF", "profiling timer expired"},
-  {SIGWINCH, "SIGWINCH", "window size changed"},
-  {SIGIO, "SIGIO", "I/O possible"},
-#ifdef SIGPWR
-  {SIGPWR, "SIGPWR", "power failure"},
-#endif
-  {SIGSYS, "SIGSYS", "bad system call"},
-};
-
-/* Writes "NAME: meaning" of sig into buf (n bytes). */
-static void describe_signal(char *buf, size_t n, int sig) {
-  size_t i;
-  for (i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
-    if (signals[i].sig == sig) {
-      snprintf(buf, n, "%s: %s", signals[i].name, signals[i].what);
-      return;
-    }
-  if (sig >= SIGRTMIN && sig <= SIGRTMAX)
-    snprintf(buf, n, "SIGRTMIN+%d: real-time signal", sig - SIGRTMIN);
-  else snprintf(buf, n, "unknown signal");
-}
-
 /* Decodes a worker's (message, traceback, value) into a RemoteError. */
 static void push_remote(lua_State *L, const char *s, size_t len,
                         pid_t pid) {
@@ -496,10 +440,14 @@ static void push_failure(lua_State *L, ppe_task *t) {
     case PPE_E_DIED:
       if (t->signal) {
         char what[64];
-        describe_signal(what, sizeof(what), t->signal);
+        ppe_signal_describe(what, sizeof(what), t->signal);
         snprintf(msg, sizeof(msg), "worker %d was killed by signal %d (%s)",
                  (int)t->pid, t->signal, what);
       }
+      else if (t->own_exit)
+        snprintf(msg, sizeof(msg), "worker %d exited with code %d (%s)",
+                 (int)t->pid, t->exit_code,
+                 ppe_worker_exit_meaning(t->exit_code));
       else
         snprintf(msg, sizeof(msg), "worker %d exited with code %d",
                  (int)t->pid, t->exit_code);

@@ -120,6 +120,80 @@ describe("a worker killed by a signal", function()
   end))
 end)
 
+describe("a worker that exits", function()
+  it("by the task's os.exit: only its code, whatever ppe uses it for",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1 })
+    for _, code in ipairs({ 3, 4, 5, 6, 7 }) do
+      local f = ex:submit(function(c) os.exit(c) end, code)
+      local err = H.expect_error("WorkerDied", f.result, f, T)
+      assert.equal(code, err.exit_code)
+      assert.is_nil(err.signal)
+      assert.equal(("worker %d exited with code %d"):format(err.pid, code),
+                   err.message)
+    end
+  end))
+
+  it("because the host's worker-init hook raised: code 6, and what it means",
+     H.scoped(function(scope)
+    evil.worker_init(PPE_PATH, true)
+    local ok, ex = pcall(ppe.executor, { max_workers = 1 })
+    evil.worker_init(PPE_PATH, false)
+    assert(ok, tostring(ex))
+    scope(ex)
+    local f = ex:submit(function() return 1 end)
+    local err = H.expect_error("WorkerDied", f.result, f, T)
+    assert.equal(6, err.exit_code)
+    assert.is_nil(err.signal)
+    assert.equal(("worker %d exited with code 6 (the host's worker-init " ..
+                  "hook raised)"):format(err.pid), err.message)
+    ex:close()
+  end))
+
+  it("because the host's worker-init hook raised, before its initializer: "
+     .. "the executor is broken, and says why", H.scoped(function(scope)
+    evil.worker_init(PPE_PATH, true)
+    local ok, ex = pcall(ppe.executor, {
+      max_workers = 1,
+      initializer = function() end,
+    })
+    evil.worker_init(PPE_PATH, false)
+    assert(ok, tostring(ex))
+    scope(ex)
+    local f = ex:submit(function() return 1 end)
+    local err = H.expect_error("BrokenExecutor", f.result, f, T)
+    assert.equal("a worker exited with code 6 (the host's worker-init hook "
+                 .. "raised)", err.message)
+    ex:close()
+  end))
+end)
+
+describe("a worker that ends while running its initializer", function()
+  local guard = require("fixtures.faults_util").guard
+  local CASES = {
+    { "exits", function() os.exit(7) end, {},
+      "a worker exited with code 7 while running the initializer" },
+    { "is killed", die_of, { 9 },
+      "a worker was killed by signal 9 (SIGKILL: killed) while running " ..
+      "the initializer" },
+  }
+  for _, c in ipairs(CASES) do
+    it(c[1] .. ": the executor is broken at once, and says how the worker "
+       .. "ended", H.scoped(function(scope)
+      local ex = scope(ppe.executor {
+        max_workers = 1,
+        initializer = c[2],
+        initargs = c[3],
+      })
+      scope(guard(ex))
+      local f = ex:submit(function() return 1 end)
+      local err = H.expect_error("BrokenExecutor", f.result, f, 10)
+      assert.equal(c[4], err.message)
+      assert.equal(0, ex:stats().restarts)
+    end))
+  end
+end)
+
 describe("a task that sets a debug hook", function()
   -- Hooks that raise "hooked": at every call of a C function (ppe's own
   -- code is C), at every call, at every instruction, and one that raises

@@ -17,6 +17,7 @@
 #include "ring.h"
 #include "shm.h"
 #include "transport.h"
+#include "worker.h"
 #include "zygote.h"
 
 /* Worker slot states. */
@@ -55,6 +56,9 @@ typedef struct wslot {
   int state;
   int eof;             /* its channel reached end of stream */
   int timed_out;       /* we killed it for running past task_timeout */
+  int initing;         /* its initializer has not answered; it stays set
+                       ** when its channel ends (W_ENDING), until its end
+                       ** is reported */
   ppe_task *head, *tail;  /* in flight, oldest (the running one) first */
   int ninflight;
   ppe_task *sending;   /* first task in flight not wholly sent */
@@ -440,6 +444,7 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
   ppe_task *t = w->head;
   int state = PPE_FINISHED, err = PPE_E_NONE;
   if (w->state == W_INIT) {
+    w->initing = 0;
     if (f->type == PPE_F_OK) w->state = W_READY;
     else {
       if (p->initerr.len == 0)  /* the first one says it for all */
@@ -620,19 +625,45 @@ static void requeue(ppe_pool *p, ppe_task *first) {
   if (p->qtail == NULL) p->qtail = last;
 }
 
+/* Why a worker that ended before its initializer returned did, for the
+** cause of its broken executor. */
+static void init_died(ppe_pool *p, int status, int own) {
+  char why[PPE_CAUSE], sig[64];
+  if (own)
+    snprintf(why, sizeof(why), "a worker exited with code %d (%s)",
+             WEXITSTATUS(status),
+             ppe_worker_exit_meaning(WEXITSTATUS(status)));
+  else if (WIFSIGNALED(status)) {
+    ppe_signal_describe(sig, sizeof(sig), WTERMSIG(status));
+    snprintf(why, sizeof(why), "a worker was killed by signal %d (%s) "
+             "while running the initializer", WTERMSIG(status), sig);
+  }
+  else
+    snprintf(why, sizeof(why), "a worker exited with code %d while running "
+             "the initializer", WEXITSTATUS(status));
+  set_broken(p, why);
+}
+
 static void on_exited(ppe_pool *p, pid_t pid, int status) {
   int i;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
+    ppe_ring *ring = ppe_peer_ring(w->peer);
     ppe_task *t;
+    int own;
     if (w->pid != pid || w->state == W_NONE || w->state == W_SPAWNING)
       continue;
     if (w->fd >= 0) {  /* what it wrote before it ended still counts */
       drain(w);
       take_frames(p, w);
     }
-    if (w->state == W_INIT)
-      set_broken(p, "a worker ended while running the initializer");
+    /* Its exit code is ppe's own if it said so first; a task's os.exit
+    ** may give the same numbers. */
+    own = WIFEXITED(status) && WEXITSTATUS(status) != 0 && ring != NULL &&
+          ppe_ring_left(ring) == WEXITSTATUS(status) &&
+          ppe_worker_exit_meaning(WEXITSTATUS(status)) != NULL;
+    if (w->initing) init_died(p, status, own);
+    w->initing = 0;
     t = w->head;
     if (t != NULL) {
       ppe_task *rest = t->next;
@@ -640,6 +671,7 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
       t->pid = pid;
       t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       t->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+      t->own_exit = own;
       ppe_task_drop_res(t);
       p->nrunning--;
       finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
@@ -689,6 +721,7 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   }
   if (p->init.len > 0) {
     w->state = W_INIT;
+    w->initing = 1;
     w->out = p->init.p;
     w->outlen = p->init.len;
     if (p->shared && ppe_shm_ref(&w->outref, &p->init)) {
