@@ -401,19 +401,6 @@ static int await(ppe_task *t, double deadline) {
   return done;
 }
 
-static const char *signame(int sig) {
-  switch (sig) {
-    case SIGKILL: return "SIGKILL";
-    case SIGTERM: return "SIGTERM";
-    case SIGSEGV: return "SIGSEGV";
-    case SIGABRT: return "SIGABRT";
-    case SIGBUS: return "SIGBUS";
-    case SIGFPE: return "SIGFPE";
-    case SIGINT: return "SIGINT";
-    default: return "signal";
-  }
-}
-
 /* Decodes a worker's (message, traceback, value) into a RemoteError. */
 static void push_remote(lua_State *L, const char *s, size_t len,
                         pid_t pid) {
@@ -451,9 +438,16 @@ static void push_failure(lua_State *L, ppe_task *t) {
       push_remote(L, PPE_RES(t), PPE_RESLEN(t), t->pid);
       break;
     case PPE_E_DIED:
-      if (t->signal)
-        snprintf(msg, sizeof(msg), "worker %d died of signal %d (%s)",
-                 (int)t->pid, t->signal, signame(t->signal));
+      if (t->signal) {
+        char what[64];
+        ppe_signal_describe(what, sizeof(what), t->signal);
+        snprintf(msg, sizeof(msg), "worker %d was killed by signal %d (%s)",
+                 (int)t->pid, t->signal, what);
+      }
+      else if (t->own_exit)
+        snprintf(msg, sizeof(msg), "worker %d exited with code %d (%s)",
+                 (int)t->pid, t->exit_code,
+                 ppe_worker_exit_meaning(t->exit_code));
       else
         snprintf(msg, sizeof(msg), "worker %d exited with code %d",
                  (int)t->pid, t->exit_code);
@@ -1730,8 +1724,10 @@ static int l_executor(lua_State *L) {
                       "the workers (at most %d bytes together)",
                       PPE_PATHS_MAX);
   if (r < 0) {
-    char msg[160];
-    snprintf(msg, sizeof(msg), "cannot start the workers: %s", strerror(-r));
+    char msg[PPE_CAUSE + 64];
+    if (o.cause[0] != '\0') snprintf(msg, sizeof(msg), "%s", o.cause);
+    else snprintf(msg, sizeof(msg), "cannot start the workers: %s",
+                  strerror(-r));
     pusherror(L, "BrokenExecutor", msg);
     lua_pushstring(L, strerror(-r));
     lua_setfield(L, -2, "cause");

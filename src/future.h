@@ -37,6 +37,8 @@ typedef struct ppe_task {
   pid_t pid;            /* the worker that ran it */
   int signal;           /* PPE_E_DIED: the signal, or 0 */
   int exit_code;        /* PPE_E_DIED without a signal */
+  int own_exit;         /* exit_code is one of ppe's own (worker.h), not a
+                        ** task's os.exit */
   uint64_t seq;         /* completion order, from 1; 0 while not final */
   uint32_t gate;        /* its number among the tasks sent to its worker
                         ** (ring.h's gate) */

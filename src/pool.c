@@ -17,6 +17,7 @@
 #include "ring.h"
 #include "shm.h"
 #include "transport.h"
+#include "worker.h"
 #include "zygote.h"
 
 /* Worker slot states. */
@@ -65,6 +66,9 @@ typedef struct wslot {
   int state;
   int eof;             /* its channel reached end of stream */
   int timed_out;       /* we killed it for running past task_timeout */
+  int initing;         /* its initializer has not answered; it stays set
+                       ** when its channel ends (W_ENDING), until its end
+                       ** is reported */
   ppe_task *head, *tail;  /* in flight, oldest (the running one) first */
   int ninflight;
   ppe_task *sending;   /* first task in flight not wholly sent */
@@ -108,7 +112,7 @@ struct ppe_pool {
   int shutdown;        /* no more submits */
   int closing;         /* stop the workers once nothing is left to run */
   int broken;
-  int spawnfail;       /* a worker could not be forked */
+  int spawnfail;       /* a worker could not be forked: why (errno) */
   char cause[160];     /* why it broke, when no worker said it */
   ppe_buf initerr;     /* the initializer's error reply, if it raised */
   int shared;          /* workers read large requests in our arena */
@@ -470,6 +474,7 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
     return;
   }
   if (w->state == W_INIT) {
+    w->initing = 0;
     if (f->type == PPE_F_OK) w->state = W_READY;
     else {
       if (p->initerr.len == 0)  /* the first one says it for all */
@@ -651,19 +656,45 @@ static void requeue(ppe_pool *p, ppe_task *first) {
   if (p->qtail == NULL) p->qtail = last;
 }
 
+/* Why a worker that ended before its initializer returned did, for the
+** cause of its broken executor. */
+static void init_died(ppe_pool *p, int status, int own) {
+  char why[PPE_CAUSE], sig[64];
+  if (own)
+    snprintf(why, sizeof(why), "a worker exited with code %d (%s)",
+             WEXITSTATUS(status),
+             ppe_worker_exit_meaning(WEXITSTATUS(status)));
+  else if (WIFSIGNALED(status)) {
+    ppe_signal_describe(sig, sizeof(sig), WTERMSIG(status));
+    snprintf(why, sizeof(why), "a worker was killed by signal %d (%s) "
+             "while running the initializer", WTERMSIG(status), sig);
+  }
+  else
+    snprintf(why, sizeof(why), "a worker exited with code %d while running "
+             "the initializer", WEXITSTATUS(status));
+  set_broken(p, why);
+}
+
 static void on_exited(ppe_pool *p, pid_t pid, int status) {
   int i;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
+    ppe_ring *ring = ppe_peer_ring(w->peer);
     ppe_task *t;
+    int own;
     if (w->pid != pid || w->state == W_NONE || w->state == W_SPAWNING)
       continue;
     if (w->fd >= 0) {  /* what it wrote before it ended still counts */
       drain(w);
       take_frames(p, w);
     }
-    if (w->state == W_INIT)
-      set_broken(p, "a worker ended while running the initializer");
+    /* Its exit code is ppe's own if it said so first; a task's os.exit
+    ** may give the same numbers. */
+    own = WIFEXITED(status) && WEXITSTATUS(status) != 0 && ring != NULL &&
+          ppe_ring_left(ring) == WEXITSTATUS(status) &&
+          ppe_worker_exit_meaning(WEXITSTATUS(status)) != NULL;
+    if (w->initing) init_died(p, status, own);
+    w->initing = 0;
     t = w->head;
     if (w->signalled) {  /* those failed when it was signalled */
       while (t != NULL) {
@@ -679,6 +710,7 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
       t->pid = pid;
       t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       t->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+      t->own_exit = own;
       ppe_task_drop_res(t);
       p->nrunning--;
       finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
@@ -730,6 +762,7 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   }
   if (p->init.len > 0) {
     w->state = W_INIT;
+    w->initing = 1;
     w->out = p->init.p;
     w->outlen = p->init.len;
     if (p->shared && ppe_shm_ref(&w->outref, &p->init)) {
@@ -754,7 +787,7 @@ static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
         p->w[m->id - 1].state = W_NONE;
         p->w[m->id - 1].asked = 0;
       }
-      p->spawnfail = 1;
+      p->spawnfail = m->status > 0 ? m->status : EIO;
       set_broken(p, msg);
       break;
   }
@@ -998,10 +1031,11 @@ static void pool_release(ppe_pool *p) {
 ** forked every first worker (the spawn requests were sent without waiting
 ** for it, to save a round trip). One whose initializer already failed
 ** leaves a broken pool, which is still a pool: its futures fail with the
-** cause. Only a zygote or a fork that failed is an error here. The lock
+** cause. Only a zygote or a fork that failed is an error here: its errno,
+** and in 'why' (PPE_CAUSE bytes) what failed, where that says more. The lock
 ** is not held while waiting: other executors' I/O threads must go on
 ** reading what the zygote sends them, or it would wait for them. */
-static int await_workers(ppe_pool *p) {
+static int await_workers(ppe_pool *p, char *why) {
   int asked = 0;
   for (;;) {
     int i, inflight = 0, fd;
@@ -1014,20 +1048,30 @@ static int await_workers(ppe_pool *p) {
     ppe_lock();
     while (asked < p->nw && inflight < SPAWN_BATCH) {
       wslot *w = &p->w[asked++];
+      int r;
       w->state = W_SPAWNING;
-      if (ask_spawn(p, w) != 0) {
+      if ((r = ask_spawn(p, w)) != 0) {
         ppe_unlock();
-        return -ECHILD;
+        return r;
       }
       inflight++;
     }
     ppe_unlock();
-    if (inflight == 0) return p->spawnfail ? -ECHILD : 0;
-    if (ppe_wait_readable(p->zfd, 10000) <= 0) return -ETIMEDOUT;
+    if (inflight == 0) {
+      if (p->spawnfail)
+        snprintf(why, PPE_CAUSE, "cannot fork a worker: %s",
+                 strerror(p->spawnfail));
+      return -p->spawnfail;
+    }
+    if (ppe_wait_readable(p->zfd, 10000) <= 0) {
+      snprintf(why, PPE_CAUSE, "the zygote did not answer");
+      return -ETIMEDOUT;
+    }
     n = ppe_recv_packet(p->zfd, &m, sizeof(m), &fd, 1);
     if (n != (long)sizeof(m)) {
       if (fd >= 0) close(fd);
-      return -ECHILD;
+      if (n == 0) snprintf(why, PPE_CAUSE, "the zygote process ended");
+      return n < 0 ? (int)n : n == 0 ? -EPIPE : -EPROTO;
     }
     if (m.type == PPE_Z_READY) {  /* attached, or why not */
       if (fd >= 0) close(fd);
@@ -1108,7 +1152,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   }
   r = ppe_zygote_attach(o->path, o->cpath, &p->zyg, &p->zfd);
   if (r < 0) { pool_release(p); return r; }
-  r = await_workers(p);
+  r = await_workers(p, o->cause);
   if (r < 0) {
     abandon(p, !p->spawnfail);  /* a fork that failed is no fault of its */
     return r;
@@ -1215,7 +1259,7 @@ static void fail_held(ppe_pool *p, wslot *w, int sig) {
     }
     t->pid = w->pid;
     t->signal = sig;
-    t->exit_code = 0;
+    t->exit_code = t->own_exit = 0;
     ppe_task_drop_res(t);
     p->ncompleted++;
     p->nfailed++;

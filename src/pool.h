@@ -10,6 +10,8 @@
 
 typedef struct ppe_pool ppe_pool;
 
+#define PPE_CAUSE 160
+
 typedef struct ppe_pool_opts {
   int max_workers;
   const char *path, *cpath;   /* package paths for the workers' states */
@@ -20,6 +22,9 @@ typedef struct ppe_pool_opts {
                               ** default */
   ppe_buf init;               /* initializer request (frame + payload), or
                               ** empty; moved into the pool */
+  char cause[PPE_CAUSE];      /* out: when ppe_pool_new fails, what failed
+                              ** if that says more than the errno (such as
+                              ** "cannot fork a worker: ..."), else "" */
 } ppe_pool_opts;
 
 typedef struct ppe_stats {

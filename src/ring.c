@@ -102,6 +102,15 @@ void ppe_ring_wake(ppe_ring_reader *rr) {
   if (rr->r != NULL) __atomic_store_n(&rr->r->awake, 1, __ATOMIC_RELAXED);
 }
 
+void ppe_ring_leave(ppe_ring *r, int code) {
+  STORE(&r->left, (uint32_t)code);
+}
+
+int ppe_ring_left(const ppe_ring *r) {
+  uint32_t code = LOAD(&r->left);
+  return code <= 255 ? (int)code : 0;
+}
+
 /* A gate word: the task's number (its low 14 bits, enough to tell a
 ** task from the one a lap of PPE_GATES before), and its state in the low
 ** bits. */

@@ -36,7 +36,9 @@ typedef struct ppe_ring {
   uint32_t awake;  /* executor: 1 while it will look here before sleeping */
   uint32_t gated;  /* worker: 1 once it goes through the gate (below) */
   uint32_t opened; /* executor: 1 once it opens the gate for a task */
-  char pad3[44];
+  uint32_t left;   /* worker: the exit code it leaves with, when that is
+                   ** ppe's own (worker.h) and not a task's os.exit */
+  char pad3[40];
   /* Both sides, by compare-and-swap. Small, in the page of the counters,
   ** which an idle worker keeps: nothing more stays resident for them. */
   uint16_t gate[PPE_GATES];
@@ -75,6 +77,12 @@ int ppe_ring_sleep(ppe_ring_reader *rr);
 void ppe_ring_wake(ppe_ring_reader *rr);
 /* The executor took a reply from the channel. */
 void ppe_ring_seen(ppe_ring_reader *rr);
+
+/* Worker: it is about to leave with ppe's own exit code 'code'. */
+void ppe_ring_leave(ppe_ring *r, int code);
+/* Executor, once the worker has ended: the code it said it left with,
+** or 0. */
+int ppe_ring_left(const ppe_ring *r);
 
 /* The gate: the executor may take back a task it sent, as long as the
 ** worker has not started it. Task n (counted from 0 by both sides, over

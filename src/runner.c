@@ -22,6 +22,7 @@ PPE_API void ppe_set_worker_init(void (*init)(lua_State *L)) {
 /* Registry keys. */
 static const char tb_key = 't';      /* traceback of the last error */
 static const char names_key = 'n';   /* dotted name -> resolved function */
+static const char sethook_key = 'h'; /* debug.sethook, as the state began */
 
 
 /*
@@ -48,6 +49,10 @@ static int set_paths(lua_State *L) {
 
 static int build_state(lua_State *L) {
   luaL_openlibs(L);
+  lua_getglobal(L, "debug");  /* for unhook, whatever a task does to it */
+  lua_getfield(L, -1, "sethook");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sethook_key);
+  lua_pop(L, 1);
   lua_getglobal(L, "package");
   /* A host that linked ppe statically has no ppe.so for 'require' to find:
   ** the worker's state gets it from here. */
@@ -206,6 +211,20 @@ found:
 ** =======================================================
 */
 
+/* A debug hook a task sets (debug.sethook) lasts until the task returns:
+** the worker's own code, which calls C functions and encodes the reply,
+** must not run under it (a hook that raises there would fail every later
+** task), and the next task starts as if it had never been set. */
+static void unhook(lua_State *L) {
+  if (lua_gethook(L) == NULL) return;
+  lua_sethook(L, NULL, 0, 0);
+  /* The debug library's record of it too (Lua 5.1 and 5.2, LuaJIT, still
+  ** show it to debug.gethook): debug.sethook(), with no hook left to run
+  ** at its call. */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sethook_key);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
 /* Keeps the worker's traceback apart from the error value, so the value
 ** itself travels unchanged. */
 static int msgh(lua_State *L) {
@@ -237,6 +256,19 @@ static void error_message(lua_State *L, int idx) {
     lua_pop(L, 1);
   }
   lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+}
+
+/* Calls the user's function with nargs arguments under the message
+** handler at 'base', as lua_pcall does, then removes any hook it set. A
+** failure that did not go through the handler (out of memory, an error
+** in the handler) has no traceback, rather than an earlier task's. */
+static int call_user(lua_State *L, int nargs, int base) {
+  int status;
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &tb_key);
+  status = lua_pcall(L, nargs, LUA_MULTRET, base);
+  unhook(L);
+  return status;
 }
 
 typedef struct Run {
@@ -316,7 +348,7 @@ static void run_chunk(lua_State *L, int base, int nitems, int spread) {
     top = lua_gettop(L);
     lua_pushvalue(L, fn);
     nargs = push_item(L, first + i, spread);
-    if (lua_pcall(L, nargs, LUA_MULTRET, base) == LUA_OK) {
+    if (call_user(L, nargs, base) == LUA_OK) {
       lua_pushinteger(L, lua_gettop(L) - top);
       lua_replace(L, top);
     }
@@ -393,7 +425,7 @@ static int run(lua_State *L) {
       reply_serr(L, r, ebuf);
     return 0;
   }
-  if (lua_pcall(L, n - 1, LUA_MULTRET, base) != LUA_OK) {
+  if (call_user(L, n - 1, base) != LUA_OK) {
     reply_error(L, r, lua_gettop(L));
     return 0;
   }
@@ -405,17 +437,38 @@ static int run(lua_State *L) {
   return 0;
 }
 
+/* The reply of a run that failed in the worker's own code: the message
+** of the error value at 2. */
+static int reply_failure(lua_State *L) {
+  Run *r = (Run *)lua_touserdata(L, 1);
+  error_message(L, 2);
+  reply_serr(L, r, lua_tostring(L, -1));
+  return 0;
+}
+
 int ppe_runner_run(lua_State *L, int type, unsigned long long id,
                    const char *p, size_t len, ppe_buf *out) {
   Run r;
   ppe_frame f;
+  int status;
   r.type = type; r.id = id; r.p = p; r.len = len; r.out = out;
   r.reply = -1;
+  unhook(L);  /* one the host's worker-init hook set, say */
   lua_pushcfunction(L, run);
   lua_pushlightuserdata(L, &r);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    /* Out of memory, most likely. An empty SERR reply still tells the
-    ** parent, and building it needs no Lua. */
+  status = lua_pcall(L, 1, 0, 0);
+  if (status != LUA_OK && status != LUA_ERRMEM) {
+    /* Not memory (a map item with too many values to spread, say): the
+    ** error's own message goes back. */
+    lua_pushcfunction(L, reply_failure);
+    lua_pushlightuserdata(L, &r);
+    lua_pushvalue(L, -3);
+    status = lua_pcall(L, 2, 0, 0);
+  }
+  unhook(L);
+  if (status != LUA_OK) {
+    /* Out of memory. An empty SERR reply still tells the parent, and
+    ** building it needs no Lua. */
     out->len = 0;
     memset(&f, 0, sizeof(f));
     if (ppe_buf_add(out, &f, sizeof(f)) != 0) return -1;

@@ -1,6 +1,7 @@
 /* worker.c - the worker process: reads requests from its channel, runs
 ** them on its own lua_State, writes replies; leaves with _exit. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,81 @@ static uint32_t ntasks = 0;  /* task requests read: the gate's count */
 
 int ppe_worker_id(void) {
   return worker_id;
+}
+
+const char *ppe_worker_exit_meaning(int code) {
+  switch (code) {
+    case PPE_EXIT_READ:
+      return "out of step with its executor: a request it could not read";
+    case PPE_EXIT_NOMEM: return "out of memory";
+    case PPE_EXIT_INIT: return "its initializer raised";
+    case PPE_EXIT_HOOK: return "the host's worker-init hook raised";
+    default: return NULL;
+  }
+}
+
+/* Signals by name, with what each means, for the messages of workers
+** that one of them ended. */
+static const struct {
+  int sig;
+  const char *name, *what;
+} signals[] = {
+  {SIGHUP, "SIGHUP", "hangup"},
+  {SIGINT, "SIGINT", "interrupt"},
+  {SIGQUIT, "SIGQUIT", "quit"},
+  {SIGILL, "SIGILL", "illegal instruction"},
+  {SIGTRAP, "SIGTRAP", "trace or breakpoint trap"},
+  {SIGABRT, "SIGABRT", "aborted"},
+  {SIGBUS, "SIGBUS", "bus error"},
+  {SIGFPE, "SIGFPE", "arithmetic exception"},
+  {SIGKILL, "SIGKILL", "killed"},
+  {SIGUSR1, "SIGUSR1", "user signal 1"},
+  {SIGSEGV, "SIGSEGV", "segmentation fault"},
+  {SIGUSR2, "SIGUSR2", "user signal 2"},
+  {SIGPIPE, "SIGPIPE", "broken pipe"},
+  {SIGALRM, "SIGALRM", "alarm clock"},
+  {SIGTERM, "SIGTERM", "terminated"},
+#ifdef SIGSTKFLT
+  {SIGSTKFLT, "SIGSTKFLT", "stack fault"},
+#endif
+  {SIGCHLD, "SIGCHLD", "child stopped or ended"},
+  {SIGCONT, "SIGCONT", "continued"},
+  {SIGSTOP, "SIGSTOP", "stopped"},
+  {SIGTSTP, "SIGTSTP", "stopped at the terminal"},
+  {SIGTTIN, "SIGTTIN", "stopped for terminal input"},
+  {SIGTTOU, "SIGTTOU", "stopped for terminal output"},
+  {SIGURG, "SIGURG", "urgent data on a socket"},
+  {SIGXCPU, "SIGXCPU", "CPU time limit exceeded"},
+  {SIGXFSZ, "SIGXFSZ", "file size limit exceeded"},
+  {SIGVTALRM, "SIGVTALRM", "virtual timer expired"},
+  {SIGPROF, "SIGPROF", "profiling timer expired"},
+  {SIGWINCH, "SIGWINCH", "window size changed"},
+  {SIGIO, "SIGIO", "I/O possible"},
+#ifdef SIGPWR
+  {SIGPWR, "SIGPWR", "power failure"},
+#endif
+  {SIGSYS, "SIGSYS", "bad system call"},
+};
+
+void ppe_signal_describe(char *buf, size_t n, int sig) {
+  size_t i;
+  for (i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+    if (signals[i].sig == sig) {
+      snprintf(buf, n, "%s: %s", signals[i].name, signals[i].what);
+      return;
+    }
+  if (sig >= SIGRTMIN && sig <= SIGRTMAX)
+    snprintf(buf, n, "SIGRTMIN+%d: real-time signal", sig - SIGRTMIN);
+  else snprintf(buf, n, "unknown signal");
+}
+
+/* Leaves with one of ppe's own exit codes, and says so in the ring: the
+** executor then tells it from a task's os.exit with the same code. */
+static void leave(int code) __attribute__((noreturn));
+static void leave(int code) {
+  /* Asked now: the child of a fork in a task has no arena. */
+  if (ppe_shm_ring() != NULL) ppe_ring_leave(ppe_shm_ring(), code);
+  _exit(code);
 }
 
 static uint32_t micros_since(const struct timespec *t0) {
@@ -76,7 +152,7 @@ static int serve_one(lua_State *L, int fd, const ppe_frame *f,
   clock_gettime(CLOCK_MONOTONIC, &t0);
   if (ppe_runner_run(L, (int)f->type, f->id, payload, (size_t)f->len,
                      reply) < 0)
-    _exit(4);
+    leave(PPE_EXIT_NOMEM);
   /* The parent sizes its pipelines by the time a task takes. */
   ((ppe_frame *)reply->p)->aux = micros_since(&t0);
   type = (int)((ppe_frame *)reply->p)->type;
@@ -100,7 +176,7 @@ static int serve_one(lua_State *L, int fd, const ppe_frame *f,
 }
 
 void ppe_worker_main(lua_State *L, int fd, int id, int arena,
-                     ppe_peer *pa) {
+                     ppe_peer *pa, int failed) {
   ppe_reader rd = {PPE_BUF_INIT, 0};
   ppe_buf reply = PPE_BUF_INIT;  /* made shared below */
   char *shared;  /* the request, when it is in the caller's arena */
@@ -116,11 +192,12 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
   ** descriptor is not needed. */
   if (arena >= 0 && ppe_shm_adopt(arena) != 0) close(arena);  /* none */
   if (ppe_shm_ring() != NULL) ppe_gate_use(ppe_shm_ring());
+  if (failed) leave(failed);  /* with the ring to say why */
   for (;;) {
     ppe_frame f;
     const char *payload;
     int r = ppe_reader_next(&rd, &f, &payload);
-    if (r < 0) _exit(3);  /* the parent sent nonsense: nothing to trust */
+    if (r < 0) leave(PPE_EXIT_READ);  /* nonsense: nothing to trust */
     if (r == 0) {
       long n;
       if (rd.pos == rd.b.len && ppe_wait_readable(fd, IDLE_MS) == 0) {
@@ -139,31 +216,33 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
       }
       n = ppe_reader_fill(&rd, fd);
       if (n == 0) _exit(0);  /* end of stream: the executor is done */
-      if (n < 0 && n != -EAGAIN) _exit(n == -ENOMEM ? 4 : 3);
+      if (n < 0 && n != -EAGAIN)
+        leave(n == -ENOMEM ? PPE_EXIT_NOMEM : PPE_EXIT_READ);
       continue;
     }
     kind = f.type == PPE_F_REF ? f.aux : f.type;
     if (kind != PPE_F_TASK && kind != PPE_F_INIT && kind != PPE_F_CHUNK)
-      _exit(3);
+      leave(PPE_EXIT_READ);
     /* A task the executor took back runs elsewhere: no reply. Its
     ** request is not looked at: in the caller's arena, it may be gone. */
     if (kind != PPE_F_INIT && ppe_shm_ring() != NULL) {
       int pass = ppe_gate_pass(ppe_shm_ring(), ntasks++);
-      if (pass < 0) _exit(3);  /* out of step with the executor */
+      if (pass < 0) leave(PPE_EXIT_READ);  /* out of step */
       if (pass == 0) continue;
     }
     shared = NULL;
     if (f.type == PPE_F_REF) {
       ppe_frame in;
       if ((shared = ppe_peer_message(pa, &f, payload, &in)) == NULL)
-        _exit(3);
+        leave(PPE_EXIT_READ);
       f = in;
       payload = shared + sizeof(in);
-      if (f.type != kind) _exit(3);
+      if (f.type != kind) leave(PPE_EXIT_READ);
     }
     type = serve_one(L, fd, &f, payload, &reply);
     if (shared != NULL) ppe_peer_done(shared, sizeof(f) + (size_t)f.len);
     if (f.type == PPE_F_INIT && type != PPE_F_OK)
-      _exit(5);  /* an initializer that raised leaves the worker useless */
+      leave(PPE_EXIT_INIT);  /* a worker whose initializer raised is
+                             ** useless */
   }
 }

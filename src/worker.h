@@ -1,17 +1,36 @@
-/* worker.h - the worker process main loop. */
+/* worker.h - the worker process main loop, and its exit codes. Lua-free:
+** the executor's engine reads the codes too. */
 #ifndef PPE_WORKER_H
 #define PPE_WORKER_H
 
-#include "lua.h"
+#include <stddef.h>
 
 /* 1..max_workers inside a worker, 0 in the parent. */
 int ppe_worker_id(void);
 
+/* The exit codes of a worker that leaves by itself, other than 0 (its
+** executor is done with it). A task's os.exit can give the same numbers:
+** the worker also says in its ring that the code is its own (ring.h). */
+enum {
+  PPE_EXIT_READ = 3,   /* it could not read a request */
+  PPE_EXIT_NOMEM = 4,  /* out of memory */
+  PPE_EXIT_INIT = 5,   /* its initializer raised */
+  PPE_EXIT_HOOK = 6    /* the host's worker-init hook raised */
+};
+/* What one of those codes means, in a few words; NULL for another. */
+const char *ppe_worker_exit_meaning(int code);
+/* Writes the name of signal sig and what it means ("SIGPIPE: broken
+** pipe") into buf, of n bytes. */
+void ppe_signal_describe(char *buf, size_t n, int sig);
+
+struct lua_State;
 struct ppe_peer;
 /* Serves requests from fd on L until end of stream; never returns. arena
 ** is its own shared arena (a descriptor, or -1), parent the caller's,
-** mapped (or NULL). */
-void ppe_worker_main(lua_State *L, int fd, int id, int arena,
-                     struct ppe_peer *parent) __attribute__((noreturn));
+** mapped (or NULL). A worker whose state could not be set up leaves at
+** once with 'failed', a PPE_EXIT_* code (0: it was). */
+void ppe_worker_main(struct lua_State *L, int fd, int id, int arena,
+                     struct ppe_peer *parent, int failed)
+  __attribute__((noreturn));
 
 #endif

@@ -151,7 +151,7 @@ static int find_live(Zyg *z, pid_t pid) {
 static void worker_start(Zyg *z, Client *c, int fd, int id, int arena,
                          pid_t zygote) {
   sigset_t none;
-  int keep[2];
+  int keep[2], failed = 0;
   die_with_parent(zygote);
   prctl(PR_SET_NAME, z->comm);
   if (z->nofile.rlim_cur != RLIM_INFINITY)
@@ -166,10 +166,11 @@ static void worker_start(Zyg *z, Client *c, int fd, int id, int arena,
   ppe_close_all_but(keep, 2);
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  if (ppe_runner_paths(z->L, c->path, c->cpath) != 0 ||
-      ppe_runner_hook(z->L) != 0)
-    _exit(6);
-  ppe_worker_main(z->L, fd, id, arena, z->arena);
+  if (ppe_runner_paths(z->L, c->path, c->cpath) != 0)
+    failed = PPE_EXIT_NOMEM;
+  else if (ppe_runner_hook(z->L) != 0)
+    failed = PPE_EXIT_HOOK;
+  ppe_worker_main(z->L, fd, id, arena, z->arena, failed);
 }
 
 static void spawn(Zyg *z, Client *c, int id, int arena) {
