@@ -441,8 +441,11 @@ static void push_failure(lua_State *L, ppe_task *t) {
       if (t->signal) {
         char what[64];
         ppe_signal_describe(what, sizeof(what), t->signal);
-        snprintf(msg, sizeof(msg), "worker %d was killed by signal %d (%s)",
-                 (int)t->pid, t->signal, what);
+        snprintf(msg, sizeof(msg), t->sent
+                 ? "worker %d was sent signal %d (%s) by %s"
+                 : "worker %d was killed by signal %d (%s)",
+                 (int)t->pid, t->signal, what,
+                 t->signal == SIGKILL ? "kill_workers" : "terminate_workers");
       }
       else if (t->own_exit)
         snprintf(msg, sizeof(msg), "worker %d exited with code %d (%s)",

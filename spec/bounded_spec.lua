@@ -16,6 +16,10 @@ local function expect_died(f, sig)
   assert.equal("failed", f:state())
   assert.equal("WorkerDied", err.kind, tostring(err))
   assert.equal(sig, err.signal, tostring(err))
+  assert.matches("worker " .. err.pid .. " was sent signal " .. sig .. " %(" ..
+                 (sig == SIGTERM and "SIGTERM" or "SIGKILL") .. ".*%) by " ..
+                 (sig == SIGTERM and "terminate_workers" or "kill_workers"),
+                 err.message)
   return err
 end
 

@@ -39,6 +39,8 @@ typedef struct ppe_task {
   int exit_code;        /* PPE_E_DIED without a signal */
   int own_exit;         /* exit_code is one of ppe's own (worker.h), not a
                         ** task's os.exit */
+  int sent;             /* the signal is the one terminate_workers or
+                        ** kill_workers sent: it failed the task at once */
   uint64_t seq;         /* completion order, from 1; 0 while not final */
   uint32_t gate;        /* its number among the tasks sent to its worker
                         ** (ring.h's gate) */

@@ -1260,6 +1260,7 @@ static void fail_held(ppe_pool *p, wslot *w, int sig) {
     t->pid = w->pid;
     t->signal = sig;
     t->exit_code = t->own_exit = 0;
+    t->sent = 1;
     ppe_task_drop_res(t);
     p->ncompleted++;
     p->nfailed++;
