@@ -18,6 +18,7 @@
 #include "src/mac.h"
 #include "src/pool.h"
 #include "src/transport.h"
+#include "src/vm.h"
 #include "src/wire.h"
 #include "src/worker.h"
 #include "src/zygote.h"
@@ -1810,6 +1811,7 @@ PPE_API int luaopen_ppe(lua_State *L) {
   if (r < 0)
     return luaL_error(L, "ppe: cannot draw a random key (%s)", strerror(-r));
   ppe_stay_loaded();
+  ppe_luajit();  /* told now, before the zygote forks with the answer */
   ppe_host_alloc(L);  /* large results land in reused mappings */
   /* The upvalues, in their order. */
   luaL_newmetatable(L, PPE_FUTURE);

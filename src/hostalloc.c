@@ -22,6 +22,7 @@
 
 #include "buf.h"
 #include "hostalloc.h"
+#include "vm.h"
 
 /* 1 if the file named is the program itself (ppe linked into a host). */
 static int in_program(const char *name) {
@@ -44,8 +45,6 @@ int ppe_stay_loaded(void) {
   }
   return in_program(info.dli_fname);  /* linked in: never unloaded */
 }
-
-#if !defined(PPE_LUAJIT)  /* LuaJIT's allocator is its own, not a hook */
 
 static lua_Alloc stock = NULL;  /* what luaL_newstate installs */
 static pthread_once_t stock_once = PTHREAD_ONCE_INIT;
@@ -122,19 +121,13 @@ static void find_stock(void) {
 
 int ppe_host_alloc(lua_State *L) {
   void *ud;
-  lua_Alloc f = lua_getallocf(L, &ud);
+  lua_Alloc f;
+  /* LuaJIT's allocator is its own, which nothing may wrap. */
+  if (ppe_luajit()) return 0;
+  f = lua_getallocf(L, &ud);
   if (f == host_alloc) return 1;
   pthread_once(&stock_once, find_stock);
   if (stock == NULL || f != stock) return 0;
   lua_setallocf(L, host_alloc, ud);
   return 1;
 }
-
-#else
-
-int ppe_host_alloc(lua_State *L) {
-  (void)L;
-  return 0;
-}
-
-#endif
