@@ -20,6 +20,7 @@
 
 #include "compat.h"
 
+#include "ppe.h"
 #include "buf.h"
 #include "hostalloc.h"
 #include "vm.h"
@@ -44,6 +45,12 @@ int ppe_stay_loaded(void) {
     return 1;
   }
   return in_program(info.dli_fname);  /* linked in: never unloaded */
+}
+
+static int host_on = 1;  /* ppe_set_host_alloc's; set before any state */
+
+PPE_API void ppe_set_host_alloc(int on) {
+  host_on = on != 0;
 }
 
 static lua_Alloc stock = NULL;  /* what luaL_newstate installs */
@@ -123,7 +130,7 @@ int ppe_host_alloc(lua_State *L) {
   void *ud;
   lua_Alloc f;
   /* LuaJIT's allocator is its own, which nothing may wrap. */
-  if (ppe_luajit()) return 0;
+  if (!host_on || ppe_luajit()) return 0;
   f = lua_getallocf(L, &ud);
   if (f == host_alloc) return 1;
   pthread_once(&stock_once, find_stock);
