@@ -18,6 +18,7 @@
 #include "src/mac.h"
 #include "src/pool.h"
 #include "src/transport.h"
+#include "src/vm.h"
 #include "src/wire.h"
 #include "src/worker.h"
 #include "src/zygote.h"
@@ -1842,12 +1843,24 @@ static void newclass(lua_State *L, const char *name, const luaL_Reg *meta,
   lua_pop(L, 1);
 }
 
+/* PPE_HOST_ALLOC: 0 leaves the caller's allocator as the host made it; 1,
+** the default, lets ppe serve the state's large blocks (hostalloc.c). */
+static int hostallocenv(lua_State *L) {
+  const char *s = getenv("PPE_HOST_ALLOC");
+  if (s == NULL) return 1;
+  if (strcmp(s, "0") != 0 && strcmp(s, "1") != 0)
+    luaL_error(L, "environment variable PPE_HOST_ALLOC must be 0 or 1, "
+               "got '%s'", s);
+  return s[0] == '1';
+}
+
 PPE_API int luaopen_ppe(lua_State *L) {
-  int i, mts, r = ppe_mac_init();
+  int i, mts, host = hostallocenv(L), r = ppe_mac_init();
   if (r < 0)
     return luaL_error(L, "ppe: cannot draw a random key (%s)", strerror(-r));
   ppe_stay_loaded();
-  ppe_host_alloc(L);  /* large results land in reused mappings */
+  ppe_luajit();  /* told now, before the zygote forks with the answer */
+  if (host) ppe_host_alloc(L);  /* large results land in reused mappings */
   /* The upvalues, in their order. */
   luaL_newmetatable(L, PPE_FUTURE);
   mts = lua_gettop(L);

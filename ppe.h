@@ -20,4 +20,13 @@ PPE_API int luaopen_ppe(lua_State *L);
 ** new fork server, forked with this hook in place. */
 PPE_API void ppe_set_worker_init(void (*init)(lua_State *L));
 
+/* Whether opening ppe in a state may make ppe's kept mappings serve that
+** state's blocks of 4 MiB and more (large results then cost no page
+** faults; README, "Memory"). 1, the default, allows it: ppe then wraps
+** the state's allocator, if it is the stock one of luaL_newstate and the
+** VM is PUC Lua, and the environment variable PPE_HOST_ALLOC is not 0.
+** 0 leaves the allocator of every state opened afterwards as it is. Call
+** it before luaopen_ppe; a state already wrapped stays so. */
+PPE_API void ppe_set_host_alloc(int on);
+
 #endif

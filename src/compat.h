@@ -17,11 +17,6 @@
 #include "lauxlib.h"
 #include "lualib.h"
 
-/* LuaJIT's headers say 5.1; its lualib.h alone names the jit library. */
-#if defined(LUA_JITLIBNAME)
-#define PPE_LUAJIT 1
-#endif
-
 #ifndef LUA_LOADED_TABLE
 #define LUA_LOADED_TABLE "_LOADED"
 #endif
@@ -32,6 +27,13 @@
 ** =======================================================
 */
 #if LUA_VERSION_NUM < 502
+
+/* One build serves PUC Lua 5.1 and LuaJIT alike: Debian's lua5.1 and
+** luajit search the same module directories, so a module built with
+** either's headers meets the other. It may therefore call only what both
+** export: the functions below that LuaJIT has and PUC 5.1 lacks are ppe's
+** own, under names of their own, whichever headers the build used (and
+** ppe_luajit() tells the VM at run time, where it matters). */
 
 #ifndef LUA_OK
 #define LUA_OK 0
@@ -103,9 +105,13 @@ static inline void luaL_getsubtable(lua_State *L, int i, const char *name) {
    luaL_setfuncs((L), (l), 0))
 #endif
 
-#if !defined(PPE_LUAJIT)  /* LuaJIT has these five, PUC 5.1 does not */
+#define luaL_setfuncs(L, l, nup) ppe_setfuncs((L), (l), (nup))
+#define luaL_testudata(L, i, name) ppe_testudata((L), (i), (name))
+#define luaL_setmetatable(L, name) ppe_setmetatable((L), (name))
+#define luaL_traceback(L, L1, msg, level) \
+  ppe_traceback((L), (L1), (msg), (level))
 
-static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+static inline void ppe_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
   luaL_checkstack(L, nup, "too many upvalues");
   for (; l->name != NULL; l++) {
     int i;
@@ -116,7 +122,7 @@ static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
   lua_pop(L, nup);
 }
 
-static inline void *luaL_testudata(lua_State *L, int i, const char *name) {
+static inline void *ppe_testudata(lua_State *L, int i, const char *name) {
   void *p = lua_touserdata(L, i);
   int same;
   if (p == NULL || !lua_getmetatable(L, i)) return NULL;
@@ -126,14 +132,14 @@ static inline void *luaL_testudata(lua_State *L, int i, const char *name) {
   return same ? p : NULL;
 }
 
-static inline void luaL_setmetatable(lua_State *L, const char *name) {
+static inline void ppe_setmetatable(lua_State *L, const char *name) {
   lua_getfield(L, LUA_REGISTRYINDEX, name);
   lua_setmetatable(L, -2);
 }
 
 /* Through debug.traceback, one level further down: the call adds one. */
-static inline void luaL_traceback(lua_State *L, lua_State *L1,
-                                  const char *msg, int level) {
+static inline void ppe_traceback(lua_State *L, lua_State *L1,
+                                 const char *msg, int level) {
   (void)L1;  /* ppe asks only for its own thread's */
   lua_getglobal(L, "debug");
   if (lua_istable(L, -1)) lua_getfield(L, -1, "traceback");
@@ -157,8 +163,6 @@ static inline void luaL_traceback(lua_State *L, lua_State *L1,
     lua_remove(L, -2);
   }
 }
-
-#endif  /* !PPE_LUAJIT */
 
 #endif  /* LUA_VERSION_NUM < 502 */
 /* }====================================================== */

@@ -20,8 +20,10 @@
 
 #include "compat.h"
 
+#include "ppe.h"
 #include "buf.h"
 #include "hostalloc.h"
+#include "vm.h"
 
 /* 1 if the file named is the program itself (ppe linked into a host). */
 static int in_program(const char *name) {
@@ -45,7 +47,11 @@ int ppe_stay_loaded(void) {
   return in_program(info.dli_fname);  /* linked in: never unloaded */
 }
 
-#if !defined(PPE_LUAJIT)  /* LuaJIT's allocator is its own, not a hook */
+static int host_on = 1;  /* ppe_set_host_alloc's; set before any state */
+
+PPE_API void ppe_set_host_alloc(int on) {
+  host_on = on != 0;
+}
 
 static lua_Alloc stock = NULL;  /* what luaL_newstate installs */
 static pthread_once_t stock_once = PTHREAD_ONCE_INIT;
@@ -122,19 +128,13 @@ static void find_stock(void) {
 
 int ppe_host_alloc(lua_State *L) {
   void *ud;
-  lua_Alloc f = lua_getallocf(L, &ud);
+  lua_Alloc f;
+  /* LuaJIT's allocator is its own, which nothing may wrap. */
+  if (!host_on || ppe_luajit()) return 0;
+  f = lua_getallocf(L, &ud);
   if (f == host_alloc) return 1;
   pthread_once(&stock_once, find_stock);
   if (stock == NULL || f != stock) return 0;
   lua_setallocf(L, host_alloc, ud);
   return 1;
 }
-
-#else
-
-int ppe_host_alloc(lua_State *L) {
-  (void)L;
-  return 0;
-}
-
-#endif

@@ -11,6 +11,7 @@
 #include "ppe.h"
 #include "runner.h"
 #include "transport.h"
+#include "vm.h"
 #include "wire.h"
 
 static void (*host_init)(lua_State *L) = NULL;
@@ -62,7 +63,6 @@ static int build_state(lua_State *L) {
   return 0;
 }
 
-#if !defined(PPE_LUAJIT)  /* LuaJIT's own allocator cannot be replaced */
 /* The worker's allocator: big blocks (large strings, mostly) come from
 ** ppe's mappings, reused, so a large message does not fault its pages in
 ** afresh each time; small ones from malloc, as luaL_newstate's do. */
@@ -75,16 +75,14 @@ static void *worker_alloc(void *ud, void *p, size_t osize, size_t nsize) {
   }
   return ppe_big_resize(p, osize, nsize);
 }
-#endif
 
 lua_State *ppe_runner_state(void) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
   /* Everything allocated so far is small, so malloc'd: worker_alloc frees
-  ** it as luaL_newstate's allocator would. */
-#if !defined(PPE_LUAJIT)
-  lua_setallocf(L, worker_alloc, NULL);
-#endif
+  ** it as luaL_newstate's allocator would. Not LuaJIT's: its allocator is
+  ** its own (the same build may run on either VM). */
+  if (!ppe_luajit()) lua_setallocf(L, worker_alloc, NULL);
   lua_pushcfunction(L, build_state);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
     lua_close(L);
