@@ -149,7 +149,7 @@ describe("close, shutdown and __gc", function()
 
   for _, how in ipairs { "close", "shutdown", "__gc" } do
     it(how .. " with an idle stopped worker returns in bounded time, " ..
-       "the worker killed and reaped", H.scoped(function(scope)
+       "the worker killed and reaped", H.scoped(function()
       local ex, z, ws = idle_stopped()
       local took
       if how == "__gc" then
