@@ -463,16 +463,16 @@ describe("done-callbacks, poll and fileno", function()
     end
   end
 
-  it("reports an unprintable callback error by its type", function()
+  -- What a program prints whose one future has the done-callback 'cb'
+  -- (Lua source) that raises: its result and the warning.
+  local function callback_warning(cb)
     local script = ("package.cpath = %q .. ';' .. package.cpath\n")
       :format(package.cpath:match("^[^;]+")) .. [[
       local ppe = require "ppe"
       if warn then warn("@on") end
       local ex = ppe.executor { max_workers = 1 }
       local f = ex:submit("string.rep", "x", 2)
-      f:add_done_callback(function()
-        error(setmetatable({}, { __tostring = function() error("no") end }))
-      end)
+      f:add_done_callback(]] .. cb .. [[)
       io.stdout:write(f:result(10), "\n")
       ex:close()
     ]]
@@ -481,6 +481,13 @@ describe("done-callbacks, poll and fileno", function()
     local out = h:read("*a")
     h:close()
     assert.matches("xx\n", out)
+    return out
+  end
+
+  it("reports an unprintable callback error by its type", function()
+    local out = callback_warning([[function()
+        error(setmetatable({}, { __tostring = function() error("no") end }))
+      end]])
     assert.matches("ppe: error in a done%-callback: table value " ..
                    "%(its __tostring raised: .*no%)", out)
   end)
@@ -488,21 +495,7 @@ describe("done-callbacks, poll and fileno", function()
   -- 5.4 reports through warn, which prints once warnings are on; before
   -- 5.4 the same line goes to stderr (there is no switch).
   it("reports a callback's error as a Lua warning", function()
-    local script = ("package.cpath = %q .. ';' .. package.cpath\n")
-      :format(package.cpath:match("^[^;]+")) .. [[
-      local ppe = require "ppe"
-      if warn then warn("@on") end
-      local ex = ppe.executor { max_workers = 1 }
-      local f = ex:submit("string.rep", "x", 2)
-      f:add_done_callback(function() error("cb failed", 0) end)
-      io.stdout:write(f:result(10), "\n")
-      ex:close()
-    ]]
-    local h = assert(io.popen(H.interpreter() .. " -e " .. quote(script) ..
-                              " 2>&1"))
-    local out = h:read("*a")
-    h:close()
-    assert.matches("xx\n", out)
+    local out = callback_warning('function() error("cb failed", 0) end')
     assert.matches("Lua warning: ppe: error in a done%-callback: cb failed", out)
   end)
 
