@@ -439,10 +439,14 @@ static void push_failure(lua_State *L, ppe_task *t) {
       push_remote(L, PPE_RES(t), PPE_RESLEN(t), t->pid);
       break;
     case PPE_E_DIED:
-      if (t->signal) {
+      if (t->how == PPE_HOW_ZYGOTE)
+        snprintf(msg, sizeof(msg), "worker %d was lost: the zygote process "
+                 "ended (killed, or given up as stopped or stuck)",
+                 (int)t->pid);
+      else if (t->signal) {
         char what[64];
         ppe_signal_describe(what, sizeof(what), t->signal);
-        snprintf(msg, sizeof(msg), t->sent
+        snprintf(msg, sizeof(msg), t->how == PPE_HOW_SENT
                  ? "worker %d was sent signal %d (%s) by %s"
                  : "worker %d was killed by signal %d (%s)",
                  (int)t->pid, t->signal, what,

@@ -234,8 +234,42 @@ describe("a stopped zygote", function()
     local ws = H.live_workers(z)
     stop(z)
     local took = timed(ex.kill_workers, ex)
-    assert.is_true(took < 6, "kill_workers took " .. took .. " s")
+    assert.is_true(took < 7, "kill_workers took " .. took .. " s")
     expect_died(f, SIGKILL)
     all_gone(z, ws)
+  end))
+end)
+
+describe("a burst of kills", function()
+  -- terminate_workers on a large executor sends the zygote more requests
+  -- than its channel holds: none may be lost (each worker is reaped at
+  -- once), and a zygote that serves is never taken for a stuck one, so
+  -- another executor it serves goes on.
+  it("#slow on 400 workers loses none and harms no other executor",
+     H.scoped(function(scope)
+    local other = scope(ppe.executor { max_workers = 1 })
+    local z = H.zygote()
+    local long = other:submit(function()
+      require("evil").sleep(6)
+      return "other ok"
+    end)
+    local n = 400
+    local ex = scope(ppe.executor { max_workers = n })
+    scope(H.guard(ex))
+    local fs = {}
+    for i = 1, n do
+      fs[i] = ex:submit(function()
+        require("evil").ignore(15)
+        require("evil").sleep(30)
+      end)
+    end
+    assert.is_true(H.wait_until(function()
+      return ex:stats().running == n end, 60), "the tasks did not start")
+    local took = timed(ex.terminate_workers, ex)
+    assert.is_true(took < 4, "terminate_workers took " .. took .. " s")
+    for i = 1, n do expect_died(fs[i], SIGTERM) end
+    assert.equal("other ok", long:result(30))
+    assert.is_true(H.alive(z), "the zygote was killed")
+    assert.equal(1, #H.live_workers(z))  -- the other executor's worker
   end))
 end)

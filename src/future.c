@@ -254,7 +254,7 @@ void ppe_task_complete(ppe_task *t, int state, int err) {
   t->err = err;
   t->seq = ++completions;
   PPE_SET_STATE(t, state);  /* last: a spinning waiter reads on at once */
-  drop_req(t);  /* a request never sent is not needed now */
+  if (!t->keep_req) drop_req(t);  /* not needed now */
   if (t->done != NULL) done_put(t->done, t);
   pthread_cond_broadcast(&completion);
 }

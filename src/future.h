@@ -17,6 +17,14 @@ enum {
   PPE_E_BROKEN
 };
 
+/* How a task's worker was lost, for the message (PPE_E_DIED). */
+enum {
+  PPE_HOW_ENDED,   /* it ended by itself (its status says how) */
+  PPE_HOW_SENT,    /* terminate_workers or kill_workers sent the signal:
+                   ** the task failed at once, whatever it did then */
+  PPE_HOW_ZYGOTE   /* the zygote ended, and its workers with it */
+};
+
 typedef struct ppe_task {
   uint64_t id;
   int state;
@@ -39,8 +47,9 @@ typedef struct ppe_task {
   int exit_code;        /* PPE_E_DIED without a signal */
   int own_exit;         /* exit_code is one of ppe's own (worker.h), not a
                         ** task's os.exit */
-  int sent;             /* the signal is the one terminate_workers or
-                        ** kill_workers sent: it failed the task at once */
+  int how;              /* PPE_E_DIED: PPE_HOW_* */
+  int keep_req;         /* its worker may still read the request: it goes
+                        ** with the task, not at completion */
   uint64_t seq;         /* completion order, from 1; 0 while not final */
   uint32_t gate;        /* its number among the tasks sent to its worker
                         ** (ring.h's gate) */

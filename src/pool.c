@@ -51,10 +51,15 @@ typedef char gates_enough[2 * PIPELINE_MAX < PPE_GATES ? 1 : -1];
 ** before it is killed: it may be stopped, or handle the signal itself. */
 #define SIGNAL_GRACE 1.0
 
-/* Seconds the zygote may take, once the pool is closing, to answer a
-** request to fork or to kill: one that has not answered by then is
-** stopped or stuck and serves nobody. It is killed, and its workers end
-** with it, so that no close waits for it without bound. */
+/* Once the pool is closing, a request to fork or to kill that the zygote
+** has not answered in ZYGOTE_ASK seconds has it asked whether it serves
+** at all (a ping, answered after every earlier request). One that does
+** not answer that in ZYGOTE_GRACE seconds, or whose channel has had no
+** room for a request that long, is stopped or stuck: it is killed, its
+** workers end with it, and no close waits for it without bound. A worker
+** merely slow to end (a large address space, a disk) keeps a zygote that
+** answers from being killed. */
+#define ZYGOTE_ASK 1.0
 #define ZYGOTE_GRACE 3.0
 
 /* Spawn requests in flight while an executor starts (see await_workers). */
@@ -83,8 +88,8 @@ typedef struct wslot {
   double started;      /* when the running task started, about */
   double kill_at;      /* when to kill it if it has not ended: one whose
                        ** channel ended, or that was sent SIGTERM */
-  double asked;        /* when the zygote was asked to fork or to kill it,
-                       ** while that has not been answered */
+  double asked;        /* when the zygote was sent a request to fork or to
+                       ** kill it, while that has not been answered; 0 */
   int signalled;       /* terminate/kill: what it held has failed already,
                        ** and no reply of its is taken */
   long ntasks;
@@ -102,6 +107,11 @@ struct ppe_pool {
   int notifyfd;        /* readable while completions wait for a poll */
   int notified;
   ppe_zygote *zyg;     /* whose channel zfd is */
+  ppe_zmsg *zq;        /* requests its channel had no room for, in order */
+  int zqlen, zqcap;
+  double zstall;       /* since when the first of those waits; 0 */
+  double zping;        /* when a ping went unanswered so far; 0 */
+  int zdead;           /* the zygote ended: so did its workers */
   pthread_t thread;
   int thread_on, joined;
   int wake_pending;    /* the I/O thread has a wake-up coming */
@@ -452,10 +462,56 @@ static int dispatch(ppe_pool *p, int direct) {
 ** =======================================================
 */
 
+/* A request went out: a kill's answer is awaited from now on. */
+static void zsent(ppe_pool *p, const ppe_zmsg *m, double now) {
+  int i;
+  if (m->type == PPE_Z_PING) p->zping = now;
+  if (m->type != PPE_Z_KILL || m->status != SIGKILL) return;
+  for (i = 0; i < p->nw; i++)
+    if (p->w[i].pid == m->pid && p->w[i].asked == 0) p->w[i].asked = now;
+}
+
+/* Sends the queued requests the channel has room for, in order. */
+static void zflush(ppe_pool *p) {
+  int k = 0;
+  double now = ppe_now();
+  while (k < p->zqlen) {
+    int r = ppe_send_packet(p->zfd, &p->zq[k], sizeof(p->zq[k]), NULL, 0);
+    if (r == -EAGAIN) break;
+    if (r == 0) zsent(p, &p->zq[k], now);  /* else it is gone: its end tells */
+    k++;
+  }
+  if (k == 0) return;
+  memmove(p->zq, p->zq + k, (size_t)(p->zqlen - k) * sizeof(*p->zq));
+  p->zqlen -= k;
+  p->zstall = p->zqlen > 0 ? now : 0;  /* it reads: the clock starts anew */
+}
+
+/* Sends the zygote a request, or queues it while its channel is full (a
+** burst of kills, say): none is dropped. */
+static void zrequest(ppe_pool *p, int type, int pid, int status) {
+  ppe_zmsg m;
+  m.type = type; m.id = 0; m.pid = pid; m.status = status;
+  if (p->zqlen == 0) {
+    int r = ppe_send_packet(p->zfd, &m, sizeof(m), NULL, 0);
+    if (r != -EAGAIN) {
+      if (r == 0) zsent(p, &m, ppe_now());
+      return;
+    }
+  }
+  if (p->zqlen == p->zqcap) {
+    int ncap = p->zqcap ? 2 * p->zqcap : 64;
+    ppe_zmsg *n = realloc(p->zq, (size_t)ncap * sizeof(*n));
+    if (n == NULL) return;  /* as a lost request: the close is bounded */
+    p->zq = n;
+    p->zqcap = ncap;
+  }
+  p->zq[p->zqlen++] = m;
+  if (p->zstall == 0) p->zstall = ppe_now();
+}
+
 static void kill_worker(ppe_pool *p, wslot *w, int sig) {
-  if (w->pid <= 0) return;
-  ppe_zygote_send(p->zfd, PPE_Z_KILL, 0, w->pid, sig);
-  if (sig == SIGKILL && w->asked == 0) w->asked = ppe_now();
+  if (w->pid > 0) zrequest(p, PPE_Z_KILL, w->pid, sig);
 }
 
 /* A reply this large, alone in the reader's buffer, is taken with the
@@ -711,6 +767,7 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
       t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       t->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
       t->own_exit = own;
+      t->how = p->zdead ? PPE_HOW_ZYGOTE : PPE_HOW_ENDED;
       ppe_task_drop_res(t);
       p->nrunning--;
       finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
@@ -775,11 +832,22 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   else w->state = W_READY;
 }
 
+/* The zygote answered a ping: it serves, and what it was asked it did;
+** a worker slow to end gets another grace before it is asked again. */
+static void on_pong(ppe_pool *p) {
+  int i;
+  double now = ppe_now();
+  p->zping = 0;
+  for (i = 0; i < p->nw; i++)
+    if (p->w[i].asked > 0) p->w[i].asked = now;
+}
+
 static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
   char msg[128];
   switch (m->type) {
     case PPE_Z_SPAWNED: on_spawned(p, m->id, m->pid, fd); return;
     case PPE_Z_EXITED: on_exited(p, m->pid, m->status); break;
+    case PPE_Z_PONG: on_pong(p); break;
     case PPE_Z_SPAWNFAIL:
       snprintf(msg, sizeof(msg), "cannot fork a worker: %s",
                strerror(m->status));
@@ -796,19 +864,34 @@ static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
 
 static void zygote_gone(ppe_pool *p);
 
-/* 1 if the zygote, once the pool is closing, left a request to fork or to
-** kill a worker unanswered too long (ZYGOTE_GRACE); the time it is due
-** in *due otherwise, if sooner than *due or *due is < 0. */
-static int zygote_late(const ppe_pool *p, double now, double *due) {
-  int i;
+/* Whether the zygote still serves, once the pool is closing (see
+** ZYGOTE_GRACE): 1 if it is to be given up; otherwise, if it is to be
+** asked, the ping is sent; the time of the next look goes in *due, if
+** sooner than *due or *due is < 0. */
+static int zygote_stuck(ppe_pool *p, double now, double *due, int act) {
+  int i, late = 0;
+  double t;
+#define DUE(x) do { t = (x); if (*due < 0 || t < *due) *due = t; } while (0)
   if (!p->closing) return 0;
+  if (p->zqlen > 0) {  /* what waits to be sent goes first, pings too */
+    if (now >= p->zstall + ZYGOTE_GRACE) return 1;
+    DUE(p->zstall + ZYGOTE_GRACE);
+    return 0;
+  }
+  if (p->zping > 0) {
+    if (now >= p->zping + ZYGOTE_GRACE) return 1;
+    DUE(p->zping + ZYGOTE_GRACE);
+    return 0;
+  }
   for (i = 0; i < p->nw; i++) {
     const wslot *w = &p->w[i];
-    double t = w->asked + ZYGOTE_GRACE;
     if (w->asked == 0 || w->state == W_NONE) continue;
-    if (now >= t) return 1;
-    if (*due < 0 || t < *due) *due = t;
+    if (now >= w->asked + ZYGOTE_ASK) late = 1;
+    else DUE(w->asked + ZYGOTE_ASK);
   }
+#undef DUE
+  if (late && act) zrequest(p, PPE_Z_PING, 0, 0);
+  if (late) *due = now;  /* (not acted on: look again at once) */
   return 0;
 }
 
@@ -822,7 +905,7 @@ static void check_timeouts(ppe_pool *p, double now) {
       kill_worker(p, w, SIGKILL);
     }
   }
-  if (zygote_late(p, now, &due)) {
+  if (zygote_stuck(p, now, &due, 1)) {
     ppe_zygote_kill(p->zyg);  /* a stopped one too; its workers go along */
     zygote_gone(p);
   }
@@ -855,7 +938,7 @@ static int poll_timeout(ppe_pool *p, double now) {
         (room >= 0 ? room : (room = pick(p, now) != NULL)))
       first = w->started + PIPELINE_US * 1e-6;
   }
-  zygote_late(p, now, &first);
+  zygote_stuck(p, now, &first, 0);
   if (first < 0) return -1;
   return first <= now ? 0 : (int)((first - now) * 1000) + 1;
 }
@@ -880,6 +963,9 @@ static void zygote_gone(ppe_pool *p) {
   int i;
   set_broken(p, "the zygote process ended");
   ppe_zygote_retire(p->zyg);  /* the next executor gets a new one */
+  p->zdead = 1;
+  p->zqlen = 0;  /* nobody to send them to */
+  p->zstall = p->zping = 0;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     if (w->state == W_NONE) continue;
@@ -912,7 +998,7 @@ static void *io_main(void *arg) {
     p->pfd[0].fd = p->wakefd;
     p->pfd[0].events = POLLIN;
     p->pfd[1].fd = p->zfd;
-    p->pfd[1].events = POLLIN;
+    p->pfd[1].events = POLLIN | (p->zqlen > 0 ? POLLOUT : 0);
     for (i = 0; i < p->nw; i++) {
       wslot *w = &p->w[i];
       p->pfd[i + 2].fd = w->fd;
@@ -961,6 +1047,7 @@ static void *io_main(void *arg) {
       }
     }
     ppe_lock();
+    if (p->pfd[1].revents & POLLOUT) zflush(p);
     for (i = 0; i < p->nw; i++) {
       wslot *w = &p->w[i];
       if (w->fd < 0) continue;
@@ -1021,6 +1108,7 @@ static void pool_release(ppe_pool *p) {
   pthread_mutex_destroy(&p->side_lock);
   ppe_buf_free(&p->init);
   ppe_buf_free(&p->initerr);
+  free(p->zq);
   free(p->pfd);
   free(p->w);
   free(p);
@@ -1247,7 +1335,9 @@ void ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures) {
 ** it that it has not started (the gate bars them) as the queue's. A task
 ** that does not end by the signal (a stopped worker, or one that handles
 ** SIGTERM) has failed all the same; what it replies later is not taken.
-** The tasks stay in its list, their requests alive, until it has ended. */
+** The tasks stay in its list until it has ended, and the requests of
+** those it may have started with their tasks: it may still be reading
+** one in the caller's arena, which must not be another message's yet. */
 static void fail_held(ppe_pool *p, wslot *w, int sig) {
   ppe_task *t;
   for (t = w->head; t != NULL; t = t->next) {
@@ -1260,7 +1350,8 @@ static void fail_held(ppe_pool *p, wslot *w, int sig) {
     t->pid = w->pid;
     t->signal = sig;
     t->exit_code = t->own_exit = 0;
-    t->sent = 1;
+    t->how = PPE_HOW_SENT;
+    t->keep_req = 1;  /* a worker that lives on a while may read it */
     ppe_task_drop_res(t);
     p->ncompleted++;
     p->nfailed++;

@@ -249,6 +249,8 @@ static int serve_client(Zyg *z, Client *c) {
     spawn(z, c, m.id, passfd);
   if (passfd >= 0) close(passfd);  /* the worker has its own copy */
   if (n <= 0) return 0;
+  if (n == (long)sizeof(m) && m.type == PPE_Z_PING)
+    ppe_zygote_send(c->fds[C_CHANNEL], PPE_Z_PONG, 0, 0, 0);
   if (n == (long)sizeof(m) && m.type == PPE_Z_KILL &&
       (i = find_live(z, m.pid)) >= 0 && z->live[i].c == c)
     kill(m.pid, m.status);

@@ -21,8 +21,10 @@ enum {
   PPE_Z_SPAWNFAIL,  /* z -> p: worker 'id' could not be forked (errno) */
   PPE_Z_KILL,       /* p -> z: send signal 'status' to 'pid' if alive */
   PPE_Z_EXITED,     /* z -> p: 'pid' ended with wait status 'status' */
-  PPE_Z_ATTACH      /* caller -> z, on the zygote's own channel: a new
+  PPE_Z_ATTACH,     /* caller -> z, on the zygote's own channel: a new
                     ** executor; see zygote.c */
+  PPE_Z_PING,       /* p -> z: answer PPE_Z_PONG (are you serving?) */
+  PPE_Z_PONG        /* z -> p: the answer, after every earlier request */
 };
 
 typedef struct ppe_zmsg {
