@@ -6,7 +6,7 @@
 #include <sys/mman.h>
 
 #include "buf.h"
-#include "future.h"
+#include "lock.h"
 #include "shm.h"
 
 /* Freed mappings kept for the next big block: a buffer that comes back

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "future.h"
+#include "lock.h"
 #include "ring.h"
 #include "shm.h"
 #include "transport.h"

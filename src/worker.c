@@ -10,7 +10,7 @@
 #include "lua.h"
 
 #include "buf.h"
-#include "future.h"
+#include "lock.h"
 #include "runner.h"
 #include "ring.h"
 #include "shm.h"
