@@ -13,6 +13,7 @@
 #include "src/compat.h"
 
 #include "ppe.h"
+#include "src/bigblock.h"
 #include "src/future.h"
 #include "src/hostalloc.h"
 #include "src/mac.h"

@@ -21,7 +21,7 @@
 #include "compat.h"
 
 #include "ppe.h"
-#include "buf.h"
+#include "bigblock.h"
 #include "hostalloc.h"
 #include "vm.h"
 

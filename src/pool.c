@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bigblock.h"
 #include "pool.h"
 #include "ring.h"
 #include "shm.h"

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bigblock.h"
 #include "lock.h"
 #include "ring.h"
 #include "shm.h"
@@ -37,8 +38,11 @@
 #endif
 #define VALGRIND_ARENA ((size_t)1 << 30)
 
-/* Blocks are whole units, as the big blocks of buf.c are. */
+/* Blocks are whole units, as the big blocks of bigblock.c are. */
 #define ROUND(n) PPE_UNIT_ROUND(n)
+
+/* The ring is the first unit of an arena. */
+typedef char ring_fits[sizeof(ppe_ring) <= PPE_UNIT ? 1 : -1];
 
 /* An arena is sparse: it takes memory only for the pages written. Its
 ** size bounds one message; larger ones go through the socket. */

@@ -11,6 +11,14 @@
 
 #include "buf.h"
 
+/* Blocks of the arena, and the big blocks of bigblock.h, are sized in
+** whole units of 2 MiB: blocks of nearly the same size (a message, the
+** string it carries, the reply that echoes it) then fit each other's
+** freed blocks exactly, and the size a block is freed with tells its
+** length. */
+#define PPE_UNIT ((size_t)2 << 20)
+#define PPE_UNIT_ROUND(n) (((n) + PPE_UNIT - 1) & ~(PPE_UNIT - 1))
+
 /* A new arena, not mapped here: its descriptor (close-on-exec), or
 ** -errno. A worker's is made by the zygote, which hands it to the worker
 ** and to the executor. */

@@ -9,6 +9,7 @@
 
 #include "lua.h"
 
+#include "bigblock.h"
 #include "buf.h"
 #include "lock.h"
 #include "runner.h"

@@ -27,6 +27,7 @@
 
 #include "lua.h"
 
+#include "bigblock.h"
 #include "buf.h"
 #include "runner.h"
 #include "shm.h"
