@@ -4,6 +4,7 @@
 
 #include "bigblock.h"
 #include "buf.h"
+#include "frame.h"
 #include "shm.h"
 
 /* Only a block of PPE_BIG_MIN or more can be the arena's: the test for
@@ -61,4 +62,22 @@ void ppe_buf_free(ppe_buf *b) {
   buf_release(b->p, b->cap);
   b->p = NULL;
   b->len = b->cap = 0;
+}
+
+int ppe_buf_ref(ppe_ref *r, const ppe_buf *b) {
+  ppe_frame f;
+  size_t off;
+  /* Only a block that large can be the arena's: the test for it, under
+  ** its lock, is spared the small messages of every task. */
+  if (b->cap < PPE_BIG_MIN || b->len < sizeof(f) ||
+      (off = ppe_shm_offset(b->p)) == 0)
+    return 0;
+  memcpy(&f, b->p, sizeof(f));
+  r->f.type = PPE_F_REF;
+  r->f.aux = f.type;  /* the reader may need it before the message */
+  r->f.id = f.id;
+  r->f.len = sizeof(r->off) + sizeof(r->len);
+  r->off = (uint64_t)off;
+  r->len = b->len;
+  return 1;
 }

@@ -31,4 +31,9 @@ static inline int ppe_buf_add(ppe_buf *b, const void *s, size_t n) {
 
 void ppe_buf_free(ppe_buf *b);
 
+/* Fills r to name the message in b (header and payload) if b is in the
+** shared arena; 0 if it is not and must go through the socket. */
+struct ppe_ref;
+int ppe_buf_ref(struct ppe_ref *r, const ppe_buf *b);
+
 #endif

@@ -7,8 +7,8 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "frame.h"
 #include "lock.h"
-#include "transport.h"
 
 enum { PPE_PENDING, PPE_RUNNING, PPE_FINISHED, PPE_FAILED, PPE_CANCELLED };
 

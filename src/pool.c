@@ -327,7 +327,7 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   f.id = t->id;
   f.len = t->req.len - sizeof(f);
   memcpy(t->req.p, &f, sizeof(f));
-  if (!p->shared || !ppe_shm_ref(&t->ref, &t->req)) t->ref.f.type = 0;
+  if (!p->shared || !ppe_buf_ref(&t->ref, &t->req)) t->ref.f.type = 0;
   if (t->state != PPE_RUNNING) p->nrunning++;  /* else counted already */
   PPE_SET_STATE(t, PPE_RUNNING);
   t->pid = w->pid;
@@ -766,7 +766,7 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
     w->initing = 1;
     w->out = p->init.p;
     w->outlen = p->init.len;
-    if (p->shared && ppe_shm_ref(&w->outref, &p->init)) {
+    if (p->shared && ppe_buf_ref(&w->outref, &p->init)) {
       w->out = (const char *)&w->outref;
       w->outlen = sizeof(w->outref);
     }
