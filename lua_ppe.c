@@ -1,6 +1,5 @@
 /* lua_ppe.c - the Lua binding of ppe: arguments, userdata, metatables. */
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -212,12 +212,6 @@ void ppe_task_complete(ppe_task *t, int state, int err) {
   ppe_signal_completion();
 }
 
-void ppe_task_fail(ppe_task *t, int err, const char *cause) {
-  ppe_task_drop_res(t);
-  if (cause != NULL) ppe_buf_add(&t->res, cause, strlen(cause));
-  ppe_task_complete(t, PPE_FAILED, err);
-}
-
 int ppe_task_cancel(ppe_task *t) {
   if (t->state == PPE_PENDING) ppe_task_complete(t, PPE_CANCELLED, 0);
   return t->state == PPE_CANCELLED;

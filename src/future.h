@@ -84,8 +84,6 @@ int ppe_task_final(const ppe_task *t);
 int ppe_task_spin(const ppe_task *t, double deadline);
 /* Moves t to a final state and wakes every waiter (lock held). */
 void ppe_task_complete(ppe_task *t, int state, int err);
-/* A failure with a cause text kept in res (lock held). */
-void ppe_task_fail(ppe_task *t, int err, const char *cause);
 /* 1 if t had not started and is (now or already) cancelled. Lock held. */
 int ppe_task_cancel(ppe_task *t);
 

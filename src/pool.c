@@ -1314,15 +1314,6 @@ void ppe_pool_stats(ppe_pool *p, ppe_stats *st) {
   ppe_unlock();
 }
 
-int ppe_pool_pids(ppe_pool *p, int *pids, int n) {
-  int i, k = 0;
-  ppe_lock();
-  for (i = 0; i < p->nw && k < n; i++)
-    if (LIVE(&p->w[i])) pids[k++] = (int)p->w[i].pid;
-  ppe_unlock();
-  return k;
-}
-
 int ppe_pool_fileno(ppe_pool *p) {
   return p->notifyfd;
 }

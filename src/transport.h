@@ -27,7 +27,6 @@ long ppe_sendv_some(int fd, const struct iovec *iov, int n);
 
 /* All of it, waiting as needed (blocking descriptors). */
 int ppe_send_all(int fd, const void *p, size_t n);
-int ppe_recv_all(int fd, void *p, size_t n);  /* -EPIPE on end of stream */
 
 /* Waits until fd is readable; timeout in milliseconds, -1 forever.
 ** 1 readable, 0 timed out, or -errno. */
