@@ -15,6 +15,7 @@
 #include "src/bigblock.h"
 #include "src/future.h"
 #include "src/hostalloc.h"
+#include "src/loaded.h"
 #include "src/mac.h"
 #include "src/pool.h"
 #include "src/transport.h"
