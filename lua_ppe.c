@@ -1,6 +1,5 @@
 /* lua_ppe.c - the Lua binding of ppe: arguments, userdata, metatables. */
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +12,10 @@
 #include "src/compat.h"
 
 #include "ppe.h"
+#include "src/bigblock.h"
 #include "src/future.h"
 #include "src/hostalloc.h"
+#include "src/loaded.h"
 #include "src/mac.h"
 #include "src/pool.h"
 #include "src/transport.h"

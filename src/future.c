@@ -1,63 +1,16 @@
-/* future.c - task state machine and completion signalling. */
-#include <errno.h>
+/* future.c - the task behind each future: its states, its result bytes,
+** and the lists of completions. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "future.h"
+#include "lock.h"
 #include "shm.h"
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t completion;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
 static uint64_t completions = 0;  /* orders completions process-wide */
-
-/* The condition runs on the monotonic clock, so a change of the wall
-** clock neither shortens nor stretches a timeout. */
-static void init_cond(void) {
-  pthread_condattr_t a;
-  pthread_condattr_init(&a);
-  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  pthread_cond_init(&completion, &a);
-  pthread_condattr_destroy(&a);
-}
-
-void ppe_lock(void) {
-  pthread_once(&once, init_cond);
-  pthread_mutex_lock(&lock);
-}
-
-int ppe_trylock(void) {
-  pthread_once(&once, init_cond);
-  return pthread_mutex_trylock(&lock) == 0;
-}
-
-void ppe_unlock(void) {
-  pthread_mutex_unlock(&lock);
-}
-
-double ppe_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-int ppe_wait_completion(double deadline) {
-  struct timespec ts;
-  int r;
-  if (deadline < 0) {
-    pthread_cond_wait(&completion, &lock);
-    return 0;
-  }
-  ts.tv_sec = (time_t)deadline;
-  ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-  r = pthread_cond_timedwait(&completion, &lock, &ts);
-  return r == ETIMEDOUT ? -ETIMEDOUT : 0;
-}
 
 ppe_task *ppe_task_new(ppe_buf *req) {
   /* A small request lives in the task's own block: one allocation per
@@ -256,13 +209,7 @@ void ppe_task_complete(ppe_task *t, int state, int err) {
   PPE_SET_STATE(t, state);  /* last: a spinning waiter reads on at once */
   if (!t->keep_req) drop_req(t);  /* not needed now */
   if (t->done != NULL) done_put(t->done, t);
-  pthread_cond_broadcast(&completion);
-}
-
-void ppe_task_fail(ppe_task *t, int err, const char *cause) {
-  ppe_task_drop_res(t);
-  if (cause != NULL) ppe_buf_add(&t->res, cause, strlen(cause));
-  ppe_task_complete(t, PPE_FAILED, err);
+  ppe_signal_completion();
 }
 
 int ppe_task_cancel(ppe_task *t) {

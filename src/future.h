@@ -1,5 +1,5 @@
 /* future.h - the task behind each future: its state machine, its result
-** bytes, and the one lock and condition every completion is signalled on. */
+** bytes, and the lists of completions. Its "lock held" is lock.h's. */
 #ifndef PPE_FUTURE_H
 #define PPE_FUTURE_H
 
@@ -7,7 +7,8 @@
 #include <sys/types.h>
 
 #include "buf.h"
-#include "transport.h"
+#include "frame.h"
+#include "lock.h"
 
 enum { PPE_PENDING, PPE_RUNNING, PPE_FINISHED, PPE_FAILED, PPE_CANCELLED };
 
@@ -59,17 +60,6 @@ typedef struct ppe_task {
   struct ppe_task *next;  /* in the pool's queue */
 } ppe_task;
 
-/* One lock guards every pool and task: completions from any executor wake
-** any waiter, so waiting on futures of several executors needs nothing
-** more. The lock is never held across a call into Lua. */
-void ppe_lock(void);
-void ppe_unlock(void);
-int ppe_trylock(void);  /* 1 if it took the lock */
-/* Waits for a completion until 'deadline' (monotonic seconds; < 0 for
-** ever). Returns 0 when woken, -ETIMEDOUT when the deadline passed. */
-int ppe_wait_completion(double deadline);
-double ppe_now(void);
-
 /* Requests up to this size are copied into the task's own allocation. */
 #define PPE_INLINE_REQ (64 * 1024)
 
@@ -103,8 +93,6 @@ int ppe_task_final(const ppe_task *t);
 int ppe_task_spin(const ppe_task *t, double deadline);
 /* Moves t to a final state and wakes every waiter (lock held). */
 void ppe_task_complete(ppe_task *t, int state, int err);
-/* A failure with a cause text kept in res (lock held). */
-void ppe_task_fail(ppe_task *t, int err, const char *cause);
 /* 1 if t had not started and is (now or already) cancelled. Lock held. */
 int ppe_task_cancel(ppe_task *t);
 

@@ -6,14 +6,9 @@
 ** allocator of a state that uses the stock one is wrapped: new blocks of
 ** PPE_BIG_MIN bytes and more come from ppe, and everything else goes on
 ** as before. Blocks are told apart by a list of the ones ppe
-** handed out (there are few: each is 4 MiB or more). Also here: what
-** keeps ppe's code loaded as long as the process runs. */
-#include <dlfcn.h>
-#include <limits.h>
+** handed out (there are few: each is 4 MiB or more). */
 #include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -21,31 +16,10 @@
 #include "compat.h"
 
 #include "ppe.h"
-#include "buf.h"
+#include "bigblock.h"
 #include "hostalloc.h"
+#include "loaded.h"
 #include "vm.h"
-
-/* 1 if the file named is the program itself (ppe linked into a host). */
-static int in_program(const char *name) {
-  char exe[PATH_MAX], real[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n <= 0 || realpath(name, real) == NULL) return 0;
-  exe[n] = '\0';
-  return strcmp(exe, real) == 0;
-}
-
-int ppe_stay_loaded(void) {
-  Dl_info info;
-  void *h;
-  if (dladdr((void *)ppe_stay_loaded, &info) == 0 || info.dli_fname == NULL)
-    return 0;
-  h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
-  if (h != NULL) {
-    dlclose(h);  /* the reference just taken; the library stays */
-    return 1;
-  }
-  return in_program(info.dli_fname);  /* linked in: never unloaded */
-}
 
 static int host_on = 1;  /* ppe_set_host_alloc's; set before any state */
 

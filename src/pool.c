@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bigblock.h"
 #include "pool.h"
 #include "ring.h"
 #include "shm.h"
@@ -336,7 +337,7 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   f.id = t->id;
   f.len = t->req.len - sizeof(f);
   memcpy(t->req.p, &f, sizeof(f));
-  if (!p->shared || !ppe_shm_ref(&t->ref, &t->req)) t->ref.f.type = 0;
+  if (!p->shared || !ppe_buf_ref(&t->ref, &t->req)) t->ref.f.type = 0;
   if (t->state != PPE_RUNNING) p->nrunning++;  /* else counted already */
   PPE_SET_STATE(t, PPE_RUNNING);
   t->pid = w->pid;
@@ -822,7 +823,7 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
     w->initing = 1;
     w->out = p->init.p;
     w->outlen = p->init.len;
-    if (p->shared && ppe_shm_ref(&w->outref, &p->init)) {
+    if (p->shared && ppe_buf_ref(&w->outref, &p->init)) {
       w->out = (const char *)&w->outref;
       w->outlen = sizeof(w->outref);
     }
@@ -1402,15 +1403,6 @@ void ppe_pool_stats(ppe_pool *p, ppe_stats *st) {
   st->failed = p->nfailed;
   st->restarts = p->nrestarts;
   ppe_unlock();
-}
-
-int ppe_pool_pids(ppe_pool *p, int *pids, int n) {
-  int i, k = 0;
-  ppe_lock();
-  for (i = 0; i < p->nw && k < n; i++)
-    if (LIVE(&p->w[i])) pids[k++] = (int)p->w[i].pid;
-  ppe_unlock();
-  return k;
 }
 
 int ppe_pool_fileno(ppe_pool *p) {

@@ -48,9 +48,6 @@ void ppe_pool_signal(ppe_pool *p, int sig);
 
 void ppe_pool_stats(ppe_pool *p, ppe_stats *st);
 
-/* Pids of the live workers, up to n of them; returns how many. */
-int ppe_pool_pids(ppe_pool *p, int *pids, int n);
-
 /* A descriptor readable while completions wait for a poll, for event
 ** loops; ppe_pool_drain_notify makes it quiet again. */
 int ppe_pool_fileno(ppe_pool *p);

@@ -3,11 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "buf.h"
 #include "ring.h"
-
-/* The ring is the first unit of an arena (shm.h). */
-typedef char ring_fits[sizeof(ppe_ring) <= PPE_UNIT ? 1 : -1];
 
 /* Records start on 8-byte boundaries, so a header is never split. */
 #define REC(n) (((n) + 7) & ~(size_t)7)

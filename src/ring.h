@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "transport.h"
+#include "frame.h"
 
 /* Bytes of replies the ring holds; a larger one goes through the channel. */
 #define PPE_RING_DATA (64 * 1024)

@@ -9,6 +9,7 @@
 #include "compat.h"
 
 #include "ppe.h"
+#include "bigblock.h"
 #include "runner.h"
 #include "transport.h"
 #include "vm.h"

@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "future.h"
+#include "frame.h"
+#include "lock.h"
 #include "ring.h"
 #include "shm.h"
-#include "transport.h"
 
 /* Under valgrind, the parts of an arena not in use are marked
 ** inaccessible: its leak check reads every accessible mapped page, and
@@ -37,8 +37,11 @@
 #endif
 #define VALGRIND_ARENA ((size_t)1 << 30)
 
-/* Blocks are whole units, as the big blocks of buf.c are. */
+/* Blocks are whole units, as the big blocks of bigblock.c are. */
 #define ROUND(n) PPE_UNIT_ROUND(n)
+
+/* The ring is the first unit of an arena. */
+typedef char ring_fits[sizeof(ppe_ring) <= PPE_UNIT ? 1 : -1];
 
 /* An arena is sparse: it takes memory only for the pages written. Its
 ** size bounds one message; larger ones go through the socket. */
@@ -441,20 +444,12 @@ void ppe_shm_lend(void *p, size_t size) {
   pthread_mutex_unlock(&lock);
 }
 
-int ppe_shm_ref(ppe_ref *r, const ppe_buf *b) {
-  ppe_frame f;
-  /* Only a block that large can be the arena's: the test for it, under
-  ** the lock, is spared the small messages of every task. */
-  if (b->cap < PPE_BIG_MIN || b->len < sizeof(f) || !ppe_shm_has(b->p))
-    return 0;
-  memcpy(&f, b->p, sizeof(f));
-  r->f.type = PPE_F_REF;
-  r->f.aux = f.type;  /* the reader may need it before the message */
-  r->f.id = f.id;
-  r->f.len = sizeof(r->off) + sizeof(r->len);
-  r->off = (uint64_t)(b->p - A.base);
-  r->len = b->len;
-  return 1;
+size_t ppe_shm_offset(const void *p) {
+  size_t off;
+  pthread_mutex_lock(&lock);
+  off = OWNS(p) ? (size_t)((const char *)p - A.base) : 0;
+  pthread_mutex_unlock(&lock);
+  return off;
 }
 
 void ppe_shm_return(void *block, size_t len) {

@@ -9,7 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
+/* Blocks of the arena, and the big blocks of bigblock.h, are sized in
+** whole units of 2 MiB: blocks of nearly the same size (a message, the
+** string it carries, the reply that echoes it) then fit each other's
+** freed blocks exactly, and the size a block is freed with tells its
+** length. */
+#define PPE_UNIT ((size_t)2 << 20)
+#define PPE_UNIT_ROUND(n) (((n) + PPE_UNIT - 1) & ~(PPE_UNIT - 1))
 
 /* A new arena, not mapped here: its descriptor (close-on-exec), or
 ** -errno. A worker's is made by the zygote, which hands it to the worker
@@ -40,11 +46,9 @@ int ppe_shm_has(const void *p);
 ** block keeps its pages for reuse when 'keep', else they go back at once.
 ** Blocks inherited from the parent of a fork are let go, never reused. */
 int ppe_shm_free(void *p, size_t size, int keep);
-struct ppe_ref;
-struct ppe_frame;
-/* Fills r to name the message in b (header and payload) if it is in the
-** own arena; 0 if it is not and must go through the socket. */
-int ppe_shm_ref(struct ppe_ref *r, const ppe_buf *b);
+/* The offset of p in the own arena, if it is a block of it; else 0 (the
+** first unit is the ring's, never a block). */
+size_t ppe_shm_offset(const void *p);
 
 /* A block sent to the peer, which keeps it until it writes 0 in the
 ** block's first 32-bit word (ppe_shm_return, given the message's length):
@@ -68,6 +72,7 @@ int ppe_peer_gone(const ppe_peer *pe);
 /* The message a PPE_F_REF frame f (payload pl) names: its header copied
 ** to *in, and a pointer to the whole of it; NULL if f is not a well-formed
 ** reference into the peer's arena. */
+struct ppe_frame;
 char *ppe_peer_message(ppe_peer *pe, const struct ppe_frame *f,
                        const char *pl, struct ppe_frame *in);
 /* Done with a message ppe_peer_message gave, not lent (a request). */

@@ -98,24 +98,6 @@ int ppe_send_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
-int ppe_recv_all(int fd, void *p, size_t n) {
-  char *s = p;
-  while (n > 0) {
-    int eof;
-    long r = ppe_recv_some(fd, s, n, &eof);
-    if (r < 0) return (int)r;
-    if (eof) return -EPIPE;
-    if (r == 0) {
-      int w = ppe_wait_readable(fd, -1);
-      if (w < 0) return w;
-      continue;
-    }
-    s += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
 int ppe_wait_readable(int fd, int timeout_ms) {
   struct pollfd pfd = {fd, POLLIN, 0};
   for (;;) {

@@ -9,8 +9,9 @@
 
 #include "lua.h"
 
+#include "bigblock.h"
 #include "buf.h"
-#include "future.h"
+#include "lock.h"
 #include "runner.h"
 #include "ring.h"
 #include "shm.h"
@@ -161,7 +162,7 @@ static int serve_one(lua_State *L, int fd, const ppe_frame *f,
   fflush(stdout);  /* print's output reaches a pipe though _exit skips */
   fflush(stderr);  /* stdio, and before the reply that reports the task */
   big = f->len > BIG_MESSAGE || reply->len > BIG_MESSAGE;
-  if (ppe_shm_ref(&ref, reply)) {
+  if (ppe_buf_ref(&ref, reply)) {
     /* The parent reads it where it is, and says when it is done; the
     ** next reply is built elsewhere meanwhile. */
     ppe_shm_lend(reply->p, reply->cap);

@@ -9,36 +9,9 @@
 #ifndef PPE_ZYGOTE_H
 #define PPE_ZYGOTE_H
 
-#include <stdint.h>
-#include <sys/types.h>
-
-/* Messages on an executor's channel (one datagram each). */
-enum {
-  PPE_Z_READY = 1,  /* z -> p: attached (status 0) or errno; 'id' is 1 if
-                    ** workers read the caller's arena (shm.h) */
-  PPE_Z_SPAWN,      /* p -> z: fork worker 'id'; its arena attached */
-  PPE_Z_SPAWNED,    /* z -> p: worker 'id' is 'pid'; its channel attached */
-  PPE_Z_SPAWNFAIL,  /* z -> p: worker 'id' could not be forked (errno) */
-  PPE_Z_KILL,       /* p -> z: send signal 'status' to 'pid' if alive */
-  PPE_Z_EXITED,     /* z -> p: 'pid' ended with wait status 'status' */
-  PPE_Z_ATTACH,     /* caller -> z, on the zygote's own channel: a new
-                    ** executor; see zygote.c */
-  PPE_Z_PING,       /* p -> z: answer PPE_Z_PONG (are you serving?) */
-  PPE_Z_PONG        /* z -> p: the answer, after every earlier request */
-};
-
-typedef struct ppe_zmsg {
-  int32_t type;
-  int32_t id;
-  int32_t pid;
-  int32_t status;
-} ppe_zmsg;
+#include "zmsg.h"
 
 typedef struct ppe_zygote ppe_zygote;
-
-/* An executor's package.path and package.cpath, with a zero byte each, at
-** most this many bytes: they reach the zygote in one datagram. */
-#define PPE_PATHS_MAX 65536
 
 /* Gives a new executor its channel to the zygote (*fd), starting the
 ** zygote first if there is none fit for it: none yet, or one forked
@@ -60,9 +33,5 @@ void ppe_zygote_retire(ppe_zygote *z);
 void ppe_zygote_kill(ppe_zygote *z);
 /* Lua states with ppe loaded: when the last is closed, the zygote goes. */
 void ppe_zygote_hold(int delta);
-
-int ppe_zygote_send(int fd, int type, int id, int pid, int status);
-/* Asks for worker 'id', handing it its shared arena (-1 for none). */
-int ppe_zygote_spawn(int fd, int id, int arena);
 
 #endif
