@@ -18,8 +18,10 @@
 ** process's tag, so that is how the fuzzer reaches the upvalues that
 ** follow it. Last, the input stands for the upvalue layout and upvalues
 ** behind that function's bytecode, with the function in the closure
-** cache: the tag covers the layout, so the record may decode only if the
-** input starts with the layout the function was sent with.
+** cache: the tag covers the layout, names of modules and C functions
+** included, so the record may decode only if the input starts with the
+** layout the function was sent with, and then only to a function whose
+** C function, module and globals upvalues are those it was sent with.
 **
 ** Build and run: make fuzz (FUZZ_SECONDS=60 by default). */
 #include <stdint.h>
@@ -98,6 +100,14 @@ static size_t maker_len;
 static size_t code_len;    /* the message up to the end of the bytecode */
 static size_t prefix_len;  /* up to the end of the layout: the upvalues */
 
+/* The length of the name at s[at] (as the encoder writes a string) with
+** its head: a short string here. */
+static size_t name_len(const char *s, size_t at) {
+  unsigned char tag = (unsigned char)s[at];
+  if (tag < 0x20 || tag >= 0x40) abort();
+  return 1 + (size_t)(tag & 0x1f);
+}
+
 static void finding(lua_State *L, const char *what) {
   fprintf(stderr, "fuzz_decode: %s: %s\n", what, lua_tostring(L, -1));
   abort();
@@ -121,15 +131,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   const char *s;
   size_t len;
   uint32_t blen;
+  int i, kind;
   (void)argc; (void)argv;
   if (luaL_dostring(L, maker) != LUA_OK) finding(L, "maker");
   s = lua_tolstring(L, -1, &len);
   /* header 7, count 1, T_LFUNC 1, length 4, tag 8, bytecode, then the
-  ** layout: a varint count of upvalues (one byte here) and their kinds */
+  ** layout: a varint count of upvalues (one byte here) and for each its
+  ** kind, followed by a name for a module (2) or a C function (3) */
   memcpy(&blen, s + 9, sizeof(blen));
   code_len = 21 + (size_t)blen;
   if (code_len >= len) abort();
-  prefix_len = code_len + 1 + (unsigned char)s[code_len];
+  prefix_len = code_len + 1;
+  for (i = 0; i < (unsigned char)s[code_len]; i++) {
+    if (prefix_len >= len) abort();
+    kind = (unsigned char)s[prefix_len++];
+    if (kind == 2 || kind == 3) prefix_len += name_len(s, prefix_len);
+  }
   if (prefix_len > len || (maker_msg = malloc(len)) == NULL) abort();
   memcpy(maker_msg, s, len);
   maker_len = len;
@@ -150,6 +167,30 @@ static int worker_decode(lua_State *L, const char *s, size_t len) {
   }
   lua_settop(L, top);
   return n;
+}
+
+/* Decodes s, the maker's record with other upvalues, as a worker does. If
+** that gives a function, its upvalues 3 to 5 must be those it was sent
+** with, print, string and the globals: only data upvalues may differ. */
+static void check_spliced(lua_State *L, const char *s, size_t len) {
+  char err[PPE_ERRSZ];
+  int i, top = lua_gettop(L);
+  if (ppe_decode(L, s, len, PPE_DEC_FNCACHE | PPE_DEC_REQUIRE, err) == 1 &&
+      lua_isfunction(L, -1)) {
+    lua_getglobal(L, "print");
+    lua_getglobal(L, "string");
+    lua_pushglobaltable(L);
+    for (i = 0; i < 3; i++) {
+      if (lua_getupvalue(L, top + 1, 3 + i) == NULL ||
+          !lua_rawequal(L, -1, top + 2 + i)) {
+        lua_pushstring(L, "a genuine record decoded with another C "
+                       "function, module or globals");
+        finding(L, "worker decode");
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
 }
 
 /* Runs the check (at 1, the module at 2) on s. */
@@ -190,6 +231,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lua_pushstring(L, "a record decoded with a layout it was not sent with");
     finding(L, "worker decode");
   }
+  check_spliced(L, withfn, prefix_len + size);
+  check_spliced(L, withcode, code_len + size);
   free(withcode);
   free(withfn);
   lua_close(L);

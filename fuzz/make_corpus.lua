@@ -114,17 +114,28 @@ local seeds = {
 }
 
 -- The fuzzer also decodes each input behind the bytecode of a function
--- with five upvalues (see fuzz_decode.c): seeds for that are a message
--- without its 7-byte header, the value count standing for the upvalue
--- count.
+-- with five upvalues (see fuzz_decode.c: a number, a table, print, the
+-- string module and _ENV): seeds for that are the upvalue layout and data
+-- upvalues of functions of that shape, which do not depend on the key.
+local function shaped(x, y)
+  local a, b, c, str = x, y, print, string
+  return function() return a, b, c, str.rep, tostring end
+end
+
 local upvalue_seeds = {
-  {"upvalues-plain", function() return 1, {}, print, string.rep, _G end},
+  {"upvalues-plain", function() return shaped(1, {}) end},
   {"upvalues-shared", function()
     local t = {1}
-    return t, t, math.floor, {t}, _G
+    return shaped(t, {t, t})
   end},
-  {"upvalues-nils", function() return nil, nil, nil, nil, nil end},
+  {"upvalues-nils", function() return shaped(nil, nil) end},
 }
+
+-- A function's message from its layout on: after the header, the count,
+-- T_LFUNC, the bytecode's length (4 bytes), the tag (8) and the bytecode.
+local function upvalues_of(s)
+  return s:sub(22 + string.unpack("=I4", s, 10))
+end
 
 local function write(name, data)
   local f = assert(io.open(dir .. "/" .. name, "wb"))
@@ -136,6 +147,6 @@ for _, seed in ipairs(seeds) do
   write(seed[1], ppe.encode(seed[2]()))
 end
 for _, seed in ipairs(upvalue_seeds) do
-  write(seed[1], ppe.encode(seed[2]()):sub(8))
+  write(seed[1], upvalues_of(ppe.encode(seed[2]())))
 end
 print(("wrote %d seeds to %s"):format(#seeds + #upvalue_seeds, dir))

@@ -520,5 +520,58 @@ describe("security", function()
         end
       end
     end)
+
+    -- s with the short string 'from' (a name as the encoder writes it, its
+    -- length in its tag byte) replaced by 'to'.
+    local function rename(s, from, to)
+      local old = string.char(0x20 + #from) .. from
+      local i = assert(s:find(old, 1, true), "name not in the message")
+      return s:sub(1, i - 1) .. string.char(0x20 + #to) .. to ..
+             s:sub(i + #old)
+    end
+
+    -- Decodes s and, if that gives a function, calls it with arg as its
+    -- receiver would; the decoder's error message.
+    local function decode_and_call(s, arg)
+      local ok, f = pcall(ppe.decode, s)
+      if ok and type(f) == "function" then pcall(f, arg) end
+      assert.is_false(ok, "the renamed record decoded")
+      assert.equal("SerializationError", f.kind)
+      return f.message
+    end
+
+    it("refuses a genuine record whose C function upvalue is renamed",
+       function()
+      -- string.upper made os.execute: the function would run its argument.
+      local marker = os.tmpname()
+      os.remove(marker)
+      finally(function() os.remove(marker) end)
+      local up = string.upper
+      local s = ppe.encode(function(x) return up(x) end)
+      assert.equal("TOUCH", ppe.decode(s)("touch"))
+      local forged = rename(s, "string\0upper", "os\0execute")
+      assert.matches("not made by this process tree",
+                     decode_and_call(forged, "touch " .. marker), 1, true)
+      assert.is_nil(io.open(marker))
+      -- A name of the same length is no different.
+      assert.matches("not made by this process tree",
+                     refused(rename(s, "string\0upper", "string\0lower")),
+                     1, true)
+    end)
+
+    it("refuses a genuine record whose module upvalue is renamed", function()
+      -- table made os: t.remove would remove a file.
+      local victim = os.tmpname()
+      finally(function() os.remove(victim) end)
+      local t = table
+      local s = ppe.encode(function(a) return t.remove(a) end)
+      assert.equal(3, ppe.decode(s)({ 1, 2, 3 }))
+      assert.matches("not made by this process tree",
+                     decode_and_call(rename(s, "table", "os"), victim), 1,
+                     true)
+      assert.is_not_nil(io.open(victim))
+      assert.matches("not made by this process tree",
+                     refused(rename(s, "table", "debug")), 1, true)
+    end)
   end)
 end)

@@ -857,10 +857,13 @@ describe("decoding in a worker", function()
                                        t):result()})
   end)
 
-  -- The layout of a function's upvalues is part of what its tag covers:
-  -- one function whose upvalue is data, a module, the globals or a C
-  -- function at each send is four records to the worker's cache.
-  it("serves one function whose upvalue changes kind between sends",
+  -- The layout of a function's upvalues, with the names of its modules and
+  -- C functions, is part of what its tag covers: one function whose
+  -- upvalue is data, a module, the globals or a C function at each send,
+  -- and other modules and C functions, is as many records to the worker's
+  -- cache.
+  it("serves one function whose upvalue changes kind or name between "
+     .. "sends",
      function()
     local ex = ppe.executor{max_workers = 1}
     finally(function() ex:shutdown() end)
@@ -871,7 +874,8 @@ describe("decoding in a worker", function()
     end
     local cases = {
       {{x = 1}, "x", 1}, {string, "rep", string.rep}, {_G, "print", print},
-      {tostring, 5, "5"},
+      {tostring, 5, "5"}, {table, "concat", table.concat},
+      {string.upper, "a", "A"}, {string.lower, "A", "a"},
     }
     for _ = 1, 2 do
       for _, c in ipairs(cases) do

@@ -45,22 +45,42 @@ static uint64_t load64(const unsigned char *p) {
   return v;
 }
 
-uint64_t ppe_mac(const void *data, size_t len) {
-  const unsigned char *p = data;
+/* The tag of a || b: the block that straddles them is put together in
+** 'm' and 'have' bytes counted, so neither part is copied. */
+uint64_t ppe_mac2(const void *a, size_t alen, const void *b, size_t blen) {
+  const unsigned char *part[2];
+  size_t plen[2], have = 0, i, j;
   uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
   uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
   uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
   uint64_t v3 = k1 ^ 0x7465646279746573ULL;
-  uint64_t m, b = (uint64_t)len << 56;
-  size_t i, tail = len & 7;
-  for (i = 0; i + 8 <= len; i += 8) {
-    m = load64(p + i);
-    v3 ^= m; SIPROUND; SIPROUND; v0 ^= m;
+  uint64_t m = 0;
+  part[0] = a; plen[0] = alen;
+  part[1] = b; plen[1] = blen;
+  for (j = 0; j < 2; j++) {
+    const unsigned char *p = part[j];
+    size_t len = plen[j];
+    for (i = 0; i < len && have != 0; i++) {
+      m |= (uint64_t)p[i] << (8 * have);
+      if (++have == 8) {
+        v3 ^= m; SIPROUND; SIPROUND; v0 ^= m;
+        m = 0;
+        have = 0;
+      }
+    }
+    for (; i + 8 <= len; i += 8) {
+      uint64_t w = load64(p + i);
+      v3 ^= w; SIPROUND; SIPROUND; v0 ^= w;
+    }
+    for (; i < len; i++) m |= (uint64_t)p[i] << (8 * have++);
   }
-  for (i = 0; i < tail; i++)
-    b |= (uint64_t)p[len - tail + i] << (8 * i);
-  v3 ^= b; SIPROUND; SIPROUND; v0 ^= b;
+  m |= (uint64_t)(alen + blen) << 56;
+  v3 ^= m; SIPROUND; SIPROUND; v0 ^= m;
   v2 ^= 0xff;
   SIPROUND; SIPROUND; SIPROUND; SIPROUND;
   return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t ppe_mac(const void *data, size_t len) {
+  return ppe_mac2(data, len, NULL, 0);
 }

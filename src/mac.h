@@ -9,5 +9,7 @@
 /* Draws the process key once; forked children inherit it. 0 or -errno. */
 int ppe_mac_init(void);
 uint64_t ppe_mac(const void *data, size_t len);
+/* The tag of the bytes of a followed by those of b. */
+uint64_t ppe_mac2(const void *a, size_t alen, const void *b, size_t blen);
 
 #endif

@@ -27,7 +27,6 @@ enum {
   T_LFUNC,
   T_CFUNC,
   T_ENV,
-  T_MODULE,
   T_SHORTSTR = 0x20,  /* 0x20..0x3f: string of length tag & 0x1f */
   T_FIXINT = 0x80     /* 0x80..0xff: integer tag & 0x7f */
 };
@@ -61,39 +60,30 @@ static void getcache(lua_State *L, const void *key, const char *mode) {
 }
 
 
-/* A function record is its tag, its bytecode, its upvalue layout (the
-** number of upvalues and the kind of each) and its upvalues. The tag
-** covers the bytecode and the layout, so that a genuine record's bytecode
-** cannot be given another layout: an upvalue meant to hold data cannot be
-** made the receiver's globals, one of its modules or one of its C
-** functions. The values of data upvalues are not covered: they change
+/* A function record is its tag, its bytecode, its upvalue layout and the
+** values of its data upvalues. The layout is the number of upvalues and,
+** for each, its kind and, for a module or a C function, its name: the
+** receiver's globals and its modules and C functions go by the layout
+** alone. The tag covers the bytecode and the layout, so that a genuine
+** record's bytecode cannot be given another layout: an upvalue meant to
+** hold data cannot be made the receiver's globals, a module or a C
+** function, nor one module or C function another (string.upper made
+** os.execute). The values of data upvalues are not covered: they change
 ** from one send to the next. */
 enum { K_DATA = 0, K_ENV, K_MODULE, K_CFUNC };
 
-/* The kind of an upvalue, from the tag byte of its value. */
-static int upvalue_kind(int tag) {
-  switch (tag) {
-    case T_ENV: return K_ENV;
-    case T_MODULE: return K_MODULE;
-    case T_CFUNC: return K_CFUNC;
-    default: return K_DATA;
-  }
-}
-
-/* A layout is a varint of at most 255 and that many kinds. */
+/* At most 255 upvalues, as Lua allows. */
 #define MAXUPS 255
-#define LAYOUT_MAX (2 + MAXUPS)
 
 /* The tag of a record: the keyed hash of the keyed hash of its bytecode
 ** (which the encoder caches with the dump, so a function sent again is
 ** not hashed whole again) and its layout. The leading 0 sets it apart
 ** from the bytecode the inner hash covers: a dump opens with ESC. */
 static uint64_t record_tag(uint64_t code, const char *layout, size_t n) {
-  unsigned char in[1 + sizeof(code) + LAYOUT_MAX];
+  unsigned char in[1 + sizeof(code)];
   in[0] = 0;
   memcpy(in + 1, &code, sizeof(code));
-  memcpy(in + 1 + sizeof(code), layout, n);
-  return ppe_mac(in, 1 + sizeof(code) + n);
+  return ppe_mac2(in, sizeof(in), layout, n);
 }
 
 
@@ -296,11 +286,9 @@ static int enc_seen(Enc *e, int idx) {
   return 0;
 }
 
-/* How a value is being sent: as data, or as an upvalue (named _ENV or
-** not), where environments and modules go by reference. */
-enum { AS_DATA, AS_UPVALUE, AS_ENV };
-
-static int enc_value(Enc *e, int idx, int as);
+static int enc_value(Enc *e, int idx);
+static int enc_cfunc(Enc *e, int idx, int lead);
+static int enc_module(Enc *e, int idx);
 
 static int enc_enter(Enc *e) {
   if (++e->depth > PPE_MAXDEPTH) {
@@ -364,7 +352,7 @@ static int enc_table(Enc *e, int idx) {
       if (isint && k > n && k <= border && 2 * (holes + k - n - 1) <= k) {
         for (; n + 1 < k; n++, holes++)
           if (put_byte(e, T_NIL)) return -1;
-        if (enc_value(e, top, AS_DATA)) {
+        if (enc_value(e, top)) {
           char comp[32];
           snprintf(comp, sizeof(comp), "index %lld", (long long)k);
           enc_where(e, comp);
@@ -376,11 +364,11 @@ static int enc_table(Enc *e, int idx) {
       }
       inarray = 0;  /* the rest are pairs */
     }
-    if (enc_value(e, top - 1, AS_DATA)) {
+    if (enc_value(e, top - 1)) {
       enc_where(e, "table key");
       return -1;
     }
-    if (enc_value(e, top, AS_DATA)) {
+    if (enc_value(e, top)) {
       enc_where_key(e, top - 1);
       return -1;
     }
@@ -442,14 +430,40 @@ static int enc_bytecode(Enc *e, int idx, size_t *at, uint64_t *code) {
   return 0;
 }
 
-/* Writes a function record. The kind of each upvalue is known once its
-** value is written (a table may go as a module, any value as the
-** globals): the layout is written with room for the kinds, which are
-** filled in, and the tag last. */
+/* Writes the layout's entry for the upvalue 'name' at idx: the globals
+** (an upvalue named _ENV, or holding the globals table), a module, a C
+** function, or data. Returns the kind, or -1. */
+static int enc_kind(Enc *e, int idx, const char *name) {
+  lua_State *L = e->L;
+  int r;
+  switch (lua_type(L, idx)) {
+    case LUA_TTABLE:
+      if (strcmp(name, "_ENV") == 0 || lua_topointer(L, idx) == e->globals)
+        return put_byte(e, K_ENV) ? -1 : K_ENV;
+      if ((r = enc_module(e, idx)) != 0) return r < 0 ? -1 : K_MODULE;
+      break;
+    case LUA_TFUNCTION:
+      if (lua_iscfunction(L, idx))
+        return enc_cfunc(e, idx, K_CFUNC) ? -1 : K_CFUNC;
+      break;
+    default: break;
+  }
+  return put_byte(e, K_DATA) ? -1 : K_DATA;
+}
+
+static void enc_where_upvalue(Enc *e, const char *name) {
+  char comp[72];
+  snprintf(comp, sizeof(comp), "upvalue \"%.48s\"", name);
+  enc_where(e, comp);
+}
+
+/* Writes a function record: bytecode, layout, then the tag over both,
+** and last the values of the data upvalues. */
 static int enc_lfunc(Enc *e, int idx) {
   lua_State *L = e->L;
-  size_t at, layout, kinds;
+  size_t at, layout;
   uint64_t code, tag;
+  unsigned char kinds[MAXUPS];
   int i, nups, r = enc_seen(e, idx);
   if (r) return r < 0 ? -1 : 0;
   if (enc_enter(e) || enc_bytecode(e, idx, &at, &code)) return -1;
@@ -458,26 +472,27 @@ static int enc_lfunc(Enc *e, int idx) {
   if (nups > MAXUPS) return enc_fail(e, "%s", "too many upvalues");
   layout = e->b->len;
   if (put_varint(e, (uint64_t)nups)) return -1;
-  if (ppe_buf_reserve(e->b, (size_t)nups)) return enc_oom(e);
-  kinds = e->b->len;
-  memset(e->b->p + kinds, K_DATA, (size_t)nups);
-  e->b->len += (size_t)nups;
   for (i = 1; i <= nups; i++) {
     const char *name = lua_getupvalue(L, idx, i);
-    int as = (strcmp(name, "_ENV") == 0) ? AS_ENV : AS_UPVALUE;
-    size_t first = e->b->len;
-    if (enc_value(e, lua_gettop(L), as)) {
-      char comp[72];
-      snprintf(comp, sizeof(comp), "upvalue \"%.48s\"", name);
-      enc_where(e, comp);
+    if ((r = enc_kind(e, lua_gettop(L), name)) < 0) {
+      enc_where_upvalue(e, name);
       return -1;
     }
-    e->b->p[kinds + (size_t)i - 1] =
-      (char)upvalue_kind((unsigned char)e->b->p[first]);
+    kinds[i - 1] = (unsigned char)r;
     lua_pop(L, 1);
   }
-  tag = record_tag(code, e->b->p + layout, kinds + (size_t)nups - layout);
+  tag = record_tag(code, e->b->p + layout, e->b->len - layout);
   memcpy(e->b->p + at, &tag, sizeof(tag));
+  for (i = 1; i <= nups; i++) {
+    const char *name;
+    if (kinds[i - 1] != K_DATA) continue;
+    name = lua_getupvalue(L, idx, i);
+    if (enc_value(e, lua_gettop(L))) {
+      enc_where_upvalue(e, name);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
   e->depth--;
   return 0;
 }
@@ -547,8 +562,9 @@ static int name_holds(lua_State *L, int loaded, int idx) {
   return 0;
 }
 
-/* A C function goes as its name "module\0field", written as a string. */
-static int enc_cfunc(Enc *e, int idx) {
+/* A C function goes as its name "module\0field", written as a string
+** after the byte 'lead': its tag among values, its kind in a layout. */
+static int enc_cfunc(Enc *e, int idx, int lead) {
   lua_State *L = e->L;
   size_t mlen, flen;
   const char *mod, *field;
@@ -572,16 +588,17 @@ static int enc_cfunc(Enc *e, int idx) {
   }
   mod = lua_tolstring(L, -2, &mlen);
   field = lua_tolstring(L, -1, &flen);
-  if (put_byte(e, T_CFUNC) || enc_strhead(e, mlen + 1 + flen) ||
+  if (put_byte(e, lead) || enc_strhead(e, mlen + 1 + flen) ||
       put_raw(e, mod, mlen + 1) || put_raw(e, field, flen))
     return -1;
   lua_pop(L, 3);
   return 0;
 }
 
-/* A table that is a loaded module goes by its name: 'local json =
-** require "cjson"' captured by a task means the worker's own cjson. 1 if
-** sent so, 0 if not a module, -1 on failure. */
+/* A table that is a loaded module goes by its name, in a layout:
+** 'local json = require "cjson"' captured by a task means the worker's
+** own cjson. 1 if sent so, 0 if not a module (nothing written), -1 on
+** failure. */
 static int enc_module(Enc *e, int idx) {
   lua_State *L = e->L;
   int found = 0;
@@ -589,7 +606,7 @@ static int enc_module(Enc *e, int idx) {
   lua_pushnil(L);
   while (!found && lua_next(L, e->loaded)) {
     if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, idx)) {
-      if (put_byte(e, T_MODULE) || enc_str(e, -2)) return -1;
+      if (put_byte(e, K_MODULE) || enc_str(e, -2)) return -1;
       found = 1;
       lua_pop(L, 1);  /* the key stays for the pop below */
     }
@@ -599,7 +616,7 @@ static int enc_module(Enc *e, int idx) {
   return found;
 }
 
-static int enc_value(Enc *e, int idx, int as) {
+static int enc_value(Enc *e, int idx) {
   lua_State *L = e->L;
   int t = lua_type(L, idx);
   switch (t) {
@@ -610,18 +627,14 @@ static int enc_value(Enc *e, int idx, int as) {
       if (lua_isinteger(L, idx)) return enc_int(e, lua_tointeger(L, idx));
       return enc_num(e, lua_tonumber(L, idx));
     case LUA_TSTRING: return enc_str(e, idx);
-    case LUA_TTABLE: {
-      /* The globals, or an upvalue named _ENV, become the receiver's
-      ** globals: they are an environment, not data to copy. */
-      int r;
-      if (as == AS_ENV || lua_topointer(L, idx) == e->globals)
-        return put_byte(e, T_ENV);
-      if (as == AS_UPVALUE && (r = enc_module(e, idx)) != 0)
-        return r < 0 ? -1 : 0;
+    case LUA_TTABLE:
+      /* The globals become the receiver's globals: they are an
+      ** environment, not data to copy. */
+      if (lua_topointer(L, idx) == e->globals) return put_byte(e, T_ENV);
       return enc_table(e, idx);
-    }
     case LUA_TFUNCTION:
-      return lua_iscfunction(L, idx) ? enc_cfunc(e, idx) : enc_lfunc(e, idx);
+      return lua_iscfunction(L, idx) ? enc_cfunc(e, idx, T_CFUNC)
+                                     : enc_lfunc(e, idx);
     default:
       return enc_fail(e, "%s cannot be sent", lua_typename(L, t));
   }
@@ -651,7 +664,7 @@ int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
   if (put_raw(&e, hdr, sizeof(hdr)) || put_varint(&e, (uint64_t)n))
     goto fail;
   for (i = 0; i < n; i++) {
-    if (enc_value(&e, first + i, AS_DATA)) {
+    if (enc_value(&e, first + i)) {
       char comp[64];
       if (base + i < 0)  /* a lone value: its label says enough */
         snprintf(comp, sizeof(comp), "%s", label);
@@ -755,7 +768,7 @@ static void dec_getref(Dec *d, lua_Integer id) {
   else lua_rawgeti(d->L, d->refs, id + 1);
 }
 
-static int dec_value(Dec *d, int allow_env);
+static int dec_value(Dec *d);
 
 static int dec_enter(Dec *d) {
   if (++d->depth > PPE_MAXDEPTH) return dec_fail(d, "nesting too deep");
@@ -789,16 +802,16 @@ static int dec_table(Dec *d) {
   t = lua_gettop(L);
   dec_register(d, t);
   for (i = 1; i <= narr; i++) {
-    if (dec_value(d, 0)) return -1;
+    if (dec_value(d)) return -1;
     lua_rawseti(L, t, (lua_Integer)i);
   }
   for (j = 0; j < nhash; j++) {
-    if (dec_value(d, 0)) return -1;
+    if (dec_value(d)) return -1;
     if (lua_isnil(L, -1)) return dec_fail(d, "nil table key");
     if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
         isnan((double)lua_tonumber(L, -1)))
       return dec_fail(d, "NaN table key");
-    if (dec_value(d, 0)) return -1;
+    if (dec_value(d)) return -1;
     lua_rawset(L, t);
   }
   d->depth--;
@@ -979,14 +992,56 @@ static int dec_closure(Dec *d, uint64_t tag, const char *p, size_t n,
   return 0;
 }
 
-/* A function record: the tag is checked against bytecode and layout
-** before anything is loaded, then every upvalue must be of the kind its
-** layout says. */
+/* Reads the head of a string written by enc_str, leaving pos at its
+** bytes, *n of them (within the message); the decoder's names come so. */
+static int dec_namehead(Dec *d, size_t *n) {
+  int tag;
+  uint64_t len;
+  if (d->pos >= d->len) return dec_fail(d, "truncated message");
+  tag = d->s[d->pos++];
+  if (tag >= T_SHORTSTR && tag < T_SHORTSTR + 32)
+    len = (uint64_t)(tag & 0x1f);
+  else if (tag != T_STR) return dec_fail(d, "malformed name");
+  else if (get_varint(d, &len)) return -1;
+  if (len > REMAINING(d)) return dec_fail(d, "truncated string");
+  *n = (size_t)len;
+  return 0;
+}
+
+/* Pushes a name. */
+static int dec_name(Dec *d) {
+  size_t n;
+  return dec_namehead(d, &n) || dec_lstr(d, n);
+}
+
+static int dec_module(Dec *d);
+static int dec_cfunc(Dec *d);
+
+/* Checks a layout's entry and steps over it, its name unread. */
+static int dec_skipkind(Dec *d) {
+  size_t n;
+  int kind;
+  if (d->pos >= d->len) return dec_fail(d, "truncated function");
+  kind = d->s[d->pos++];
+  if (kind > K_CFUNC) return dec_fail(d, "malformed upvalue layout");
+  if (kind == K_MODULE || kind == K_CFUNC) {
+    if (dec_namehead(d, &n)) return -1;
+    d->pos += n;
+  }
+  return 0;
+}
+
+/* A function record: the tag is checked against bytecode and layout,
+** names included, before anything is loaded or looked up. Then each
+** upvalue is set as the layout says: the globals, a module or a C
+** function by the name there, or the next data value, which must not be
+** the globals or a C function (those are the layout's to give). */
 static int dec_lfunc(Dec *d) {
   lua_State *L = d->L;
   uint32_t blen;
   uint64_t tag, nups, i;
-  const char *p, *kinds;
+  const char *p;
+  size_t lay, vals;
   int f;
   if (dec_enter(d) || get_raw(d, &blen, sizeof(blen))) return -1;
   if ((uint64_t)blen + sizeof(tag) > REMAINING(d))
@@ -997,22 +1052,37 @@ static int dec_lfunc(Dec *d) {
   if (get_varint(d, &nups)) return -1;
   if (nups > MAXUPS)
     return dec_fail(d, "upvalue count does not match the function");
-  if (nups > REMAINING(d)) return dec_fail(d, "truncated function");
-  kinds = (const char *)d->s + d->pos;
-  d->pos += (size_t)nups;
-  if (dec_closure(d, tag, p, (size_t)(kinds + nups - p), blen)) return -1;
+  lay = d->pos;
+  for (i = 0; i < nups; i++)
+    if (dec_skipkind(d)) return -1;
+  if (dec_closure(d, tag, p, (size_t)((const char *)d->s + d->pos - p),
+                  blen))
+    return -1;
   f = lua_gettop(L);
   dec_register(d, f);
+  vals = d->pos;
   for (i = 1; i <= nups; i++) {
-    int kind = kinds[i - 1];
+    int kind = d->s[lay++];
     if (lua_getupvalue(L, f, (int)i) == NULL)
       return dec_fail(d, "upvalue count does not match the function");
     lua_pop(L, 1);
-    if (d->pos < d->len && upvalue_kind(d->s[d->pos]) != kind)
-      return dec_fail(d, "upvalue of another kind than its record says");
-    if (dec_value(d, kind == K_MODULE)) return -1;
+    if (kind == K_DATA) {
+      d->pos = vals;
+      if (d->pos < d->len &&
+          (d->s[d->pos] == T_ENV || d->s[d->pos] == T_CFUNC))
+        return dec_fail(d, "upvalue of another kind than its record says");
+      if (dec_value(d)) return -1;
+      vals = d->pos;
+    }
+    else if (kind == K_ENV) lua_pushglobaltable(L);
+    else {
+      d->pos = lay;
+      if (kind == K_MODULE ? dec_module(d) : dec_cfunc(d)) return -1;
+      lay = d->pos;
+    }
     lua_setupvalue(L, f, (int)i);
   }
+  d->pos = vals;
   if (lua_getupvalue(L, f, (int)nups + 1) != NULL)
     return dec_fail(d, "upvalue count does not match the function");
   d->depth--;
@@ -1024,20 +1094,6 @@ static int req_module(lua_State *L) {
   lua_insert(L, 1);
   lua_call(L, 1, 1);
   return 1;
-}
-
-/* Pushes a string written by enc_str; the decoder's names come so. */
-static int dec_name(Dec *d) {
-  int tag;
-  uint64_t n;
-  if (d->pos >= d->len) return dec_fail(d, "truncated message");
-  tag = d->s[d->pos++];
-  if (tag >= T_SHORTSTR && tag < T_SHORTSTR + 32)
-    return dec_lstr(d, (size_t)(tag & 0x1f));
-  if (tag != T_STR) return dec_fail(d, "malformed name");
-  if (get_varint(d, &n)) return -1;
-  if (n > REMAINING(d)) return dec_fail(d, "truncated string");
-  return dec_lstr(d, (size_t)n);
 }
 
 /* Pushes the loaded module 'name' (requiring it, if allowed), or nil. */
@@ -1057,7 +1113,7 @@ static void dec_getmodule(Dec *d, const char *name) {
   }
 }
 
-/* A module sent by name. */
+/* A module sent by name (in a layout). */
 static int dec_module(Dec *d) {
   lua_State *L = d->L;
   char msg[120];
@@ -1073,7 +1129,8 @@ static int dec_module(Dec *d) {
   return 0;
 }
 
-/* A C function, found again by its name "module\0field". */
+/* A C function, found again by its name "module\0field" (among values or
+** in a layout). */
 static int dec_cfunc(Dec *d) {
   lua_State *L = d->L;
   char msg[160];
@@ -1104,7 +1161,7 @@ static int dec_cfunc(Dec *d) {
 
 /* With PPE_DEC_DATA, fails on a function or the globals, saying what it
 ** is (a C function by its name, which is read but never looked up). A
-** module only ever comes as an upvalue, inside a function. */
+** module only ever comes in a function's layout. */
 static int dec_refuse(Dec *d, int tag) {
   char msg[200];
   const char *name, *field;
@@ -1130,7 +1187,7 @@ static int dec_refuse(Dec *d, int tag) {
   }
 }
 
-static int dec_value(Dec *d, int allow_env) {
+static int dec_value(Dec *d) {
   lua_State *L = d->L;
   int tag;
   if (d->pos >= d->len) return dec_fail(d, "truncated message");
@@ -1173,9 +1230,6 @@ static int dec_value(Dec *d, int allow_env) {
       if (tag == T_CFUNC) return dec_cfunc(d);
       lua_pushglobaltable(L);  /* the globals, sent as T_ENV wherever met */
       return 0;
-    case T_MODULE:  /* only an upvalue, never data */
-      if (!allow_env) return dec_fail(d, "module outside an upvalue");
-      return dec_module(d);
     default: return dec_fail(d, "unknown tag");
   }
 }
@@ -1203,7 +1257,7 @@ int ppe_decode(lua_State *L, const char *s, size_t len, int flags,
   lua_pushnil(L);
   d.refs = lua_gettop(L);
   for (i = 0; i < n; i++)
-    if (dec_value(&d, 0)) goto fail;
+    if (dec_value(&d)) goto fail;
   if (d.pos != d.len) { dec_fail(&d, "trailing bytes"); goto fail; }
   lua_remove(L, d.refs);
   return (int)n;

@@ -4,9 +4,10 @@
 ** of lua_Integer and lua_Number) followed by a count of values and the
 ** values themselves. Tables and Lua functions get an id on first sight, so
 ** shared references and cycles arrive as they left. A Lua function's
-** record carries a keyed tag over its bytecode and its upvalue layout: a
-** decoder loads only records made by its own process tree, as they were
-** made. */
+** record carries a keyed tag over its bytecode and its upvalue layout
+** (the kind of each upvalue, and the name of each module and C function
+** among them): a decoder loads only records made by its own process tree,
+** as they were made. */
 #ifndef PPE_WIRE_H
 #define PPE_WIRE_H
 
@@ -14,7 +15,7 @@
 
 #include "buf.h"
 
-#define PPE_WIRE_VERSION 1
+#define PPE_WIRE_VERSION 2
 
 /* Tables and functions nested deeper than this are refused, both ways. */
 #define PPE_MAXDEPTH 1000
