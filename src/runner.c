@@ -219,7 +219,9 @@ static void unhook(lua_State *L) {
   lua_sethook(L, NULL, 0, 0);
   /* The debug library's record of it too (Lua 5.1 and 5.2, LuaJIT, still
   ** show it to debug.gethook): debug.sethook(), with no hook left to run
-  ** at its call. */
+  ** at its call. Results may fill the stack: the record then stays, and
+  ** the hook is gone all the same. */
+  if (!lua_checkstack(L, 2)) return;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &sethook_key);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
 }
