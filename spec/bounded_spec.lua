@@ -273,3 +273,46 @@ describe("a burst of kills", function()
     assert.equal(1, #H.live_workers(z))  -- the other executor's worker
   end))
 end)
+
+describe("a worker that outlives SIGKILL", function()
+  -- A worker held by a tracer is not reported ended however long it was
+  -- killed: a close waits for it a while (its zygote answers pings), then
+  -- counts it as gone, and the zygote, which serves, lives on.
+  it("#slow is given up 10 s after SIGKILL; the zygote serves on",
+     H.scoped(function(scope)
+    local ex, z, f, pid = start(scope, 30)
+    require("evil").seize(pid, 25)
+    local took = timed(ex.kill_workers, ex)
+    assert.is_true(took < 14, "kill_workers took " .. took .. " s")
+    assert.is_true(took > 9, "kill_workers gave up after " .. took .. " s")
+    expect_died(f, SIGKILL)
+    assert.is_true(H.alive(z), "the zygote was killed")
+    local ex2 = ppe.executor { max_workers = 1 }
+    assert.equal("zz", ex2:submit("string.rep", "z", 2):result(10))
+    ex2:close()
+  end))
+end)
+
+describe("a burst of deaths", function()
+  -- Every worker of a large executor dies at once (task_timeout): the
+  -- zygote is asked for as many forks as its channel holds and more; none
+  -- is dropped, so the executor keeps its size.
+  it("#slow on 300 workers: every one is replaced", H.scoped(function(scope)
+    local n = 300
+    local ex = scope(ppe.executor { max_workers = n, task_timeout = 1 })
+    local fs = {}
+    for i = 1, n do
+      fs[i] = ex:submit(function() require("evil").sleep(30) end)
+    end
+    for i = 1, n do
+      assert.is_true(fs[i]:wait(30))
+      assert.equal("TaskTimeout", fs[i]:exception(0).kind)
+    end
+    local st
+    assert.is_true(H.wait_until(function()
+      st = ex:stats()
+      return st.workers == n
+    end, 30), "workers: " .. tostring(st and st.workers))
+    assert.equal(n, st.restarts)
+  end))
+end)

@@ -37,7 +37,7 @@ ppe_task *ppe_task_new(ppe_buf *req) {
   return t;
 }
 
-static void drop_req(ppe_task *t) {
+void ppe_task_drop_req(ppe_task *t) {
   if (t->req_inline) {
     t->req.p = NULL;
     t->req.len = 0;
@@ -66,7 +66,7 @@ int ppe_task_set_res(ppe_task *t, const char *p, size_t n) {
   ppe_task_drop_res(t);
   t->res_text = 0;
   if (n <= t->inl && n > 0) {  /* no allocation for a small reply */
-    drop_req(t);
+    ppe_task_drop_req(t);
     memcpy(t + 1, p, n);
     t->res.p = (char *)(t + 1);
     t->res.len = n;
@@ -150,7 +150,7 @@ void ppe_done_release(ppe_done *d) {
 
 void ppe_task_unref(ppe_task *t) {
   if (--t->refs > 0) return;
-  drop_req(t);
+  ppe_task_drop_req(t);
   ppe_task_drop_res(t);
   if (t->done != NULL) done_unref(t->done);
   free(t);
@@ -207,7 +207,7 @@ void ppe_task_complete(ppe_task *t, int state, int err) {
   t->err = err;
   t->seq = ++completions;
   PPE_SET_STATE(t, state);  /* last: a spinning waiter reads on at once */
-  if (!t->keep_req) drop_req(t);  /* not needed now */
+  if (!t->keep_req) ppe_task_drop_req(t);  /* not needed now */
   if (t->done != NULL) done_put(t->done, t);
   ppe_signal_completion();
 }

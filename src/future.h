@@ -70,6 +70,8 @@ ppe_task *ppe_task_new(ppe_buf *req);
 void ppe_task_ref(ppe_task *t);    /* lock held */
 void ppe_task_unref(ppe_task *t);  /* lock held */
 
+/* Lets go of the request (lock held). */
+void ppe_task_drop_req(ppe_task *t);
 /* Lets go of the reply bytes (lock held). */
 void ppe_task_drop_res(ppe_task *t);
 /* Copies a reply's n bytes in as res, where the request was if they fit

@@ -63,8 +63,20 @@ typedef char gates_enough[2 * PIPELINE_MAX < PPE_GATES ? 1 : -1];
 #define ZYGOTE_ASK 1.0
 #define ZYGOTE_GRACE 3.0
 
+/* Seconds after SIGKILL that a closing pool waits for a worker's end
+** before it counts the worker as gone: one held by a tracer, or in an
+** uninterruptible wait, may outlive SIGKILL. Its zygote, which answers,
+** reaps it whenever it ends. */
+#define LOST_AFTER 10.0
+
 /* Spawn requests in flight while an executor starts (see await_workers). */
 #define SPAWN_BATCH 32
+
+/* A request to the zygote that waits for room on its channel. */
+typedef struct zreq {
+  ppe_zmsg m;
+  int fd;              /* sent with it, or -1 */
+} zreq;
 
 typedef struct wslot {
   int fd;
@@ -91,6 +103,7 @@ typedef struct wslot {
                        ** channel ended, or that was sent SIGTERM */
   double asked;        /* when the zygote was sent a request to fork or to
                        ** kill it, while that has not been answered; 0 */
+  double killed;       /* when SIGKILL was first sent for it; 0 */
   int signalled;       /* terminate/kill: what it held has failed already,
                        ** and no reply of its is taken */
   long ntasks;
@@ -108,7 +121,7 @@ struct ppe_pool {
   int notifyfd;        /* readable while completions wait for a poll */
   int notified;
   ppe_zygote *zyg;     /* whose channel zfd is */
-  ppe_zmsg *zq;        /* requests its channel had no room for, in order */
+  zreq *zq;            /* requests its channel had no room for, in order */
   int zqlen, zqcap;
   double zstall;       /* since when the first of those waits; 0 */
   double zping;        /* when a ping went unanswered so far; 0 */
@@ -463,56 +476,85 @@ static int dispatch(ppe_pool *p, int direct) {
 ** =======================================================
 */
 
-/* A request went out: a kill's answer is awaited from now on. */
+/* A request went out: its answer is awaited from now on. */
 static void zsent(ppe_pool *p, const ppe_zmsg *m, double now) {
   int i;
   if (m->type == PPE_Z_PING) p->zping = now;
-  if (m->type != PPE_Z_KILL || m->status != SIGKILL) return;
-  for (i = 0; i < p->nw; i++)
-    if (p->w[i].pid == m->pid && p->w[i].asked == 0) p->w[i].asked = now;
+  else if (m->type == PPE_Z_SPAWN && m->id >= 1 && m->id <= p->nw)
+    p->w[m->id - 1].asked = now;
+  else if (m->type == PPE_Z_KILL && m->status == SIGKILL)
+    for (i = 0; i < p->nw; i++) {
+      wslot *w = &p->w[i];
+      if (w->pid != m->pid) continue;
+      if (w->asked == 0) w->asked = now;
+      if (w->killed == 0) w->killed = now;
+    }
+}
+
+/* Sends a request with its descriptor, if any (then closed, sent or not).
+** 0 once sent or lost with the zygote (its end tells), or -EAGAIN. */
+static int zsend(ppe_pool *p, zreq *q, double now) {
+  int r = ppe_send_packet(p->zfd, &q->m, sizeof(q->m), &q->fd, q->fd >= 0);
+  if (r == -EAGAIN) return r;
+  if (r == 0) zsent(p, &q->m, now);
+  if (q->fd >= 0) close(q->fd);
+  q->fd = -1;
+  return 0;
 }
 
 /* Sends the queued requests the channel has room for, in order. */
 static void zflush(ppe_pool *p) {
   int k = 0;
   double now = ppe_now();
-  while (k < p->zqlen) {
-    int r = ppe_send_packet(p->zfd, &p->zq[k], sizeof(p->zq[k]), NULL, 0);
-    if (r == -EAGAIN) break;
-    if (r == 0) zsent(p, &p->zq[k], now);  /* else it is gone: its end tells */
-    k++;
-  }
+  while (k < p->zqlen && zsend(p, &p->zq[k], now) == 0) k++;
   if (k == 0) return;
   memmove(p->zq, p->zq + k, (size_t)(p->zqlen - k) * sizeof(*p->zq));
   p->zqlen -= k;
   p->zstall = p->zqlen > 0 ? now : 0;  /* it reads: the clock starts anew */
 }
 
-/* Sends the zygote a request, or queues it while its channel is full (a
-** burst of kills, say): none is dropped. */
-static void zrequest(ppe_pool *p, int type, int pid, int status) {
-  ppe_zmsg m;
-  m.type = type; m.id = 0; m.pid = pid; m.status = status;
-  if (p->zqlen == 0) {
-    int r = ppe_send_packet(p->zfd, &m, sizeof(m), NULL, 0);
-    if (r != -EAGAIN) {
-      if (r == 0) zsent(p, &m, ppe_now());
-      return;
-    }
-  }
+/* Sends the zygote a request (a fork's with the worker's arena, fd, which
+** it takes), or queues it while the channel is full (a burst of kills or
+** of forks): none is dropped. -ENOMEM if it could be neither. */
+static int zrequest(ppe_pool *p, int type, int id, int pid, int status,
+                    int fd) {
+  zreq q;
+  q.m.type = type; q.m.id = id; q.m.pid = pid; q.m.status = status;
+  q.fd = fd;
+  if (p->zqlen == 0 && zsend(p, &q, ppe_now()) == 0) return 0;
   if (p->zqlen == p->zqcap) {
     int ncap = p->zqcap ? 2 * p->zqcap : 64;
-    ppe_zmsg *n = realloc(p->zq, (size_t)ncap * sizeof(*n));
-    if (n == NULL) return;  /* as a lost request: the close is bounded */
+    zreq *n = realloc(p->zq, (size_t)ncap * sizeof(*n));
+    if (n == NULL) {
+      if (fd >= 0) close(fd);
+      return -ENOMEM;  /* as a lost request: a close is bounded anyway */
+    }
     p->zq = n;
     p->zqcap = ncap;
   }
-  p->zq[p->zqlen++] = m;
+  p->zq[p->zqlen++] = q;
   if (p->zstall == 0) p->zstall = ppe_now();
+  return 0;
+}
+
+/* The zygote sent something: it reads and serves, however slowly. */
+static void zygote_heard(ppe_pool *p) {
+  if (p->zstall > 0) p->zstall = ppe_now();
+}
+
+/* pid has ended: a kill still queued for it must not reach another
+** process that gets its number. */
+static void zforget(ppe_pool *p, pid_t pid) {
+  int i, k = 0;
+  for (i = 0; i < p->zqlen; i++)
+    if (p->zq[i].m.type != PPE_Z_KILL || p->zq[i].m.pid != pid)
+      p->zq[k++] = p->zq[i];
+  p->zqlen = k;
+  if (k == 0) p->zstall = 0;
 }
 
 static void kill_worker(ppe_pool *p, wslot *w, int sig) {
-  if (w->pid > 0) zrequest(p, PPE_Z_KILL, w->pid, sig);
+  if (w->pid > 0) zrequest(p, PPE_Z_KILL, 0, w->pid, sig, -1);
 }
 
 /* A reply this large, alone in the reader's buffer, is taken with the
@@ -660,17 +702,14 @@ static void drain(wslot *w) {
 ** its large replies, which we map first: a worker whose arena we could
 ** not map gets none, and replies through its channel. */
 static int ask_spawn(ppe_pool *p, wslot *w) {
-  int r, fd = ppe_shm_create();
+  int fd = ppe_shm_create();
   ppe_peer_unref(w->peer);
   w->peer = fd >= 0 ? ppe_peer_open(fd, 1) : NULL;
   if (w->peer == NULL && fd >= 0) {
     close(fd);
     fd = -1;
   }
-  r = ppe_zygote_spawn(p->zfd, (int)(w - p->w) + 1, fd);
-  if (fd >= 0) close(fd);
-  if (r == 0) w->asked = ppe_now();
-  return r;
+  return zrequest(p, PPE_Z_SPAWN, (int)(w - p->w) + 1, 0, 0, fd);
 }
 
 /* 1 if the queue holds work to run: tasks cancelled there are none. */
@@ -757,6 +796,10 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
       while (t != NULL) {
         ppe_task *n = t->next;
         t->next = NULL;
+        if (t->keep_req) {  /* nobody reads it now */
+          t->keep_req = 0;
+          ppe_task_drop_req(t);
+        }
         ppe_task_unref(t);
         t = n;
       }
@@ -790,7 +833,8 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
     w->fd = -1;
     w->out = NULL;
     w->eof = 0;
-    w->kill_at = w->asked = 0;
+    w->kill_at = w->asked = w->killed = 0;
+    zforget(p, pid);
     w->signalled = 0;
     w->pid = 0;
     w->ntasks = 0;
@@ -845,6 +889,7 @@ static void on_pong(ppe_pool *p) {
 
 static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
   char msg[128];
+  zygote_heard(p);
   switch (m->type) {
     case PPE_Z_SPAWNED: on_spawned(p, m->id, m->pid, fd); return;
     case PPE_Z_EXITED: on_exited(p, m->pid, m->status); break;
@@ -891,7 +936,7 @@ static int zygote_stuck(ppe_pool *p, double now, double *due, int act) {
     else DUE(w->asked + ZYGOTE_ASK);
   }
 #undef DUE
-  if (late && act) zrequest(p, PPE_Z_PING, 0, 0);
+  if (late && act) zrequest(p, PPE_Z_PING, 0, 0, 0, -1);
   if (late) *due = now;  /* (not acted on: look again at once) */
   return 0;
 }
@@ -905,6 +950,11 @@ static void check_timeouts(ppe_pool *p, double now) {
       w->kill_at = 0;
       kill_worker(p, w, SIGKILL);
     }
+  }
+  for (i = 0; i < p->nw && p->closing; i++) {
+    wslot *w = &p->w[i];
+    if (w->killed > 0 && now >= w->killed + LOST_AFTER && w->pid > 0)
+      on_exited(p, w->pid, SIGKILL);  /* given up; the zygote reaps it */
   }
   if (zygote_stuck(p, now, &due, 1)) {
     ppe_zygote_kill(p->zyg);  /* a stopped one too; its workers go along */

@@ -11,12 +11,6 @@ int ppe_zygote_send(int fd, int type, int id, int pid, int status) {
   return ppe_send_packet(fd, &m, sizeof(m), NULL, 0);
 }
 
-int ppe_zygote_spawn(int fd, int id, int arena) {
-  ppe_zmsg m;
-  m.type = PPE_Z_SPAWN; m.id = id; m.pid = 0; m.status = 0;
-  return ppe_send_packet(fd, &m, sizeof(m), &arena, arena >= 0);
-}
-
 void ppe_zygote_close_fds(const int *fds) {
   int i;
   for (i = 0; i < PPE_ZF_N; i++)

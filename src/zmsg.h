@@ -44,8 +44,6 @@ enum {
 };
 
 int ppe_zygote_send(int fd, int type, int id, int pid, int status);
-/* Asks for worker 'id', handing it its shared arena (-1 for none). */
-int ppe_zygote_spawn(int fd, int id, int arena);
 
 /* Closes those of the PPE_ZF_N descriptors that are not -1. */
 void ppe_zygote_close_fds(const int *fds);
