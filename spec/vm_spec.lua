@@ -129,7 +129,8 @@ describe("a build loaded by an interpreter", function()
   for _, b in ipairs(LUAS) do
     for _, i in ipairs(LUAS) do
       local works = abi(b) == abi(i)
-      it(("%s build in %s: %s"):format(b, i, works and
+      -- (#novalgrind: each runs in an interpreter of its own, untraced.)
+      it(("#novalgrind %s build in %s: %s"):format(b, i, works and
          "runs tasks, each in another process" or "refused at require"),
          function()
         if not installed(i) then
