@@ -171,11 +171,17 @@ static void notify(ppe_pool *p) {
   while (r < 0 && errno == EINTR);
 }
 
-static void finish(ppe_pool *p, ppe_task *t, int state, int err) {
+/* Makes t final, counted; whoever held it keeps its reference. */
+static void settle(ppe_pool *p, ppe_task *t, int state, int err) {
   notify(p);
   p->ncompleted++;
   if (state == PPE_FAILED) p->nfailed++;
   ppe_task_complete(t, state, err);
+}
+
+/* Makes t final, and lets go of the pool's reference. */
+static void finish(ppe_pool *p, ppe_task *t, int state, int err) {
+  settle(p, t, state, err);
   ppe_task_unref(t);
 }
 
@@ -190,10 +196,7 @@ static void fail_broken(ppe_pool *p, ppe_task *t) {
     ppe_buf_add(&t->res, p->cause, strlen(p->cause));
     t->res_text = 1;
   }
-  notify(p);
-  p->nfailed++;
-  p->ncompleted++;
-  ppe_task_complete(t, PPE_FAILED, PPE_E_BROKEN);
+  settle(p, t, PPE_FAILED, PPE_E_BROKEN);
 }
 
 static ppe_task *dequeue(ppe_pool *p) {
@@ -535,6 +538,15 @@ static int zrequest(ppe_pool *p, int type, int id, int pid, int status,
   p->zq[p->zqlen++] = q;
   if (p->zstall == 0) p->zstall = ppe_now();
   return 0;
+}
+
+/* Lets go of every queued request, and of the descriptors they carry. */
+static void zdrop(ppe_pool *p) {
+  int i;
+  for (i = 0; i < p->zqlen; i++)
+    if (p->zq[i].fd >= 0) close(p->zq[i].fd);
+  p->zqlen = 0;
+  p->zstall = 0;
 }
 
 /* The zygote sent something: it reads and serves, however slowly. */
@@ -1015,8 +1027,8 @@ static void zygote_gone(ppe_pool *p) {
   set_broken(p, "the zygote process ended");
   ppe_zygote_retire(p->zyg);  /* the next executor gets a new one */
   p->zdead = 1;
-  p->zqlen = 0;  /* nobody to send them to */
-  p->zstall = p->zping = 0;
+  zdrop(p);  /* nobody to send them to */
+  p->zping = 0;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     if (w->state == W_NONE) continue;
@@ -1159,6 +1171,7 @@ static void pool_release(ppe_pool *p) {
   pthread_mutex_destroy(&p->side_lock);
   ppe_buf_free(&p->init);
   ppe_buf_free(&p->initerr);
+  zdrop(p);
   free(p->zq);
   free(p->pfd);
   free(p->w);
@@ -1404,10 +1417,7 @@ static void fail_held(ppe_pool *p, wslot *w, int sig) {
     t->how = PPE_HOW_SENT;
     t->keep_req = 1;  /* a worker that lives on a while may read it */
     ppe_task_drop_res(t);
-    p->ncompleted++;
-    p->nfailed++;
-    notify(p);
-    ppe_task_complete(t, PPE_FAILED, PPE_E_DIED);
+    settle(p, t, PPE_FAILED, PPE_E_DIED);
   }
   w->sending = NULL;
   w->ninflight = 0;
