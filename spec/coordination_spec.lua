@@ -43,7 +43,8 @@ describe("ppe.wait", function()
     for i = 1, 5 do assert.are.equal(fs[i], done[i]) end
   end)
 
-  it("returns at the first completion with FIRST_COMPLETED", function()
+  it("#novalgrind returns at the first completion with FIRST_COMPLETED",
+     function()
     local slow = ex:submit(spin, 1.0, "slow")
     local fast = ex:submit(spin, 0.05, "fast")
     local t0 = now()
