@@ -19,9 +19,9 @@ PPE_FLAGS = -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Wall -Wextra -I.
 PPE_CFLAGS = $(PPE_FLAGS) -I$(LUA_INCDIR)
 PPE_LIBS = -lpthread -ldl
 
-SRC = lua_ppe.c $(wildcard src/*.c)
+SRC = lua_ppe.c $(wildcard src/*.c src/lua/*.c)
 OBJ = $(SRC:.c=.o)
-HDR = ppe.h $(wildcard src/*.h)
+HDR = ppe.h $(wildcard src/*.h src/lua/*.h)
 
 .PHONY: all deps demo test bench fuzz install clean check-asan check-valgrind \
   host test-compat

@@ -6,10 +6,30 @@
 
 local H = require "helpers"
 
+-- Every C file of ppe.
+local SOURCES = "lua_ppe.c ppe.h src/*.c src/*.h src/lua/*.c src/lua/*.h"
+
+-- The files of the Lua binding: luaopen_ppe's, and the classes'.
+local BINDING = "lua_ppe.c src/lua/*.c src/lua/*.h"
+
+local function files(pattern)
+  local ls = assert(io.popen("ls " .. pattern))
+  local list = {}
+  for path in ls:lines() do list[#list + 1] = path end
+  ls:close()
+  return list
+end
+
+-- The text of a C file without its comments, so that a word in a comment
+-- is not taken for a call.
+local function code(path)
+  return (assert(H.read_file(path)):gsub("/%*.-%*/", " "))
+end
+
 -- The unit graph: uses[a][b] is true when a uses b. Only ppe's own
 -- headers make edges (lua.h and the system's are no units of ppe).
 local function graph()
-  local ls = assert(io.popen("ls lua_ppe.c ppe.h src/*.c src/*.h"))
+  local ls = assert(io.popen("ls " .. SOURCES))
   local files, units, uses = {}, {}, {}
   for path in ls:lines() do files[#files + 1] = path end
   ls:close()
@@ -72,10 +92,58 @@ describe("the C units", function()
 
   it("are found, and a cycle among them is seen", function()
     local uses = graph()
-    assert.is_truthy(uses.lua_ppe and uses.lua_ppe.pool)
+    assert.is_truthy(uses.lexecutor and uses.lexecutor.lppe)
+    assert.is_truthy(uses.lppe and uses.lppe.engine)
+    assert.is_truthy(uses.engine and uses.engine.pool)
     assert.is_nil(cycle({ a = { b = true }, b = { c = true }, c = {} }))
     assert.are.same({ "b", "c", "b" },
                     cycle({ a = { b = true }, b = { c = true },
                             c = { b = true } }))
+  end)
+end)
+
+describe("the Lua binding", function()
+  it("keeps lua_ppe.c to the module table: at most 500 lines", function()
+    local n = select(2, assert(H.read_file("lua_ppe.c")):gsub("\n", ""))
+    assert.is_true(n <= 500, "lua_ppe.c has " .. n .. " lines")
+  end)
+
+  -- The engine's lock, its condition and the threads are the engine's
+  -- own: a file that defines Lua functions asks the engine (engine.h).
+  it("never locks, waits on a condition or uses a thread", function()
+    local seen = 0
+    for _, path in ipairs(files(BINDING)) do
+      local text = code(path)
+      if text:find("luaL_Reg") or text:find("luaL_checkudata") or
+         text:find("lua_State") then
+        seen = seen + 1
+        for _, word in ipairs { "ppe_lock", "ppe_unlock", "ppe_trylock",
+                                "ppe_wait_completion", "pthread_" } do
+          assert.is_nil(text:find(word, 1, true), path .. " uses " .. word)
+        end
+      end
+    end
+    assert.is_true(seen >= 7, "binding files found: " .. seen)
+  end)
+
+  -- A task is opaque to the binding: the headers that define it, the
+  -- lock, and the channel to a worker are not included there, so the
+  -- compiler refuses any read of a task's fields.
+  it("includes none of the engine's insides", function()
+    for _, path in ipairs(files(BINDING)) do
+      local text = "\n" .. code(path)
+      for inc in text:gmatch('\n%s*#%s*include%s+"([^"]+)"') do
+        local name = inc:match("([^/]+)$")
+        for _, inside in ipairs { "future.h", "lock.h", "ring.h", "shm.h",
+                                  "transport.h", "frame.h" } do
+          assert.are_not.equal(inside, name, path .. " includes " .. inc)
+        end
+      end
+    end
+  end)
+
+  it("has its checks see what they look for", function()
+    assert.is_truthy(code("src/lock.c"):find("pthread_", 1, true))
+    assert.is_nil(code("lua_ppe.c"):find("/*", 1, true))
   end)
 end)

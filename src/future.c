@@ -12,13 +12,23 @@
 
 static uint64_t completions = 0;  /* orders completions process-wide */
 
-ppe_task *ppe_task_new(ppe_buf *req) {
+void ppe_request_frame(ppe_buf *req, uint32_t type, uint64_t id) {
+  ppe_frame f;
+  memset(&f, 0, sizeof(f));
+  f.type = type;
+  f.id = id;
+  f.len = req->len - sizeof(f);
+  memcpy(req->p, &f, sizeof(f));
+}
+
+ppe_task *ppe_task_new(ppe_buf *req, uint32_t type) {
   /* A small request lives in the task's own block: one allocation per
   ** task. A large one is moved, not copied. */
   int inl = req->len <= PPE_INLINE_REQ;
   ppe_task *t = malloc(sizeof(*t) + (inl ? req->len : 0));
   if (t == NULL) return NULL;
   memset(t, 0, sizeof(*t));
+  t->type = type;
   t->state = PPE_PENDING;
   t->refs = 1;
   if (inl) {

@@ -1,5 +1,6 @@
-/* future.h - the task behind each future: its state machine, its result
-** bytes, and the lists of completions. Its "lock held" is lock.h's. */
+/* future.h - the task behind each future, inside the engine: its state
+** machine, its request and reply bytes, and the lists of completions.
+** Its "lock held" is lock.h's. The binding sees none of it (engine.h). */
 #ifndef PPE_FUTURE_H
 #define PPE_FUTURE_H
 
@@ -9,8 +10,7 @@
 #include "buf.h"
 #include "frame.h"
 #include "lock.h"
-
-enum { PPE_PENDING, PPE_RUNNING, PPE_FINISHED, PPE_FAILED, PPE_CANCELLED };
+#include "task.h"
 
 /* Why a task failed. */
 enum {
@@ -26,8 +26,9 @@ enum {
   PPE_HOW_ZYGOTE   /* the zygote ended, and its workers with it */
 };
 
-typedef struct ppe_task {
+struct ppe_task {
   uint64_t id;
+  uint32_t type;        /* of its request frame: PPE_F_TASK, ... */
   int state;
   int err;              /* PPE_E_*, when state is PPE_FAILED */
   int refs;             /* holders: the future, the pool; under the lock */
@@ -58,15 +59,18 @@ typedef struct ppe_task {
   struct ppe_task *done_next;
   int64_t done_tag;     /* what it is to the list's consumer */
   struct ppe_task *next;  /* in the pool's queue */
-} ppe_task;
+};
 
 /* Requests up to this size are copied into the task's own allocation. */
 #define PPE_INLINE_REQ (64 * 1024)
 
-/* A new task holding the request (frame header then payload): copied if
-** small (req is then emptied for reuse), else moved in (req reset). One
-** reference, the caller's. */
-ppe_task *ppe_task_new(ppe_buf *req);
+/* A new task holding the request (room for the frame header, then the
+** payload) of frame type 'type': copied if small (req is then emptied for
+** reuse), else moved in (req reset). One reference, the caller's. */
+ppe_task *ppe_task_new(ppe_buf *req, uint32_t type);
+/* Writes the frame header of the request in req (type, task id, the
+** length of what follows): the one place request headers are made. */
+void ppe_request_frame(ppe_buf *req, uint32_t type, uint64_t id);
 void ppe_task_ref(ppe_task *t);    /* lock held */
 void ppe_task_unref(ppe_task *t);  /* lock held */
 
@@ -103,7 +107,6 @@ int ppe_task_cancel(ppe_task *t);
 ** outstanding. The list holds a reference to each task in it, and each
 ** task attached to it one to the list, which goes when both its consumer
 ** and its last task are gone. Lock held for all of it. */
-typedef struct ppe_done ppe_done;
 ppe_done *ppe_done_new(void);  /* NULL without memory */
 /* Attaches t, which the consumer knows by tag (not 0); a t already final
 ** goes in at once. */

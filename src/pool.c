@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bigblock.h"
+#include "future.h"
 #include "pool.h"
 #include "ring.h"
 #include "shm.h"
@@ -347,12 +348,7 @@ static int depth(ppe_pool *p, const wslot *w) {
 }
 
 static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
-  ppe_frame f;
-  memcpy(&f, t->req.p, sizeof(f));  /* the type is the binding's choice */
-  if (f.type == 0) f.type = PPE_F_TASK;
-  f.id = t->id;
-  f.len = t->req.len - sizeof(f);
-  memcpy(t->req.p, &f, sizeof(f));
+  ppe_request_frame(&t->req, t->type, t->id);
   if (!p->shared || !ppe_buf_ref(&t->ref, &t->req)) t->ref.f.type = 0;
   if (t->state != PPE_RUNNING) p->nrunning++;  /* else counted already */
   PPE_SET_STATE(t, PPE_RUNNING);
@@ -1287,6 +1283,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   p->init = o->init;
   o->init.p = NULL;
   o->init.len = o->init.cap = 0;
+  if (p->init.len > 0) ppe_request_frame(&p->init, PPE_F_INIT, 0);
   p->w = calloc((size_t)p->nw, sizeof(wslot));
   p->pfd = calloc((size_t)p->nw + 2, sizeof(struct pollfd));
   if (p->w == NULL || p->pfd == NULL) {
@@ -1303,6 +1300,10 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
     return r;
   }
   r = ppe_zygote_attach(o->path, o->cpath, &p->zyg, &p->zfd);
+  if (r == -ENAMETOOLONG)  /* they go to the zygote in one datagram */
+    snprintf(o->cause, sizeof(o->cause), "package.path and package.cpath "
+             "are too long for the workers (at most %d bytes together)",
+             PPE_PATHS_MAX);
   if (r < 0) { pool_release(p); return r; }
   r = await_workers(p, o->cause);
   if (r < 0) {

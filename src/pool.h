@@ -6,7 +6,7 @@
 #define PPE_POOL_H
 
 #include "buf.h"
-#include "future.h"
+#include "task.h"
 
 typedef struct ppe_pool ppe_pool;
 
@@ -20,11 +20,14 @@ typedef struct ppe_pool_opts {
   double keep;                /* seconds freed big blocks keep their pages,
                               ** process-wide (ppe_big_set_keep); < 0: the
                               ** default */
-  ppe_buf init;               /* initializer request (frame + payload), or
-                              ** empty; moved into the pool */
+  ppe_buf init;               /* initializer request (ppe_request_begin,
+                              ** then the payload), or empty; moved into
+                              ** the pool, which frames it */
   char cause[PPE_CAUSE];      /* out: when ppe_pool_new fails, what failed
                               ** if that says more than the errno (such as
-                              ** "cannot fork a worker: ..."), else "" */
+                              ** "cannot fork a worker: ..."), else ""; with
+                              ** -ENAMETOOLONG, that the package paths are
+                              ** too long */
 } ppe_pool_opts;
 
 typedef struct ppe_stats {

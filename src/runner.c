@@ -10,6 +10,7 @@
 
 #include "ppe.h"
 #include "bigblock.h"
+#include "chunk.h"
 #include "runner.h"
 #include "transport.h"
 #include "vm.h"
@@ -336,27 +337,21 @@ static int push_item(lua_State *L, int item, int spread) {
   return (int)n;
 }
 
-/* Runs fn on every item of a chunk, leaving per item on the stack either
-** its result count and results, or -1, message, traceback and value: one
-** item's error does not lose the others. (See compact_chunk.) */
+/* Runs fn on every item of a chunk, leaving on the stack per item what
+** chunk.h says: one item's error does not lose the others. */
 static void run_chunk(lua_State *L, int base, int nitems, int spread) {
   int fn = base + 1, first = base + 3, i;
-  int out = lua_gettop(L);
   for (i = 0; i < nitems; i++) {
-    int top, nargs;
+    int slot, nargs;
     luaL_checkstack(L, 16, "map chunk too large");
     lua_pushinteger(L, 0);  /* the count, set below */
-    top = lua_gettop(L);
+    slot = lua_gettop(L);
     lua_pushvalue(L, fn);
     nargs = push_item(L, first + i, spread);
-    if (call_user(L, nargs, base) == LUA_OK) {
-      lua_pushinteger(L, lua_gettop(L) - top);
-      lua_replace(L, top);
-    }
+    if (call_user(L, nargs, base) == LUA_OK) ppe_chunk_ok(L, slot);
     else {
       int err = lua_gettop(L);
-      lua_pushinteger(L, -1);
-      lua_replace(L, top);
+      ppe_chunk_failed(L, slot);
       error_message(L, err);
       lua_rawgetp(L, LUA_REGISTRYINDEX, &tb_key);
       /* Only plain values travel as an item's error value here: one that
@@ -367,24 +362,6 @@ static void run_chunk(lua_State *L, int base, int nitems, int spread) {
       lua_remove(L, err);
     }
   }
-  (void)out;
-}
-
-/* When every item of a chunk returned exactly one value (the common case),
-** the counts go and a 'true' leads the results instead, which halves what
-** the caller stores and reads per item. In place, in one pass: each value
-** moves down, never over one still to move. */
-static void compact_chunk(lua_State *L, int first, int nitems) {
-  int i;
-  for (i = 0; i < nitems; i++)  /* items before i hold two slots each */
-    if (lua_tointeger(L, first + 2 * i) != 1) return;
-  lua_pushboolean(L, 1);
-  lua_replace(L, first);
-  for (i = 1; i < nitems; i++) {
-    lua_pushvalue(L, first + 2 * i + 1);
-    lua_replace(L, first + 1 + i);
-  }
-  lua_settop(L, first + nitems);
 }
 
 /* The protected body of a run: decode, resolve, call, encode. */
@@ -419,7 +396,7 @@ static int run(lua_State *L) {
       return 0;
     }
     run_chunk(L, base, items, spread);
-    if (items > 0) compact_chunk(L, first, items);
+    if (items > 0) ppe_chunk_pack(L, first, items);
     r->reply = PPE_F_OK;
     if (ppe_encode(L, r->out, first, lua_gettop(L) - first + 1, "result", 1,
                    ebuf) != 0)

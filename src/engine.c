@@ -1,0 +1,295 @@
+/* engine.c - the engine as the binding sees it: requests made into
+** tasks, states, waits and outcomes, each taking the lock itself. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine.h"
+#include "frame.h"
+#include "future.h"
+#include "lock.h"
+#include "worker.h"
+
+int ppe_request_begin(ppe_buf *b) {
+  ppe_frame f;
+  memset(&f, 0, sizeof(f));  /* written for real when it is sent */
+  return ppe_buf_add(b, &f, sizeof(f));
+}
+
+ppe_task *ppe_request_task(ppe_buf *b, int kind) {
+  static const uint32_t types[] = { PPE_F_TASK, PPE_F_CHUNK, PPE_F_INIT };
+  ppe_task *t = ppe_task_new(b, types[kind]);
+  if (t == NULL) b->len = 0;
+  return t;
+}
+
+void ppe_release(ppe_task *t, int cancel) {
+  ppe_lock();
+  if (cancel) ppe_task_cancel(t);
+  ppe_task_unref(t);
+  ppe_unlock();
+}
+
+void ppe_release_all(ppe_task *const *ts, size_t n, const char *cancel) {
+  size_t i;
+  ppe_lock();
+  for (i = 0; i < n; i++) {
+    if (cancel[i]) ppe_task_cancel(ts[i]);
+    ppe_task_unref(ts[i]);
+  }
+  ppe_unlock();
+}
+
+int ppe_state(const ppe_task *t) {
+  return __atomic_load_n(&t->state, __ATOMIC_ACQUIRE);
+}
+
+/* The state is stored last when a task completes (ppe_task_complete):
+** once it reads final, its sequence number is there. */
+uint64_t ppe_completion(const ppe_task *t) {
+  return ppe_state(t) >= PPE_FINISHED ? t->seq : 0;
+}
+
+int ppe_cancel(ppe_task *t) {
+  int ok;
+  ppe_lock();
+  ok = ppe_task_cancel(t);
+  ppe_unlock();
+  return ok;
+}
+
+
+/*
+** {======================================================
+** Waits: one loop, many questions
+** =======================================================
+*/
+
+/* Asks ready(ud) under the lock, sleeping between completions until it
+** says 1 or the deadline passes. Returns its last answer. Every wait of
+** the binding is this one. */
+static int wait_until(int (*ready)(void *ud), void *ud, double deadline) {
+  int r;
+  ppe_lock();
+  while ((r = ready(ud)) == 0)
+    if (ppe_wait_completion(deadline) == -ETIMEDOUT) {
+      r = ready(ud);
+      break;
+    }
+  ppe_unlock();
+  return r;
+}
+
+double ppe_deadline(double secs) {
+  return ppe_now() + secs;
+}
+
+static int one_final(void *ud) {
+  return ppe_task_final((const ppe_task *)ud);
+}
+
+int ppe_await(ppe_task *t, double deadline) {
+  if (ppe_task_spin(t, deadline)) return 1;
+  return wait_until(one_final, t, deadline);
+}
+
+typedef struct Many {
+  ppe_task *const *ts;
+  const char *taken;
+  int n, mode;
+  int best;
+} Many;
+
+static int many_done(void *ud) {
+  Many *m = (Many *)ud;
+  int i, done = 0;
+  for (i = 0; i < m->n; i++) {
+    if (!ppe_task_final(m->ts[i])) continue;
+    done++;
+    if (m->mode == PPE_FIRST_COMPLETED) return 1;
+    if (m->mode == PPE_FIRST_EXCEPTION && m->ts[i]->state == PPE_FAILED)
+      return 1;
+  }
+  return done == m->n;
+}
+
+void ppe_await_many(ppe_task *const *ts, int n, int mode, double deadline) {
+  Many m;
+  m.ts = ts; m.n = n; m.mode = mode; m.taken = NULL;
+  wait_until(many_done, &m, deadline);
+}
+
+/* 1 with m->best the earliest completed not taken; -1 if all are. */
+static int next_done(void *ud) {
+  Many *m = (Many *)ud;
+  int i, left = 0;
+  m->best = -1;
+  for (i = 0; i < m->n; i++) {
+    const ppe_task *t = m->ts[i];
+    if (m->taken[i]) continue;
+    left++;
+    if (ppe_task_final(t) && (m->best < 0 || t->seq < m->ts[m->best]->seq))
+      m->best = i;
+  }
+  return m->best >= 0 ? 1 : left == 0 ? -1 : 0;
+}
+
+int ppe_await_next(ppe_task *const *ts, const char *taken, int n,
+                   double deadline) {
+  Many m;
+  int r;
+  m.ts = ts; m.n = n; m.taken = taken;
+  r = wait_until(next_done, &m, deadline);
+  return r == 1 ? m.best : r < 0 ? -1 : -2;
+}
+
+ppe_done *ppe_done_open(void) {
+  ppe_done *d;
+  ppe_lock();
+  d = ppe_done_new();
+  ppe_unlock();
+  return d;
+}
+
+void ppe_done_add(ppe_done *d, ppe_task *t, int64_t tag) {
+  ppe_lock();
+  ppe_done_attach(d, t, tag);
+  ppe_unlock();
+}
+
+typedef struct Next {
+  ppe_done *d;
+  int64_t tag;
+} Next;
+
+static int done_taken(void *ud) {
+  Next *x = (Next *)ud;
+  return (x->tag = ppe_done_take(x->d)) != 0;
+}
+
+int64_t ppe_done_next(ppe_done *d, double deadline) {
+  Next x;
+  x.d = d;
+  x.tag = 0;
+  wait_until(done_taken, &x, deadline);
+  return x.tag;
+}
+
+void ppe_done_close(ppe_done *d) {
+  ppe_lock();
+  ppe_done_release(d);
+  ppe_unlock();
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Outcomes: each failure told once
+** =======================================================
+*/
+
+const char *const ppe_error_kinds[] = {
+  NULL, "RemoteError", "WorkerDied", "TaskTimeout", "SerializationError",
+  "BrokenExecutor", "CancelledError"
+};
+
+static void say(ppe_outcome *o, int kind, const char *msg) {
+  o->kind = kind;
+  o->body = PPE_B_NONE;
+  snprintf(o->message, sizeof(o->message), "%s", msg);
+}
+
+static void bytes(ppe_outcome *o, int kind, int body, const ppe_task *t) {
+  o->kind = kind;
+  o->body = body;
+  o->bytes = PPE_RES(t);
+  o->len = PPE_RESLEN(t);
+}
+
+/* A lost worker: what ended it, told for a user. */
+static void died(ppe_outcome *o, const ppe_task *t) {
+  char *m = o->message;
+  size_t sz = sizeof(o->message);
+  say(o, PPE_K_DIED, "");
+  o->show_pid = 1;
+  o->field = t->signal ? PPE_FIELD_SIGNAL : PPE_FIELD_EXIT;
+  o->signal = t->signal;
+  o->exit_code = t->exit_code;
+  if (t->how == PPE_HOW_ZYGOTE)
+    snprintf(m, sz, "worker %d was lost: the zygote process ended "
+             "(killed, or given up as stopped or stuck)", (int)t->pid);
+  else if (t->signal) {
+    char what[64];
+    ppe_signal_describe(what, sizeof(what), t->signal);
+    snprintf(m, sz, t->how == PPE_HOW_SENT
+             ? "worker %d was sent signal %d (%s) by %s"
+             : "worker %d was killed by signal %d (%s)",
+             (int)t->pid, t->signal, what,
+             t->signal == SIGKILL ? "kill_workers" : "terminate_workers");
+  }
+  else if (t->own_exit)
+    snprintf(m, sz, "worker %d exited with code %d (%s)", (int)t->pid,
+             t->exit_code, ppe_worker_exit_meaning(t->exit_code));
+  else
+    snprintf(m, sz, "worker %d exited with code %d", (int)t->pid,
+             t->exit_code);
+}
+
+static void classify(ppe_outcome *o, const ppe_task *t) {
+  if (ppe_task_res_lost(t)) {
+    say(o, PPE_K_BROKEN, "the outcome is in a worker's memory, which the "
+        "child of a fork does not share");
+    return;
+  }
+  if (t->state == PPE_FINISHED) {
+    bytes(o, PPE_OK, PPE_B_VALUES, t);
+    return;
+  }
+  if (t->state == PPE_CANCELLED) {
+    say(o, PPE_K_CANCELLED, "the future was cancelled");
+    return;
+  }
+  switch (t->err) {
+    case PPE_E_REMOTE:
+      bytes(o, PPE_K_REMOTE, PPE_B_REMOTE, t);
+      break;
+    case PPE_E_DIED:
+      died(o, t);
+      break;
+    case PPE_E_TIMEOUT:
+      say(o, PPE_K_TIMEOUT, "");
+      o->show_pid = 1;
+      snprintf(o->message, sizeof(o->message), "task ran past task_timeout "
+               "on worker %d (killed and replaced)", (int)t->pid);
+      break;
+    case PPE_E_SERIAL:
+      if (PPE_RESLEN(t) == 0) say(o, PPE_K_SERIAL, "the worker ran out of "
+                                  "memory");
+      else bytes(o, PPE_K_SERIAL, PPE_B_TEXT, t);
+      break;
+    default:  /* PPE_E_BROKEN: its cause, or the initializer's error */
+      bytes(o, PPE_K_BROKEN, t->res_text ? PPE_B_RAW : PPE_B_REMOTE, t);
+      o->wrap = !t->res_text;
+  }
+}
+
+void ppe_outcome_get(ppe_task *t, ppe_outcome *o) {
+  memset(o, 0, sizeof(*o));
+  ppe_lock();
+  ppe_task_ref(t);  /* the bytes stay while the caller decodes them */
+  classify(o, t);
+  o->pid = t->pid;
+  ppe_unlock();
+}
+
+void ppe_outcome_done(ppe_task *t) {
+  ppe_lock();
+  ppe_task_drop_res(t);  /* the caller holds what it made of them */
+  ppe_task_unref(t);
+  ppe_unlock();
+}
+
+/* }====================================================== */

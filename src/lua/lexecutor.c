@@ -1,0 +1,266 @@
+/* lexecutor.c - ppe.executor and its methods: options read once, then
+** each method handed to the pool (pool.h). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/lua/lppe.h"
+
+Executor *lppe_toexecutor(lua_State *L, int arg) {
+  return (Executor *)lppe_checkclass(L, arg, EXECUTOR_MT, PPE_EXECUTOR);
+}
+
+/* An executor whose workers still exist: what signals and fileno need. */
+static Executor *checkexecutor(lua_State *L) {
+  Executor *e = lppe_toexecutor(L, 1);
+  if (e->pool == NULL) luaL_error(L, "attempt to use a closed executor");
+  return e;
+}
+
+/* Waits for all work, reaps the workers and releases every resource. */
+static void release(Executor *e) {
+  if (e->pool == NULL) return;
+  e->shut = 1;
+  ppe_pool_shutdown(e->pool, 1, 0);
+  ppe_pool_stats(e->pool, &e->last);
+  ppe_pool_free(e->pool);
+  e->pool = NULL;
+}
+
+/* Submits the request in b (lppe_request) as a task of 'kind' and pushes
+** its future, which holds it; 'what' names the call for the error after
+** a shutdown. */
+ppe_task *lppe_submit(lua_State *L, Executor *e, ppe_buf *b, int kind,
+                      const char *what) {
+  ppe_task *t = ppe_request_task(b, kind);
+  if (t == NULL) luaL_error(L, "not enough memory");
+  if (ppe_pool_submit(e->pool, t) < 0) {
+    ppe_release(t, 0);
+    lua_pushfstring(L, "cannot %s after shutdown", what);
+    lppe_raise(L, "ShutdownError", lua_tostring(L, -1));
+  }
+  lppe_newfuture(L, t, kind == PPE_REQ_CHUNK);
+  return t;
+}
+
+static int e_submit(lua_State *L) {
+  Executor *e = lppe_toexecutor(L, 1);
+  ppe_buf *b;
+  lppe_checkcallable(L, 2);
+  if (e->shut || e->pool == NULL)
+    return lppe_raise(L, "ShutdownError", "cannot submit after shutdown");
+  b = lppe_request(L, 2, lua_gettop(L) - 1, "argument", 1);
+  lppe_submit(L, e, b, PPE_REQ_TASK, "submit");
+  lppe_run_callbacks(L);
+  return 1;
+}
+
+static int e_shutdown(lua_State *L) {
+  Executor *e = lppe_toexecutor(L, 1);
+  int wait = lppe_optbool(L, 2, "wait", 1);
+  int cancel = lppe_optbool(L, 2, "cancel_futures", 0);
+  e->shut = 1;
+  if (e->pool == NULL) return 0;  /* idempotent */
+  ppe_pool_shutdown(e->pool, 0, cancel);
+  if (wait) release(e);
+  return 0;
+}
+
+/* close, __close and __gc: finish pending work, reap every worker, and
+** release all the executor holds. Copes with a closed executor. */
+static int e_close(lua_State *L) {
+  release(lppe_toexecutor(L, 1));
+  return 0;
+}
+
+static int e_signal(lua_State *L, int sig) {
+  Executor *e = lppe_toexecutor(L, 1);
+  e->shut = 1;
+  if (e->pool == NULL) return 0;  /* nothing left to signal */
+  ppe_pool_signal(e->pool, sig);
+  release(e);
+  return 0;
+}
+
+static int e_terminate(lua_State *L) { return e_signal(L, SIGTERM); }
+static int e_kill(lua_State *L) { return e_signal(L, SIGKILL); }
+
+static int e_stats(lua_State *L) {
+  Executor *e = lppe_toexecutor(L, 1);
+  ppe_stats st = e->last;
+  if (e->pool != NULL) ppe_pool_stats(e->pool, &st);
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, st.workers); lua_setfield(L, -2, "workers");
+  lua_pushinteger(L, st.pending); lua_setfield(L, -2, "pending");
+  lua_pushinteger(L, st.running); lua_setfield(L, -2, "running");
+  lua_pushinteger(L, st.completed); lua_setfield(L, -2, "completed");
+  lua_pushinteger(L, st.failed); lua_setfield(L, -2, "failed");
+  lua_pushinteger(L, st.restarts); lua_setfield(L, -2, "restarts");
+  return 1;
+}
+
+static int e_tostring(lua_State *L) {
+  Executor *e = lppe_toexecutor(L, 1);
+  lua_pushfstring(L, "ppe.executor: %p%s", (void *)e,
+                  e->pool == NULL ? " (closed)" : e->shut ? " (shut down)" : "");
+  return 1;
+}
+
+/* Runs the callbacks of what completed, and quiets fileno's descriptor. */
+static int e_poll(lua_State *L) {
+  Executor *e = lppe_toexecutor(L, 1);
+  if (e->pool != NULL) ppe_pool_drain_notify(e->pool);
+  lua_pushinteger(L, lppe_run_callbacks(L));
+  return 1;
+}
+
+static int e_fileno(lua_State *L) {
+  Executor *e = checkexecutor(L);
+  lua_pushinteger(L, ppe_pool_fileno(e->pool));
+  return 1;
+}
+
+
+/*
+** {======================================================
+** ppe.executor: its options
+** =======================================================
+*/
+
+static const char *const executor_options[] = {
+  "max_workers", "initializer", "initargs", "max_tasks_per_child",
+  "task_timeout", NULL
+};
+
+/* The initializer's request, left on the stack in a Lua-owned buffer; an
+** empty buffer when there is none. */
+static ppe_buf *initoption(lua_State *L, int arg) {
+  int top = lua_gettop(L), n = 0;
+  if (lua_getfield(L, arg, "initializer") == LUA_TNIL) {
+    lua_settop(L, top);
+    if (lua_getfield(L, arg, "initargs") != LUA_TNIL)
+      luaL_error(L, "option 'initargs' given without 'initializer'");
+    lua_settop(L, top);
+    return lppe_newbuf(L);
+  }
+  if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TFUNCTION)
+    luaL_error(L, "option 'initializer' must be a function or function "
+               "name, got %s", luaL_typename(L, -1));
+  if (lua_getfield(L, arg, "initargs") != LUA_TNIL) {
+    int i;
+    if (!lua_istable(L, -1))
+      luaL_error(L, "option 'initargs' must be a table, got %s",
+                 luaL_typename(L, -1));
+    n = (int)luaL_len(L, -1);
+    luaL_checkstack(L, n, "too many initargs");
+    for (i = 1; i <= n; i++) lua_geti(L, top + 2, i);
+  }
+  lua_remove(L, top + 2);
+  lppe_request(L, top + 1, n + 1, "initargs", 0);
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+  return (ppe_buf *)lua_touserdata(L, top + 1);
+}
+
+static const char *pkgpath(lua_State *L, const char *field) {
+  const char *s;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, field);
+  s = lua_tostring(L, -1);
+  lua_remove(L, -2);  /* the string stays on the stack, so stays alive */
+  return s;
+}
+
+/* PPE_KEEP_SECONDS: how long freed large buffers keep their pages; -1,
+** the default, when it is not set. Read by every new executor, so a
+** program may change it between two. */
+static double keepenv(lua_State *L) {
+  const char *s = getenv("PPE_KEEP_SECONDS");
+  char *end;
+  double v;
+  if (s == NULL) return -1;
+  v = strtod(s, &end);
+  /* A day at most: the waits that time it are counted in milliseconds. */
+  if (end == s || *end != '\0' || !(v >= 0 && v <= 86400))
+    luaL_error(L, "environment variable PPE_KEEP_SECONDS must be a number "
+               "of seconds from 0 to 86400, got '%s'", s);
+  return v;
+}
+
+/* The executor could not start: a BrokenExecutor saying why. */
+static int startfailed(lua_State *L, ppe_pool_opts *o, int r) {
+  char msg[PPE_CAUSE + 64];
+  if (r == -ENAMETOOLONG)  /* a mistake of the caller's, not a fault */
+    return luaL_error(L, "%s", o->cause);
+  if (o->cause[0] != '\0') snprintf(msg, sizeof(msg), "%s", o->cause);
+  else snprintf(msg, sizeof(msg), "cannot start the workers: %s",
+                strerror(-r));
+  lppe_pusherror(L, "BrokenExecutor", msg);
+  lua_pushstring(L, strerror(-r));
+  lua_setfield(L, -2, "cause");
+  return lua_error(L);
+}
+
+int lppe_executor(lua_State *L) {
+  ppe_pool_opts o;
+  ppe_buf *init;
+  Executor *e;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int r;
+  memset(&o, 0, sizeof(o));
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lppe_checkkeys(L, 1, executor_options, "executor");
+  o.max_workers = (int)lppe_optint(L, 1, "max_workers", ncpu > 0 ? ncpu : 1,
+                                   MAX_WORKERS);
+  o.max_tasks_per_child = (int)lppe_optint(L, 1, "max_tasks_per_child", 0,
+                                           INT32_MAX);
+  o.task_timeout = lppe_optseconds(L, 1, "task_timeout", 1, 0);
+  o.keep = keepenv(L);
+  init = initoption(L, 1);                  /* stack 2 */
+  o.path = pkgpath(L, "path");              /* stack 3 */
+  o.cpath = pkgpath(L, "cpath");            /* stack 4 */
+  e = (Executor *)lua_newuserdatauv(L, sizeof(Executor), 0);
+  memset(e, 0, sizeof(*e));
+  lppe_setclass(L, EXECUTOR_MT);
+  o.init = *init;  /* moved into the pool, whatever happens */
+  init->p = NULL;
+  init->len = init->cap = 0;
+  r = ppe_pool_new(&e->pool, &o);
+  return r < 0 ? startfailed(L, &o, r) : 1;
+}
+
+/* }====================================================== */
+
+
+static const luaL_Reg executor_methods[] = {
+  {"submit", e_submit},
+  {"shutdown", e_shutdown},
+  {"close", e_close},
+  {"terminate_workers", e_terminate},
+  {"kill_workers", e_kill},
+  {"stats", e_stats},
+  {"map", lppe_map},
+  {"poll", e_poll},
+  {"fileno", e_fileno},
+  {NULL, NULL}
+};
+
+static const luaL_Reg executor_meta[] = {
+  {"__gc", e_close},
+  {"__close", e_close},
+  {"__tostring", e_tostring},
+  {"__index", NULL},
+  {NULL, NULL}
+};
+
+void lppe_open_executors(lua_State *L, int mts) {
+  lppe_newclass(L, PPE_EXECUTOR, executor_meta, executor_methods, mts);
+}
