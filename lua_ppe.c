@@ -34,27 +34,15 @@ static int l_encode(lua_State *L) {
   return 1;
 }
 
+static const char *const decode_options[] = { "functions", NULL };
+
 /* The decoder flags of ppe.decode's options table at arg: { functions =
 ** false } takes plain data only, for bytes from anyone but ourselves. */
 static int decodeflags(lua_State *L, int arg) {
-  int flags = 0;
   if (lua_isnoneornil(L, arg)) return 0;
   if (!lua_istable(L, arg)) luaL_typeerror(L, arg, "options table");
-  lua_pushnil(L);
-  while (lua_next(L, arg)) {
-    size_t len;
-    if (lua_type(L, -2) != LUA_TSTRING ||
-        strcmp(lua_tolstring(L, -2, &len), "functions") != 0 || len != 9)
-      luaL_error(L, "unknown decode option '%s'",
-                 lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                 : luaL_typename(L, -2));
-    if (!lua_isboolean(L, -1))
-      luaL_error(L, "option 'functions' must be a boolean, got %s",
-                 luaL_typename(L, -1));
-    if (!lua_toboolean(L, -1)) flags |= PPE_DEC_DATA;
-    lua_pop(L, 1);
-  }
-  return flags;
+  lppe_checkkeys(L, arg, decode_options, "decode");
+  return lppe_optbool(L, arg, "functions", 1) ? 0 : PPE_DEC_DATA;
 }
 
 static int l_decode(lua_State *L) {

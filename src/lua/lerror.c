@@ -25,6 +25,20 @@ static void setint(lua_State *L, const char *field, lua_Integer v) {
   lua_setfield(L, -2, field);
 }
 
+/* Replaces the message, traceback and value on the top of the stack with
+** the RemoteError they make, raised on worker pid: a task's, or one item
+** of a map's chunk. */
+void lppe_remote(lua_State *L, lua_Integer pid) {
+  lppe_pusherror(L, "RemoteError", lua_tostring(L, -3));
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "traceback");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "value");
+  setint(L, "pid", pid);
+  lua_replace(L, -4);
+  lua_pop(L, 2);
+}
+
 /* Decodes a worker's (message, traceback, value) into a RemoteError. */
 static void push_remote(lua_State *L, const ppe_outcome *o) {
   char err[PPE_ERRSZ];
@@ -34,14 +48,7 @@ static void push_remote(lua_State *L, const ppe_outcome *o) {
     lppe_pusherror(L, "SerializationError", err);
     return;
   }
-  lppe_pusherror(L, "RemoteError", lua_tostring(L, top + 1));
-  lua_pushvalue(L, top + 2);
-  lua_setfield(L, -2, "traceback");
-  lua_pushvalue(L, top + 3);
-  lua_setfield(L, -2, "value");
-  setint(L, "pid", o->pid);
-  lua_replace(L, top + 1);
-  lua_settop(L, top + 1);
+  lppe_remote(L, o->pid);
 }
 
 /* The message a worker sent as one string. */

@@ -247,15 +247,7 @@ static int map_step(lua_State *L) {
   lua_pushinteger(L, m->cur_first + m->cur_item++);
   k = ppe_chunk_item(L, 2, &m->cur_pos, m->packed);
   if (k < 0) {  /* this item raised: message, traceback, value */
-    lppe_pusherror(L, "RemoteError", "");
-    lua_pushvalue(L, -4);
-    lua_setfield(L, -2, "message");
-    lua_pushvalue(L, -3);
-    lua_setfield(L, -2, "traceback");
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "value");
-    lua_pushinteger(L, m->cur_pid);
-    lua_setfield(L, -2, "pid");
+    lppe_remote(L, m->cur_pid);
     return lua_error(L);
   }
   return k + 1;
