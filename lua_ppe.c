@@ -103,7 +103,7 @@ PPE_API int luaopen_ppe(lua_State *L) {
   luaL_newmetatable(L, PPE_FUTURE);
   mts = lua_gettop(L);
   luaL_newmetatable(L, PPE_EXECUTOR);
-  lppe_push_slots(L);
+  lppe_push_taskrefs(L);
   lppe_open_futures(L, mts);
   lppe_open_buffers(L, mts);
   lppe_open_executors(L, mts);

@@ -15,9 +15,8 @@ enum {
   PPE_Z_KILL,       /* p -> z: send signal 'status' to 'pid' if alive */
   PPE_Z_EXITED,     /* z -> p: 'pid' ended with wait status 'status' */
   PPE_Z_ATTACH,     /* caller -> z, on the zygote's own channel: a new
-                    ** executor; 'id' and 'pid' are the lengths of
-                    ** path and cpath with their zero bytes (0 for
-                    ** none), which follow; PPE_ZF_N descriptors */
+                    ** executor (ppe_zattach, then path and cpath);
+                    ** PPE_ZF_N descriptors */
   PPE_Z_PING,       /* p -> z: answer PPE_Z_PONG (are you serving?) */
   PPE_Z_PONG        /* z -> p: the answer, after every earlier request */
 };
@@ -28,6 +27,15 @@ typedef struct ppe_zmsg {
   int32_t pid;
   int32_t status;
 } ppe_zmsg;
+
+/* The header of an attach message: the lengths of the executor's path and
+** cpath that follow, with their zero bytes (0 for none). */
+typedef struct ppe_zattach {
+  int32_t type;      /* PPE_Z_ATTACH */
+  int32_t lpath;
+  int32_t lcpath;
+  int32_t unused;
+} ppe_zattach;
 
 /* An executor's package.path and package.cpath, with a zero byte each, at
 ** most this many bytes: they reach the zygote in one datagram. */

@@ -227,26 +227,27 @@ static int serve_client(Zyg *z, Client *c) {
 ** descriptors. 0 and the client in *c; or why not: EPROTO, EMFILE (what
 ** could not be received), ENOMEM. */
 static int read_attach(Zyg *z, int *fds, int *eof, Client **c) {
-  ppe_zmsg *m = (ppe_zmsg *)z->msg;
+  ppe_zattach *m = (ppe_zattach *)z->msg;
   const char *s = z->msg + sizeof(*m);
-  int i;
+  int i, lp, lc;
   long n = ppe_recv_packet(z->ctl, z->msg, sizeof(*m) + PPE_PATHS_MAX, fds,
                            PPE_ZF_N);
   *eof = n == 0 || (n < 0 && n != -EAGAIN);
-  if (!(n >= (long)sizeof(*m) && m->type == PPE_Z_ATTACH && m->id >= 0 &&
-        m->pid >= 0 && m->id <= PPE_PATHS_MAX && m->pid <= PPE_PATHS_MAX &&
-        n == (long)sizeof(*m) + m->id + m->pid &&
-        (m->id == 0 || s[m->id - 1] == '\0') &&
-        (m->pid == 0 || s[m->id + m->pid - 1] == '\0')))
+  if (n < (long)sizeof(*m) || m->type != PPE_Z_ATTACH) return EPROTO;
+  lp = m->lpath;
+  lc = m->lcpath;
+  if (!(lp >= 0 && lc >= 0 && lp <= PPE_PATHS_MAX && lc <= PPE_PATHS_MAX &&
+        n == (long)sizeof(*m) + lp + lc &&
+        (lp == 0 || s[lp - 1] == '\0') && (lc == 0 || s[lp + lc - 1] == '\0')))
     return EPROTO;
   for (i = 0; i < PPE_ZF_N; i++)
     if (fds[i] < 0) return EMFILE;
-  *c = malloc(sizeof(**c) + (size_t)(m->id + m->pid));
+  *c = malloc(sizeof(**c) + (size_t)(lp + lc));
   if (*c == NULL) return ENOMEM;
   memcpy((*c)->fds, fds, sizeof((*c)->fds));
-  memcpy(*c + 1, s, (size_t)(m->id + m->pid));
-  (*c)->path = m->id ? (char *)(*c + 1) : NULL;
-  (*c)->cpath = m->pid ? (char *)(*c + 1) + m->id : NULL;
+  memcpy(*c + 1, s, (size_t)(lp + lc));
+  (*c)->path = lp ? (char *)(*c + 1) : NULL;
+  (*c)->cpath = lc ? (char *)(*c + 1) + lp : NULL;
   return 0;
 }
 
@@ -379,7 +380,7 @@ void ppe_zserver_main(int ctl, int arena, pid_t parent) {
   sigaddset(&chld, SIGCHLD);
   z.sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   sigprocmask(SIG_SETMASK, &chld, NULL);  /* only SIGCHLD stays queued */
-  z.msg = malloc(sizeof(ppe_zmsg) + PPE_PATHS_MAX);
+  z.msg = malloc(sizeof(ppe_zattach) + PPE_PATHS_MAX);
   if (z.sfd < 0 || z.msg == NULL ||
       reserve((void **)&z.pfd, &z.pfdcap, 3, sizeof(struct pollfd)) != 0)
     _exit(1);  /* an executor then finds its channel closed */

@@ -200,16 +200,16 @@ int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
   size_t lp = path != NULL ? strlen(path) + 1 : 0;
   size_t lc = cpath != NULL ? strlen(cpath) + 1 : 0;
   Fit fit;
-  ppe_zmsg *m;
+  ppe_zattach *m;
   ppe_zygote *dead[4];  /* retired here, buried once the lock is free */
   int sv[2], fds[PPE_ZF_N], i, r, tries, ndead = 0;
   if (lp + lc > PPE_PATHS_MAX) return -ENAMETOOLONG;
   m = malloc(sizeof(*m) + lp + lc);
   if (m == NULL) return -ENOMEM;
   m->type = PPE_Z_ATTACH;
-  m->id = (int32_t)lp;
-  m->pid = (int32_t)lc;
-  m->status = 0;
+  m->lpath = (int32_t)lp;
+  m->lcpath = (int32_t)lc;
+  m->unused = 0;
   if (lp) memcpy(m + 1, path, lp);
   if (lc) memcpy((char *)(m + 1) + lp, cpath, lc);
   r = ppe_packet_channel(sv);

@@ -9,7 +9,7 @@
 
 /*
 ** {======================================================
-** Slots: a future's task, held for it
+** TaskRefs: a future's task, held for it
 ** =======================================================
 */
 
@@ -19,33 +19,33 @@
 ** (sweep_gc). So a future needs no finalizer: an object with one costs
 ** the collector several times as much, and outlives its last reference
 ** by a cycle with all it holds, a 64 MiB result say. */
-typedef struct Slot {
+typedef struct TaskRef {
   ppe_task *t;    /* NULL: free */
   uint64_t gen;   /* bumped when let go: older futures of it are dead */
   int inner;      /* a map's own: when it goes, nobody wants its task */
   int gone;       /* a sweep found its future gone; the next lets go */
-} Slot;
+} TaskRef;
 
-typedef struct Slots {
-  Slot *v;
+typedef struct TaskRefs {
+  TaskRef *v;
   size_t n, cap;     /* slots made, and room */
   size_t *free;      /* indexes of free slots, a stack of nfree */
   size_t nfree;
   int armed;         /* a sweeper exists (see sweep_gc) */
   int held;          /* this load keeps the zygote (zygote.h) */
-} Slots;
+} TaskRefs;
 
 /* A future's user values: 1, what the Lua side made of the outcome (the
 ** values table, with n, or the error object); 2, its done-callbacks. */
 typedef struct Future {
-  Slots *s;       /* the state's: it outlives every future */
+  TaskRefs *s;       /* the state's: it outlives every future */
   size_t slot;
   uint64_t gen;
   int form;       /* F_*: what user value 1 holds */
 } Future;
 
 static ppe_task *task_of(const Future *f) {
-  const Slots *s = f->s;
+  const TaskRefs *s = f->s;
   return (f->slot < s->n && s->v[f->slot].gen == f->gen) ? s->v[f->slot].t
                                                         : NULL;
 }
@@ -68,11 +68,11 @@ ppe_task *lppe_futuretask(lua_State *L, int idx) {
 }
 
 /* Room for one more slot: 0, or -1 out of memory. */
-static int slots_reserve(Slots *s) {
+static int slots_reserve(TaskRefs *s) {
   size_t cap = s->cap ? 2 * s->cap : 256, *fr;
-  Slot *v;
+  TaskRef *v;
   if (s->nfree > 0 || s->n < s->cap) return 0;
-  if ((v = (Slot *)realloc(s->v, cap * sizeof(*v))) == NULL) return -1;
+  if ((v = (TaskRef *)realloc(s->v, cap * sizeof(*v))) == NULL) return -1;
   s->v = v;
   if ((fr = (size_t *)realloc(s->free, cap * sizeof(*fr))) == NULL)
     return -1;
@@ -86,12 +86,12 @@ static int slots_reserve(Slots *s) {
 ** loop close it) is cancelled if it has not started, as Python's map
 ** does when its generator goes. */
 #define BATCH 64
-static void slots_release(Slots *s, const size_t *ks, size_t n) {
+static void slots_release(TaskRefs *s, const size_t *ks, size_t n) {
   ppe_task *ts[BATCH];
   char cancel[BATCH];
   size_t i;
   for (i = 0; i < n; i++) {
-    Slot *sl = &s->v[ks[i]];
+    TaskRef *sl = &s->v[ks[i]];
     ts[i] = sl->t;
     cancel[i] = (char)sl->inner;
     sl->t = NULL;
@@ -102,11 +102,11 @@ static void slots_release(Slots *s, const size_t *ks, size_t n) {
 }
 
 /* Makes the next sweeper: an object nobody holds, whose finalizer runs
-** once the cycle under way ends. Its metatable is the Slots' user value
+** once the cycle under way ends. Its metatable is the TaskRefs' user value
 ** 1, so that another load of the module in this state sweeps its own. */
-static void arm(lua_State *L, Slots *s) {
+static void arm(lua_State *L, TaskRefs *s) {
   lua_newuserdatauv(L, 1, 0);
-  lua_getiuservalue(L, SLOTS, 1);
+  lua_getiuservalue(L, TASKREFS, 1);
   lua_setmetatable(L, -2);
   lua_pop(L, 1);
   s->armed = 1;
@@ -115,7 +115,7 @@ static void arm(lua_State *L, Slots *s) {
 /* Pushes a new future for t, which it takes the caller's reference of. A
 ** map's own futures are 'inner'. */
 void lppe_newfuture(lua_State *L, ppe_task *t, int inner) {
-  Slots *s = (Slots *)lua_touserdata(L, SLOTS);
+  TaskRefs *s = (TaskRefs *)lua_touserdata(L, TASKREFS);
   Future *f;
   size_t k;
   if (!s->armed) arm(L, s);  /* a sweep could not make the next one */
@@ -150,11 +150,11 @@ void lppe_newfuture(lua_State *L, ppe_task *t, int inner) {
 ** finalizer of an object that held the future (which runs in the same
 ** cycle, before or after this one) may still use it, to cancel it say. */
 static int sweep_gc(lua_State *L) {
-  Slots *s = (Slots *)lua_touserdata(L, SLOTS);
+  TaskRefs *s = (TaskRefs *)lua_touserdata(L, TASKREFS);
   size_t k, ks[BATCH], n = 0;
   s->armed = 0;
   for (k = 0; k < s->n; k++) {
-    Slot *sl = &s->v[k];
+    TaskRef *sl = &s->v[k];
     if (sl->t == NULL) continue;
     if (lua_rawgeti(L, WEAK, (lua_Integer)k + 1) != LUA_TNIL) sl->gone = 0;
     else if (!sl->gone) sl->gone = 1;
@@ -172,7 +172,7 @@ static int sweep_gc(lua_State *L) {
 
 /* At the state's close: every task still held goes. */
 static int slots_gc(lua_State *L) {
-  Slots *s = (Slots *)lua_touserdata(L, 1);
+  TaskRefs *s = (TaskRefs *)lua_touserdata(L, 1);
   size_t k, ks[BATCH], n = 0;
   for (k = 0; k < s->n; k++) {
     if (s->v[k].t == NULL) continue;
@@ -517,10 +517,10 @@ static const luaL_Reg sweep_meta[] = {
   {NULL, NULL}
 };
 
-/* Pushes the upvalues SLOTS and WEAK: the state's slots, and the weak
+/* Pushes the upvalues TASKREFS and WEAK: the state's slots, and the weak
 ** table of their futures. */
-void lppe_push_slots(lua_State *L) {
-  memset(lua_newuserdatauv(L, sizeof(Slots), 1), 0, sizeof(Slots));
+void lppe_push_taskrefs(lua_State *L) {
+  memset(lua_newuserdatauv(L, sizeof(TaskRefs), 1), 0, sizeof(TaskRefs));
   lua_newtable(L);
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "v");
@@ -531,9 +531,9 @@ void lppe_push_slots(lua_State *L) {
 /* Once every upvalue is there (from mts on): the slots' finalizers, and
 ** the future class. */
 void lppe_open_futures(lua_State *L, int mts) {
-  lppe_newmeta(L, PPE_SLOTS, slots_meta, mts);
+  lppe_newmeta(L, PPE_TASKREFS, slots_meta, mts);
   lua_setmetatable(L, mts + 2);
-  ((Slots *)lua_touserdata(L, mts + 2))->held = 1;  /* till its __gc */
+  ((TaskRefs *)lua_touserdata(L, mts + 2))->held = 1;  /* till its __gc */
   ppe_zygote_hold(1);
   lua_createtable(L, 0, 1);  /* the sweepers' metatable, this load's own */
   lppe_setfuncs(L, sweep_meta, mts);

@@ -14,7 +14,7 @@
 #define PPE_BUFBOX "ppe.Buffer"
 #define PPE_EXECUTOR "ppe.Executor"
 #define PPE_FUTURE "ppe.Future"
-#define PPE_SLOTS "ppe.Slots"
+#define PPE_TASKREFS "ppe.TaskRefs"
 #define PPE_MAP "ppe.Map"
 /* An unordered map's metatable is the same but for a __gc, which frees its
 ** completion list: an ordered one has none to free, and a finalizer would
@@ -26,7 +26,7 @@
 ** slot, where the registry would take a lookup. */
 #define FUTURE_MT lua_upvalueindex(1)
 #define EXECUTOR_MT lua_upvalueindex(2)
-#define SLOTS lua_upvalueindex(3)  /* the futures' tasks (lfuture.c) */
+#define TASKREFS lua_upvalueindex(3)  /* the futures' tasks (lfuture.c) */
 #define WEAK lua_upvalueindex(4)   /* slot + 1 -> future, weak */
 #define NUPS 4
 
@@ -68,7 +68,7 @@ void lppe_newfuture(lua_State *L, ppe_task *t, int inner);
 ppe_task *lppe_futuretask(lua_State *L, int idx);
 int lppe_outcome(lua_State *L, int idx, int as_table);
 int lppe_run_callbacks(lua_State *L);
-void lppe_push_slots(lua_State *L);
+void lppe_push_taskrefs(lua_State *L);
 void lppe_open_futures(lua_State *L, int mts);
 
 /* Forms of a future's outcome on the Lua side (lppe_outcome). */
