@@ -39,9 +39,7 @@ static const char *const decode_options[] = { "functions", NULL };
 /* The decoder flags of ppe.decode's options table at arg: { functions =
 ** false } takes plain data only, for bytes from anyone but ourselves. */
 static int decodeflags(lua_State *L, int arg) {
-  if (lua_isnoneornil(L, arg)) return 0;
-  if (!lua_istable(L, arg)) luaL_typeerror(L, arg, "options table");
-  lppe_checkkeys(L, arg, decode_options, "decode");
+  lppe_options(L, arg, decode_options, "decode");
   return lppe_optbool(L, arg, "functions", 1) ? 0 : PPE_DEC_DATA;
 }
 

@@ -72,8 +72,8 @@ void lppe_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
 
 /* Every key of the table at arg must be one of keys: a misspelt option
 ** is a mistake, not a wish to be ignored. */
-void lppe_checkkeys(lua_State *L, int arg, const char *const keys[],
-                    const char *what) {
+static void checkkeys(lua_State *L, int arg, const char *const keys[],
+                      const char *what) {
   lua_pushnil(L);
   while (lua_next(L, arg)) {
     int i = 0;
@@ -85,6 +85,19 @@ void lppe_checkkeys(lua_State *L, int arg, const char *const keys[],
       luaL_error(L, "unknown %s option '%s'", what,
                  luaL_tolstring(L, -1, NULL));
   }
+}
+
+/* The options table at arg, an empty one when it is absent, with every
+** key checked; the stack ends there. */
+void lppe_options(lua_State *L, int arg, const char *const keys[],
+                  const char *what) {
+  if (lua_isnoneornil(L, arg)) {
+    lua_settop(L, arg - 1);
+    lua_newtable(L);
+  }
+  if (!lua_istable(L, arg)) luaL_typeerror(L, arg, "options table");
+  lua_settop(L, arg);
+  checkkeys(L, arg, keys, what);
 }
 
 /* The boolean option key of the table at arg (which may be absent). */

@@ -211,13 +211,7 @@ int lppe_executor(lua_State *L) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   int r;
   memset(&o, 0, sizeof(o));
-  if (lua_isnoneornil(L, 1)) {
-    lua_settop(L, 0);
-    lua_newtable(L);
-  }
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  lppe_checkkeys(L, 1, executor_options, "executor");
+  lppe_options(L, 1, executor_options, "executor");
   o.max_workers = (int)lppe_optint(L, 1, "max_workers", ncpu > 0 ? ncpu : 1,
                                    MAX_WORKERS);
   o.max_tasks_per_child = (int)lppe_optint(L, 1, "max_tasks_per_child", 0,

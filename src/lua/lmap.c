@@ -289,13 +289,7 @@ int lppe_map(lua_State *L) {
   lppe_checkcallable(L, 2);
   if (lua_type(L, 3) != LUA_TTABLE && lua_type(L, 3) != LUA_TFUNCTION)
     luaL_typeerror(L, 3, "sequence or iterator function");
-  if (lua_isnoneornil(L, 4)) {
-    lua_settop(L, 3);
-    lua_newtable(L);
-  }
-  luaL_checktype(L, 4, LUA_TTABLE);
-  lua_settop(L, 4);
-  lppe_checkkeys(L, 4, map_options, "map");
+  lppe_options(L, 4, map_options, "map");
   if (e->shut || e->pool == NULL)
     return lppe_raise(L, "ShutdownError", "cannot map after shutdown");
   /* The function is checked once here, so its faults name it. */
