@@ -11,11 +11,10 @@
 #include "src/hostalloc.h"
 #include "src/loaded.h"
 #include "src/mac.h"
+#include "src/serve.h"
 #include "src/vm.h"
 #include "src/wire.h"
 #include "src/worker.h"
-
-#define PPE_VERSION "ppe 0.1.0"
 
 /*
 ** {======================================================
@@ -65,7 +64,17 @@ static int l_worker_id(lua_State *L) {
   return 1;
 }
 
+/* ppe.serve(): this process becomes a worker of the executor at the other
+** end of its stdin and stdout, until that channel closes. */
+static int l_serve(lua_State *L) {
+  char why[200];
+  if (ppe_serve(L, why, sizeof(why)) != 0)
+    return luaL_error(L, "ppe.serve: %s", why);
+  return 0;
+}
+
 static const luaL_Reg ppe_funcs[] = {
+  {"serve", l_serve},
   {"executor", lppe_executor},
   {"encode", l_encode},
   {"decode", l_decode},

@@ -10,6 +10,9 @@
 #define PPE_API
 #endif
 
+/* ppe's version, as ppe._VERSION gives it. */
+#define PPE_VERSION "ppe 0.1.0"
+
 /* Opens the module: luaL_requiref(L, "ppe", luaopen_ppe, 0). */
 PPE_API int luaopen_ppe(lua_State *L);
 

@@ -30,7 +30,18 @@ enum {
                     ** arena (shm.h); the payload says where, aux its
                     ** type */
   PPE_F_BELL,       /* worker -> parent, empty: replies wait in the ring */
-  PPE_F_PAD         /* in the ring only: the rest of it is unused */
+  PPE_F_PAD,        /* in the ring only: the rest of it is unused */
+  /* On a stream to a far worker only (hello.h, serve.c): */
+  PPE_F_HELLO,      /* worker -> parent, first: a ppe_hello */
+  PPE_F_WELCOME,    /* parent -> worker, first: a ppe_welcome */
+  PPE_F_OUT,        /* worker -> parent: whole lines a task wrote to its
+                    ** stdout, for the parent's */
+  PPE_F_TAKEBACK,   /* parent -> worker: skip task 'id' if it has not
+                    ** started */
+  PPE_F_SKIPPED,    /* worker -> parent, in the place of task 'id''s
+                    ** reply: it was skipped, as asked */
+  PPE_F_LEFT        /* worker -> parent, last: it leaves with ppe's own
+                    ** exit code 'aux' (worker.h) */
 };
 
 /* A PPE_F_REF frame and its payload: the offset of a whole message

@@ -28,6 +28,17 @@ int ppe_mac_init(void) {
   return 0;
 }
 
+void ppe_mac_key(unsigned char out[PPE_MAC_KEYLEN]) {
+  memcpy(out, &k0, 8);
+  memcpy(out + 8, &k1, 8);
+}
+
+void ppe_mac_set_key(const unsigned char in[PPE_MAC_KEYLEN]) {
+  memcpy(&k0, in, 8);
+  memcpy(&k1, in + 8, 8);
+  keyed = 1;
+}
+
 #define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
 
 #define SIPROUND \

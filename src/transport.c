@@ -48,6 +48,8 @@ long ppe_send_some(int fd, const void *p, size_t n) {
     /* MSG_NOSIGNAL: a dead peer is an error code, not a SIGPIPE that
     ** would change the whole process's behaviour. */
     ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+    /* A pipe (a far worker's stdout, serve.c) is written plainly. */
+    if (r < 0 && errno == ENOTSOCK) r = write(fd, p, n);
     if (r >= 0) return (long)r;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
@@ -73,6 +75,7 @@ long ppe_recv_some(int fd, void *p, size_t n, int *eof) {
   *eof = 0;
   for (;;) {
     ssize_t r = recv(fd, p, n, 0);
+    if (r < 0 && errno == ENOTSOCK) r = read(fd, p, n);  /* a pipe */
     if (r > 0) return (long)r;
     if (r == 0) { *eof = 1; return 0; }
     if (errno == EINTR) continue;

@@ -17,7 +17,8 @@ int ppe_packet_channel(int sv[2]);
 int ppe_set_nonblock(int fd, int on);
 
 /* One attempt: bytes moved (0 when it would block), or -errno; a peer
-** that closed gives -EPIPE for writes and 0 with *eof set for reads. */
+** that closed gives -EPIPE for writes and 0 with *eof set for reads.
+** Sockets, or pipes (a pipe's writer must ignore SIGPIPE itself). */
 long ppe_send_some(int fd, const void *p, size_t n);
 long ppe_recv_some(int fd, void *p, size_t n, int *eof);
 

@@ -35,6 +35,10 @@ int ppe_worker_id(void) {
   return worker_id;
 }
 
+void ppe_worker_set_id(int id) {
+  worker_id = id;
+}
+
 const char *ppe_worker_exit_meaning(int code) {
   switch (code) {
     case PPE_EXIT_READ:

@@ -7,6 +7,8 @@
 
 /* 1..max_workers inside a worker, 0 in the parent. */
 int ppe_worker_id(void);
+/* A far worker's number, as its executor gives it (serve.c). */
+void ppe_worker_set_id(int id);
 
 /* The exit codes of a worker that leaves by itself, other than 0 (its
 ** executor is done with it). A task's os.exit can give the same numbers:
