@@ -98,12 +98,12 @@ struct ppe_chan {
 ** ppe_chan_unsent; -1 for none (ch may be NULL). */
 int ppe_chan_fd(const ppe_chan *ch);
 
-/* Queues t's request (its frame header written): it goes out in the order
-** queued, after those queued before. The channel decides how: inline, or
-** as a reference to where it already is. The tasks queued are linked by
-** their 'next' field, in that order (the caller's list of them), until a
-** task is wholly sent or its reply comes; the caller unlinks none before
-** that but through ppe_chan_take_back. */
+/* Queues t's request (its frame header written), to go out after those
+** queued before; the channel decides how: inline, or as a reference to
+** where it already is. The tasks queued stay linked by their 'next'
+** field, in that order (the caller's list of those in flight): the caller
+** unlinks one only once nothing is unsent, or its reply has come, or
+** after ppe_chan_stop. */
 void ppe_chan_send(ppe_chan *ch, ppe_task *t);
 /* Queues the initializer's request, ahead of any task; init stays
 ** unchanged until it is sent. */
@@ -124,7 +124,7 @@ int ppe_chan_read(ppe_chan *ch);
 ** returns PPE_CHAN_* bits: END once the stream ended (what it held was
 ** given first), BAD for what no worker of ours sends. A reply to a task
 ** not wholly sent (a worker out of step) ends that task's sending. fn
-** may end the channel. */
+** may end the channel, not free it. */
 int ppe_chan_take(ppe_chan *ch, ppe_reply_fn fn, void *ud);
 
 /* 1 if tasks sent can be taken back at all. */

@@ -505,7 +505,7 @@ static void kill_worker(ppe_pool *p, wslot *w, int sig) {
   if (w->pid > 0) zrequest(p, PPE_Z_KILL, 0, w->pid, sig, -1);
 }
 
-/* A reply from worker w's channel, which it hands us once decoded. */
+/* Whose replies ppe_chan_take hands on_reply. */
 typedef struct taker {
   ppe_pool *p;
   wslot *w;
