@@ -151,6 +151,7 @@ static void deliver(local *c, ppe_reply *r, ppe_reply_fn fn, void *ud) {
 
 static void copied(ppe_reply *r, const ppe_frame *f, const char *pl) {
   r->f = *f;
+  r->skipped = 0;
   r->payload = pl;
   r->held = PPE_HELD_COPY;
 }
@@ -160,6 +161,7 @@ static void copied(ppe_reply *r, const ppe_frame *f, const char *pl) {
 static int lent(local *c, const ppe_frame *f, const char *pl, ppe_reply *r) {
   char *m = ppe_peer_message(c->peer, f, pl, &r->f);
   if (m == NULL) return -1;
+  r->skipped = 0;
   r->payload = m + sizeof(r->f);
   r->held = PPE_HELD_LENT;
   r->lent = m;
@@ -236,9 +238,11 @@ static int l_takes_back(const ppe_chan *ch) {
   return ((const local *)ch)->ring.r != NULL;
 }
 
+/* The worker skips a task it finds barred, and says nothing of it. */
 static int l_take_back(ppe_chan *ch, ppe_task *t) {
   local *c = L(ch);
-  return c->ring.r != NULL && ppe_gate_bar(c->ring.r, t->gate);
+  return c->ring.r != NULL && ppe_gate_bar(c->ring.r, t->gate)
+             ? PPE_BACK_SKIPPED : PPE_BACK_STARTED;
 }
 
 /* Workers ring the bell only while we may be asleep. */

@@ -4,7 +4,9 @@
 ** says what came back. The first kind is chan_local.h's (a socketpair,
 ** shared arenas, a reply ring); another, a byte stream to a worker on
 ** the far side of a launcher, is one more table of the functions below.
-** Never raises; lock.h's lock is held unless said. */
+** Each channel has one descriptor, both ways: a launcher is given the
+** same socket as its stdin and stdout. Never raises; lock.h's lock is
+** held unless said. */
 #ifndef PPE_CHANNEL_H
 #define PPE_CHANNEL_H
 
@@ -38,6 +40,9 @@ enum {
 
 typedef struct ppe_reply {
   ppe_frame f;            /* its header: f.aux is the task's run time, us */
+  int skipped;            /* no reply: task f.id, asked back
+                          ** (PPE_BACK_ASKED), was skipped; nothing more
+                          ** below is set */
   const char *payload;    /* f.len bytes */
   int held;               /* PPE_HELD_* */
   char *lent;             /* LENT: the whole message, header first */
@@ -52,7 +57,8 @@ int ppe_reply_keep(ppe_reply *r, ppe_task *t);
 void ppe_reply_drop(ppe_reply *r);
 
 /* Given every reply, in the order the worker sent them; it calls
-** ppe_reply_keep or ppe_reply_drop, once. */
+** ppe_reply_keep or ppe_reply_drop, once, for each that is not
+** 'skipped'. */
 typedef void (*ppe_reply_fn)(void *ud, ppe_reply *r);
 
 /* }====================================================== */
@@ -127,11 +133,20 @@ int ppe_chan_read(ppe_chan *ch);
 ** may end the channel, not free it. */
 int ppe_chan_take(ppe_chan *ch, ppe_reply_fn fn, void *ud);
 
+/* What ppe_chan_take_back says of a task. */
+enum {
+  PPE_BACK_STARTED,  /* the worker may have started it: its reply comes */
+  PPE_BACK_SKIPPED,  /* the worker will skip it: it is as if never sent,
+                     ** and the caller unlinks it */
+  PPE_BACK_ASKED     /* the worker was asked to skip it: its reply comes,
+                     ** or, in its place, one that says it was skipped
+                     ** (ppe_reply's 'skipped'); asked again, the channel
+                     ** says so again, at no cost */
+};
+
 /* 1 if tasks sent can be taken back at all. */
 int ppe_chan_takes_back(const ppe_chan *ch);
-/* t, wholly sent, is taken back: 1 if the worker will skip it (then it is
-** as if never sent, and the caller unlinks it), 0 if it may have started
-** it (its reply will come). */
+/* t, wholly sent, is to be taken back: PPE_BACK_*. */
 int ppe_chan_take_back(ppe_chan *ch, ppe_task *t);
 
 /* Around the I/O thread's poll: before it (lock held), 1 if replies have

@@ -342,7 +342,8 @@ static wslot *pick(ppe_pool *p, double now) {
 ** run long, those it has not started, when another worker has room:
 ** they go back to the front of the queue, in the order they were
 ** submitted, so the worker free first runs them, as with a queue shared
-** by all. The worker skips them (its channel sees to it).
+** by all. The worker skips them (its channel sees to it); a channel that
+** has to ask the worker gives each back once skipped (give_back).
 ** Not while its requests are still being sent: a frame goes out whole.
 ** They stay running, as the contract has it of a task once handed to a
 ** worker: not cancellable, counted as running. */
@@ -359,8 +360,8 @@ static void take_back(ppe_pool *p, double now) {
     if (!held_back(w, now)) continue;
     prev = w->head;
     while ((t = prev->next) != NULL) {
-      if (!ppe_chan_take_back(w->ch, t)) {
-        prev = t;  /* started: its reply will come */
+      if (ppe_chan_take_back(w->ch, t) != PPE_BACK_SKIPPED) {
+        prev = t;  /* started, or asked: its reply, or word, will come */
         continue;
       }
       prev->next = t->next;
@@ -511,6 +512,32 @@ typedef struct taker {
   wslot *w;
 } taker;
 
+/* Task 'id', which worker w was asked to give back, was skipped there:
+** it goes to the front of the queue, in its order, as take_back's do.
+** -1 if w holds no such task. */
+static int give_back(ppe_pool *p, wslot *w, uint64_t id) {
+  ppe_task **at = &w->head, *prev = NULL, *t;
+  while ((t = *at) != NULL && t->id != id) {
+    prev = t;
+    at = &t->next;
+  }
+  if (t == NULL) return -1;
+  *at = t->next;
+  if (w->tail == t) w->tail = prev;
+  w->ninflight--;
+  if (prev == NULL && w->head != NULL) {  /* the next one starts now */
+    w->started = ppe_now();
+    if (p->task_timeout > 0) w->deadline = w->started + p->task_timeout;
+  }
+  t->pid = 0;
+  for (at = &p->qhead; *at != NULL && (*at)->id < t->id; at = &(*at)->next)
+    ;
+  t->next = *at;
+  *at = t;
+  if (t->next == NULL) p->qtail = t;
+  return 0;
+}
+
 static void on_reply(void *ud, ppe_reply *r) {
   ppe_pool *p = ((taker *)ud)->p;
   wslot *w = ((taker *)ud)->w;
@@ -518,7 +545,11 @@ static void on_reply(void *ud, ppe_reply *r) {
   ppe_task *t = w->head;
   int state = PPE_FINISHED, err = PPE_E_NONE;
   if (w->signalled) {  /* too late: what it held has failed */
-    ppe_reply_drop(r);
+    if (!r->skipped) ppe_reply_drop(r);
+    return;
+  }
+  if (r->skipped) {  /* it never ran: another worker will */
+    if (give_back(p, w, f->id) != 0) kill_worker(p, w, SIGKILL);
     return;
   }
   if (w->state == W_INIT) {
@@ -1252,8 +1283,9 @@ static void fail_held(ppe_pool *p, wslot *w, int sig) {
   ppe_task *t;
   for (t = w->head; t != NULL; t = t->next) {
     p->nrunning--;
-    if (t != w->head && (!ppe_chan_takes_back(w->ch) ||
-                         ppe_chan_take_back(w->ch, t))) {
+    if (t != w->head &&
+        (!ppe_chan_takes_back(w->ch) ||
+         ppe_chan_take_back(w->ch, t) != PPE_BACK_STARTED)) {
       fail_broken(p, t);
       continue;
     }
