@@ -141,9 +141,12 @@ static int l_read(ppe_chan *ch) {
   }
 }
 
+/* Hands r to fn. A reply to the task still being sent, which only a
+** worker out of step sends, ends that task's sending first: fn may
+** unlink the task, and free it. */
 static void deliver(local *c, ppe_reply *r, ppe_reply_fn fn, void *ud) {
   if (c->sending != NULL && c->sending->id == r->f.id) {
-    c->sending = c->sending->next;  /* out of step: its rest is moot */
+    c->sending = c->sending->next;
     c->sendpos = 0;
   }
   fn(ud, r);
