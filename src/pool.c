@@ -9,15 +9,14 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "bigblock.h"
+#include "chan_local.h"
+#include "channel.h"
 #include "future.h"
 #include "pool.h"
-#include "ring.h"
-#include "shm.h"
 #include "transport.h"
 #include "worker.h"
 #include "zygote.h"
@@ -38,11 +37,10 @@ enum {
 ** behind a task that turned out long is taken back (take_back). */
 #define PIPELINE_US 1000.0
 #define PIPELINE_MAX 256
-#define IOV_BATCH 64
 
 /* A worker may not have read a pipeline, nor the one taken back before
-** it: each of those tasks needs a gate word of its own. */
-typedef char gates_enough[2 * PIPELINE_MAX < PPE_GATES ? 1 : -1];
+** it: its channel must tell each of those tasks apart. */
+typedef char depth_fits[2 * PIPELINE_MAX <= PPE_CHAN_DEPTH ? 1 : -1];
 
 /* Seconds a worker whose channel ended may take to exit by itself. A
 ** process can close its descriptors well before it ends (under valgrind
@@ -80,24 +78,15 @@ typedef struct zreq {
 } zreq;
 
 typedef struct wslot {
-  int fd;
+  ppe_chan *ch;        /* to the worker asked for or running; NULL */
   pid_t pid;
   int state;
-  int eof;             /* its channel reached end of stream */
   int timed_out;       /* we killed it for running past task_timeout */
   int initing;         /* its initializer has not answered; it stays set
                        ** when its channel ends (W_ENDING), until its end
                        ** is reported */
   ppe_task *head, *tail;  /* in flight, oldest (the running one) first */
   int ninflight;
-  ppe_task *sending;   /* first task in flight not wholly sent */
-  size_t sendpos;      /* bytes of it sent */
-  ppe_reader rd;       /* touched by the I/O thread only */
-  const char *out;     /* the initializer's request being sent */
-  size_t outlen, outpos;
-  ppe_ref outref;      /* what is sent of it when it is in the arena */
-  ppe_peer *peer;      /* its arena, where its large replies are */
-  ppe_ring_reader ring;  /* and where its small ones are (I/O thread) */
   double deadline;     /* of the running task */
   double started;      /* when the running task started, about */
   double kill_at;      /* when to kill it if it has not ended: one whose
@@ -108,7 +97,6 @@ typedef struct wslot {
   int signalled;       /* terminate/kill: what it held has failed already,
                        ** and no reply of its is taken */
   long ntasks;
-  uint32_t nsent;      /* tasks given to it: the gate's count */
 } wslot;
 
 struct ppe_pool {
@@ -147,6 +135,8 @@ struct ppe_pool {
 };
 
 #define LIVE(w) ((w)->state == W_INIT || (w)->state == W_READY)
+/* Its channel is open: not ended, nor yet to open. */
+#define LINKED(w) (ppe_chan_fd((w)->ch) >= 0)
 
 static void wake(ppe_pool *p) {
   uint64_t one = 1;
@@ -260,7 +250,7 @@ static void set_broken(ppe_pool *p, const char *cause) {
 ** =======================================================
 */
 
-/* Ends a channel for both sides, whatever copies of it a child the caller
+/* Ends a socket for both sides, whatever copies of it a child the caller
 ** forked may hold. */
 static void end_channel(int fd) {
   shutdown(fd, SHUT_RDWR);
@@ -285,57 +275,9 @@ static void kill_by(wslot *w, double t) {
 /* A worker whose channel is closed ends by itself once it reads the end
 ** of it; one that does not (stopped, or stuck) is killed after a grace. */
 static void close_channel(wslot *w) {
-  if (w->fd >= 0) end_channel(w->fd);
-  w->fd = -1;
-  w->out = NULL;
-  w->sending = NULL;
+  if (LINKED(w)) ppe_chan_end(w->ch);
   w->state = W_ENDING;
   kill_by(w, ppe_now() + EOF_GRACE);
-}
-
-/* What goes on the socket for a task: its request, or, when that is in
-** the shared arena, a frame that says where. */
-#define WIRE(t) ((t)->ref.f.type ? (const char *)&(t)->ref : (t)->req.p)
-#define WIRELEN(t) ((t)->ref.f.type ? sizeof((t)->ref) : (t)->req.len)
-
-static int has_output(const wslot *w) {
-  return w->out != NULL || w->sending != NULL;
-}
-
-/* Sends what it can without waiting: the initializer's request, then the
-** requests in flight, many per system call. A full channel stops it; a
-** dead one too (its end of stream will tell). */
-static void push(wslot *w) {
-  while (w->out != NULL) {
-    long r = ppe_send_some(w->fd, w->out + w->outpos, w->outlen - w->outpos);
-    if (r <= 0) return;
-    w->outpos += (size_t)r;
-    if (w->outpos == w->outlen) w->out = NULL;
-  }
-  while (w->sending != NULL) {
-    struct iovec iov[IOV_BATCH];
-    ppe_task *t = w->sending;
-    size_t off = w->sendpos;
-    long r;
-    int n = 0;
-    for (; t != NULL && n < IOV_BATCH; t = t->next, off = 0) {
-      iov[n].iov_base = (char *)WIRE(t) + off;
-      iov[n].iov_len = WIRELEN(t) - off;
-      n++;
-    }
-    r = ppe_sendv_some(w->fd, iov, n);
-    if (r <= 0) return;
-    while (r > 0 && w->sending != NULL) {
-      size_t left = WIRELEN(w->sending) - w->sendpos;
-      if ((size_t)r < left) {
-        w->sendpos += (size_t)r;
-        break;
-      }
-      r -= (long)left;
-      w->sending = w->sending->next;
-      w->sendpos = 0;
-    }
-  }
 }
 
 /* How many tasks a worker may hold at once. */
@@ -349,13 +291,10 @@ static int depth(ppe_pool *p, const wslot *w) {
 
 static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   ppe_request_frame(&t->req, t->type, t->id);
-  if (!p->shared || !ppe_buf_ref(&t->ref, &t->req)) t->ref.f.type = 0;
   if (t->state != PPE_RUNNING) p->nrunning++;  /* else counted already */
   PPE_SET_STATE(t, PPE_RUNNING);
   t->pid = w->pid;
   t->next = NULL;
-  t->gate = w->nsent++;
-  if (w->ring.r != NULL) ppe_gate_open(w->ring.r, t->gate);
   if (w->tail) w->tail->next = t;
   else {
     w->head = t;
@@ -364,10 +303,7 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
     if (p->task_timeout > 0) w->deadline = now + p->task_timeout;
   }
   w->tail = t;
-  if (w->sending == NULL) {
-    w->sending = t;
-    w->sendpos = 0;
-  }
+  ppe_chan_send(w->ch, t);  /* linked first: it is sent after those */
   w->ninflight++;
 }
 
@@ -379,8 +315,8 @@ static int running_long(const wslot *w, double now) {
 /* A worker holding tasks it has not started behind one that has run
 ** long: what take_back takes them from. */
 static int held_back(const wslot *w, double now) {
-  return w->state == W_READY && w->ring.r != NULL && w->ninflight > 1 &&
-         w->sending == NULL && running_long(w, now);
+  return w->state == W_READY && w->ninflight > 1 && running_long(w, now) &&
+         !ppe_chan_unsent(w->ch) && ppe_chan_takes_back(w->ch);
 }
 
 /* The worker to give the next task: the least loaded one with room. One
@@ -402,7 +338,8 @@ static wslot *pick(ppe_pool *p, double now) {
 ** run long, those it has not started, when another worker has room:
 ** they go back to the front of the queue, in the order they were
 ** submitted, so the worker free first runs them, as with a queue shared
-** by all. The worker skips them (the gate).
+** by all. The worker skips them (its channel sees to it); a channel that
+** has to ask the worker gives each back once skipped (give_back).
 ** Not while its requests are still being sent: a frame goes out whole.
 ** They stay running, as the contract has it of a task once handed to a
 ** worker: not cancellable, counted as running. */
@@ -419,8 +356,8 @@ static void take_back(ppe_pool *p, double now) {
     if (!held_back(w, now)) continue;
     prev = w->head;
     while ((t = prev->next) != NULL) {
-      if (!ppe_gate_bar(w->ring.r, t->gate)) {
-        prev = t;  /* started: its reply will come */
+      if (ppe_chan_take_back(w->ch, t) != PPE_BACK_SKIPPED) {
+        prev = t;  /* started, or asked: its reply, or word, will come */
         continue;
       }
       prev->next = t->next;
@@ -459,9 +396,9 @@ static int dispatch(ppe_pool *p, int direct) {
   }
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (!has_output(w)) continue;
-    if (!direct || (w->ninflight == 1 && w->out == NULL)) push(w);
-    if (has_output(w)) need = 1;
+    if (!ppe_chan_unsent(w->ch)) continue;
+    if (!direct || w->ninflight == 1) need |= ppe_chan_push(w->ch);
+    else need = 1;
   }
   return need;
 }
@@ -565,19 +502,50 @@ static void kill_worker(ppe_pool *p, wslot *w, int sig) {
   if (w->pid > 0) zrequest(p, PPE_Z_KILL, 0, w->pid, sig, -1);
 }
 
-/* A reply this large, alone in the reader's buffer, is taken with the
-** buffer instead of copied out of it. */
-#define STEAL_MIN (1u << 20)
+/* Whose replies ppe_chan_take hands on_reply. */
+typedef struct taker {
+  ppe_pool *p;
+  wslot *w;
+} taker;
 
-/* A reply: its header f and payload pl, in the reader's buffer or, when
-** 'shared' is set, in the worker's arena, where 'shared' is the whole
-** message; that is lent to us until we return it. */
-static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
-                     const char *pl, int alone, char *shared) {
+/* Task 'id', which worker w was asked to give back, was skipped there:
+** it goes to the front of the queue, in its order, as take_back's do.
+** -1 if w holds no such task. */
+static int give_back(ppe_pool *p, wslot *w, uint64_t id) {
+  ppe_task **at = &w->head, *prev = NULL, *t;
+  while ((t = *at) != NULL && t->id != id) {
+    prev = t;
+    at = &t->next;
+  }
+  if (t == NULL) return -1;
+  *at = t->next;
+  if (w->tail == t) w->tail = prev;
+  w->ninflight--;
+  if (prev == NULL && w->head != NULL) {  /* the next one starts now */
+    w->started = ppe_now();
+    if (p->task_timeout > 0) w->deadline = w->started + p->task_timeout;
+  }
+  t->pid = 0;
+  for (at = &p->qhead; *at != NULL && (*at)->id < t->id; at = &(*at)->next)
+    ;
+  t->next = *at;
+  *at = t;
+  if (t->next == NULL) p->qtail = t;
+  return 0;
+}
+
+static void on_reply(void *ud, ppe_reply *r) {
+  ppe_pool *p = ((taker *)ud)->p;
+  wslot *w = ((taker *)ud)->w;
+  const ppe_frame *f = &r->f;
   ppe_task *t = w->head;
   int state = PPE_FINISHED, err = PPE_E_NONE;
   if (w->signalled) {  /* too late: what it held has failed */
-    if (shared != NULL) ppe_shm_return(shared, sizeof(*f) + f->len);
+    if (!r->skipped) ppe_reply_drop(r);
+    return;
+  }
+  if (r->skipped) {  /* it never ran: another worker will */
+    if (give_back(p, w, f->id) != 0) kill_worker(p, w, SIGKILL);
     return;
   }
   if (w->state == W_INIT) {
@@ -585,21 +553,20 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
     if (f->type == PPE_F_OK) w->state = W_READY;
     else {
       if (p->initerr.len == 0)  /* the first one says it for all */
-        ppe_buf_add(&p->initerr, pl, (size_t)f->len);
+        ppe_buf_add(&p->initerr, r->payload, (size_t)f->len);
       set_broken(p, "the initializer raised");
     }
-    if (shared != NULL) ppe_shm_return(shared, sizeof(*f) + f->len);
+    ppe_reply_drop(r);
     return;
   }
   if (t == NULL || f->id != t->id || w->state != W_READY) {
     kill_worker(p, w, SIGKILL);  /* a worker out of step is not trusted */
-    if (shared != NULL) ppe_shm_return(shared, sizeof(*f) + f->len);
+    ppe_reply_drop(r);
     return;
   }
   /* Replies come in the order of requests: this is the running task. */
   w->head = t->next;
   if (w->head == NULL) w->tail = NULL;
-  if (w->sending == t) { w->sending = t->next; w->sendpos = 0; }
   t->next = NULL;
   w->ninflight--;
   p->nrunning--;
@@ -612,23 +579,7 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
   }
   if (f->type == PPE_F_ERR) { state = PPE_FAILED; err = PPE_E_REMOTE; }
   else if (f->type != PPE_F_OK) { state = PPE_FAILED; err = PPE_E_SERIAL; }
-  ppe_task_drop_res(t);
-  t->res_text = 0;
-  if (shared != NULL) {  /* read where it is, returned once decoded */
-    t->res.p = shared;
-    t->res.len = sizeof(*f) + (size_t)f->len;
-    t->res_off = sizeof(*f);
-    t->res_peer = w->peer;
-    ppe_peer_ref(w->peer);
-  }
-  else if (alone && f->len >= STEAL_MIN) {
-    t->res = w->rd.b;
-    t->res_off = sizeof(*f);
-    w->rd.b.p = NULL;
-    w->rd.b.len = w->rd.b.cap = 0;
-    w->rd.pos = 0;
-  }
-  else if (ppe_task_set_res(t, pl, (size_t)f->len) != 0) {
+  if (ppe_reply_keep(r, t) != 0) {
     state = PPE_FAILED;
     err = PPE_E_SERIAL;
   }
@@ -637,87 +588,26 @@ static void on_frame(ppe_pool *p, wslot *w, const ppe_frame *f,
     close_channel(w);  /* it leaves on end of stream; a new one follows */
 }
 
-/* A reply from the worker's arena (a REF frame f, payload pl): 0, or -1
-** if it names no message of the worker's. */
-static int on_ref(ppe_pool *p, wslot *w, const ppe_frame *f,
-                  const char *pl) {
-  ppe_frame in;
-  char *m = ppe_peer_message(w->peer, f, pl, &in);
-  if (m == NULL) return -1;
-  on_frame(p, w, &in, m + sizeof(in), 0, m);
-  return 0;
-}
-
-/* Takes the replies waiting in the worker's ring. A worker that wrote
-** there what it may not is killed, and nothing more is read from it. */
-static int take_ring(ppe_pool *p, wslot *w) {
-  ppe_frame f;
-  const char *pl;
+/* Takes the replies w's channel holds; a worker that sent what it may not
+** is killed. Returns ppe_chan_take's bits. */
+static int take_replies(ppe_pool *p, wslot *w) {
+  taker k;
   int r;
-  ppe_ring_begin(&w->ring);
-  while ((r = ppe_ring_next(&w->ring, &f, &pl)) == 1) {
-    if (f.type == PPE_F_BELL) r = -1;  /* bells ring on the channel */
-    else if (f.type != PPE_F_REF) on_frame(p, w, &f, pl, 0, NULL);
-    else if (on_ref(p, w, &f, pl) != 0) r = -1;
-    if (r < 0) break;
-  }
-  ppe_ring_end(&w->ring);
-  if (r < 0) w->ring.r = NULL;
+  k.p = p;
+  k.w = w;
+  r = ppe_chan_take(w->ch, on_reply, &k);
+  if (r & PPE_CHAN_BAD) kill_worker(p, w, SIGKILL);
   return r;
 }
 
-static void take_frames(ppe_pool *p, wslot *w) {
-  ppe_frame f;
-  const char *pl;
-  int r;
-  /* The ring first, and again before each frame from the channel: the
-  ** worker wrote what is in it before it sent the frame. */
-  if ((r = take_ring(p, w)) < 0) goto bad;
-  for (;;) {
-    size_t start = w->rd.pos;
-    if ((r = ppe_reader_next(&w->rd, &f, &pl)) != 1) break;
-    if ((r = take_ring(p, w)) < 0) goto bad;
-    if (f.type == PPE_F_BELL) continue;
-    ppe_ring_seen(&w->ring);
-    if (f.type == PPE_F_REF) {
-      if (on_ref(p, w, &f, pl) != 0) {
-        r = -EPROTO;
-        goto bad;
-      }
-    }
-    else on_frame(p, w, &f, pl, start == 0 && w->rd.pos == w->rd.b.len,
-                  NULL);
-  }
-  if (r < 0) kill_worker(p, w, SIGKILL);
-  return;
-bad:
-  /* Nothing more of it is read: its channel ends. */
-  w->rd.pos = w->rd.b.len;
-  w->eof = 1;
-  kill_worker(p, w, SIGKILL);
-}
-
-/* Reads all that is there (fd non-blocking); sets w->eof at the end. */
-static void drain(wslot *w) {
-  for (;;) {
-    long n = ppe_reader_fill(&w->rd, w->fd);
-    if (n == 0 || (n < 0 && n != -EAGAIN)) { w->eof = 1; return; }
-    if (n < 0) return;
-  }
-}
-
-/* Asks the zygote for the worker of slot w, with an arena of its own for
-** its large replies, which we map first: a worker whose arena we could
-** not map gets none, and replies through its channel. */
+/* Asks the zygote for the worker of slot w, with a new channel, whose
+** arena the zygote hands the worker. */
 static int ask_spawn(ppe_pool *p, wslot *w) {
-  int fd = ppe_shm_create();
-  ppe_peer_unref(w->peer);
-  w->peer = fd >= 0 ? ppe_peer_open(fd, 1) : NULL;
-  if (w->peer == NULL && fd >= 0) {
-    close(fd);
-    fd = -1;
-  }
-  return zrequest(p, PPE_Z_SPAWN, (int)(w - p->w) + 1, 0, 0, fd);
+  int arena;
+  ppe_chan_free(w->ch);
+  w->ch = ppe_chan_local_new(&arena);
+  if (w->ch == NULL) return -ENOMEM;
+  return zrequest(p, PPE_Z_SPAWN, (int)(w - p->w) + 1, 0, 0, arena);
 }
 
 /* 1 if the queue holds work to run: tasks cancelled there are none. */
@@ -783,19 +673,18 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
   int i;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    ppe_ring *ring = ppe_peer_ring(w->peer);
     ppe_task *t;
     int own;
     if (w->pid != pid || w->state == W_NONE || w->state == W_SPAWNING)
       continue;
-    if (w->fd >= 0) {  /* what it wrote before it ended still counts */
-      drain(w);
-      take_frames(p, w);
+    if (LINKED(w)) {  /* what it wrote before it ended still counts */
+      ppe_chan_read(w->ch);
+      take_replies(p, w);
     }
     /* Its exit code is ppe's own if it said so first; a task's os.exit
     ** may give the same numbers. */
-    own = WIFEXITED(status) && WEXITSTATUS(status) != 0 && ring != NULL &&
-          ppe_ring_left(ring) == WEXITSTATUS(status) &&
+    own = WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
+          ppe_chan_left(w->ch) == WEXITSTATUS(status) &&
           ppe_worker_exit_meaning(WEXITSTATUS(status)) != NULL;
     if (w->initing) init_died(p, status, own);
     w->initing = 0;
@@ -835,19 +724,15 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
       }
       requeue(p, rest);
     }
-    w->head = w->tail = w->sending = NULL;
+    w->head = w->tail = NULL;
     w->ninflight = 0;
-    if (w->fd >= 0) close(w->fd);
-    w->fd = -1;
-    w->out = NULL;
-    w->eof = 0;
+    ppe_chan_free(w->ch);  /* replies it lent stay with their tasks */
+    w->ch = NULL;
     w->kill_at = w->asked = w->killed = 0;
     zforget(p, pid);
     w->signalled = 0;
     w->pid = 0;
     w->ntasks = 0;
-    w->rd.pos = w->rd.b.len = 0;
-    memset(&w->ring, 0, sizeof(w->ring));
     respawn(p, w);
     return;
   }
@@ -862,25 +747,16 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   w = &p->w[id - 1];
   w->asked = 0;
   w->pid = pid;
-  w->fd = fd;
-  memset(&w->ring, 0, sizeof(w->ring));
-  w->ring.r = ppe_peer_ring(w->peer);
-  w->nsent = 0;
-  if (fd < 0 || ppe_set_nonblock(fd, 1) != 0 || !replace_workers(p)) {
+  if (ppe_chan_local_open(w->ch, fd, p->shared) != 0 ||
+      !replace_workers(p)) {
     close_channel(w);
     return;
   }
   if (p->init.len > 0) {
     w->state = W_INIT;
     w->initing = 1;
-    w->out = p->init.p;
-    w->outlen = p->init.len;
-    if (p->shared && ppe_buf_ref(&w->outref, &p->init)) {
-      w->out = (const char *)&w->outref;
-      w->outlen = sizeof(w->outref);
-    }
-    w->outpos = 0;
-    push(w);
+    ppe_chan_send_init(w->ch, &p->init);
+    ppe_chan_push(w->ch);
   }
   else w->state = W_READY;
 }
@@ -1028,7 +904,7 @@ static void zygote_gone(ppe_pool *p) {
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     if (w->state == W_NONE) continue;
-    if (w->fd >= 0) close_channel(w);
+    if (LINKED(w)) close_channel(w);
     on_exited(p, w->pid, SIGKILL);  /* as good a status as any now */
     w->state = W_NONE;
   }
@@ -1060,14 +936,15 @@ static void *io_main(void *arg) {
     p->pfd[1].events = POLLIN | (p->zqlen > 0 ? POLLOUT : 0);
     for (i = 0; i < p->nw; i++) {
       wslot *w = &p->w[i];
-      p->pfd[i + 2].fd = w->fd;
-      p->pfd[i + 2].events = POLLIN | (has_output(w) ? POLLOUT : 0);
-      p->pfd[i + 2].revents = 0;
+      struct pollfd *pf = &p->pfd[i + 2];
+      pf->fd = ppe_chan_fd(w->ch);
+      pf->events = POLLIN | (ppe_chan_unsent(w->ch) ? POLLOUT : 0);
+      pf->revents = 0;
     }
-    /* Workers ring the bell only while we may be asleep: from here. A
-    ** reply that came before we said so is taken now, not slept on. */
+    /* Workers may tell of replies only while we may be asleep: from here.
+    ** One that came before we said so is taken now, not slept on. */
     for (i = 0; i < p->nw; i++)  /* (one whose channel is closed: moot) */
-      if (p->w[i].fd >= 0 && ppe_ring_sleep(&p->w[i].ring)) timeout = 0;
+      if (LINKED(&p->w[i]) && ppe_chan_sleep(p->w[i].ch)) timeout = 0;
     ppe_unlock();
     /* Big blocks kept for reuse go back once unused for a while; this
     ** thread is the one that wakes up for it. */
@@ -1081,7 +958,8 @@ static void *io_main(void *arg) {
       ppe_lock();
       continue;
     }
-    for (i = 0; i < p->nw; i++) ppe_ring_wake(&p->w[i].ring);
+    for (i = 0; i < p->nw; i++)
+      if (p->w[i].ch != NULL) ppe_chan_wake(p->w[i].ch);
     if (p->pfd[0].revents & POLLIN) {
       uint64_t v;
       while (read(p->wakefd, &v, sizeof(v)) > 0)
@@ -1092,7 +970,7 @@ static void *io_main(void *arg) {
     }
     for (i = 0; i < p->nw; i++)
       if (p->pfd[i + 2].revents & (POLLIN | POLLHUP | POLLERR))
-        drain(&p->w[i]);
+        ppe_chan_read(p->w[i].ch);
     if (p->pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       while (nz < ZBATCH) {
         long n = ppe_recv_packet(p->zfd, &zm[nz], sizeof(zm[0]), &zfds[nz],
@@ -1109,10 +987,12 @@ static void *io_main(void *arg) {
     if (p->pfd[1].revents & POLLOUT) zflush(p);
     for (i = 0; i < p->nw; i++) {
       wslot *w = &p->w[i];
-      if (w->fd < 0) continue;
-      take_frames(p, w);
-      if (w->fd >= 0 && (p->pfd[i + 2].revents & POLLOUT)) push(w);
-      if (w->eof && w->fd >= 0) {
+      int r;
+      if (!LINKED(w)) continue;
+      r = take_replies(p, w);
+      if (LINKED(w) && (p->pfd[i + 2].revents & POLLOUT))
+        ppe_chan_push(w->ch);
+      if ((r & PPE_CHAN_END) && LINKED(w)) {
         /* Its channel ended, or carried what cannot be read. A worker that
         ** is exiting gets a moment to end with its own status; one that
         ** lives on in that state is not to be trusted or waited for, and
@@ -1155,10 +1035,8 @@ static void *io_main(void *arg) {
 static void pool_release(ppe_pool *p) {
   int i;
   for (i = 0; i < p->nw; i++) {
-    if (p->w[i].fd >= 0) close(p->w[i].fd);
-    ppe_reader_free(&p->w[i].rd);
-    ppe_lock();  /* replies still held by futures keep it mapped */
-    ppe_peer_unref(p->w[i].peer);
+    ppe_lock();  /* replies still held by futures keep its arena mapped */
+    ppe_chan_free(p->w[i].ch);
     ppe_unlock();
   }
   if (p->wakefd >= 0) close(p->wakefd);
@@ -1268,7 +1146,7 @@ static void guard_stdio(void) {
 
 int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   ppe_pool *p;
-  int i, r;
+  int r;
   guard_stdio();
   p = calloc(1, sizeof(*p));
   if (p == NULL) return -ENOMEM;
@@ -1291,7 +1169,6 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
     pool_release(p);
     return -ENOMEM;
   }
-  for (i = 0; i < p->nw; i++) p->w[i].fd = -1;
   p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   p->notifyfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (p->wakefd < 0 || p->notifyfd < 0) {
@@ -1408,7 +1285,8 @@ static void fail_held(ppe_pool *p, wslot *w, int sig) {
   for (t = w->head; t != NULL; t = t->next) {
     p->nrunning--;
     if (t != w->head &&
-        (w->ring.r == NULL || ppe_gate_bar(w->ring.r, t->gate))) {
+        (!ppe_chan_takes_back(w->ch) ||
+         ppe_chan_take_back(w->ch, t) != PPE_BACK_STARTED)) {
       fail_broken(p, t);
       continue;
     }
@@ -1420,7 +1298,7 @@ static void fail_held(ppe_pool *p, wslot *w, int sig) {
     ppe_task_drop_res(t);
     settle(p, t, PPE_FAILED, PPE_E_DIED);
   }
-  w->sending = NULL;
+  ppe_chan_stop(w->ch);
   w->ninflight = 0;
   w->signalled = 1;
 }
