@@ -101,6 +101,8 @@ typedef struct ppe_outcome {
   char message[PPE_MSGSZ];  /* PPE_B_NONE's message */
   pid_t pid;             /* the worker that ran it, or 0 */
   int show_pid;          /* the error has a field pid */
+  const char *host;      /* a far worker's group, or NULL: the error's
+                         ** field host; kept for the process's life */
   int field;             /* 0, or which of the two below is told */
   int signal, exit_code;
 } ppe_outcome;

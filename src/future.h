@@ -44,7 +44,10 @@ struct ppe_task {
   int req_inline;       /* req lives in this block, after the struct */
   int res_inline;       /* res lives there too, where req was */
   size_t inl;           /* bytes of this block after the struct */
-  pid_t pid;            /* the worker that ran it */
+  pid_t pid;            /* the worker that ran it (a far one's, as its
+                        ** machine numbers it) */
+  const char *host;     /* a far worker's group name; NULL here. Kept
+                        ** for the life of the process (pool.c) */
   int signal;           /* PPE_E_DIED: the signal, or 0 */
   int exit_code;        /* PPE_E_DIED without a signal */
   int own_exit;         /* exit_code is one of ppe's own (worker.h), not a

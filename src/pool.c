@@ -14,8 +14,11 @@
 
 #include "bigblock.h"
 #include "chan_local.h"
+#include "chan_stream.h"
 #include "channel.h"
 #include "future.h"
+#include "hello.h"
+#include "launch.h"
 #include "pool.h"
 #include "transport.h"
 #include "worker.h"
@@ -27,7 +30,9 @@ enum {
   W_SPAWNING,  /* asked the zygote for one */
   W_INIT,      /* running the initializer */
   W_READY,     /* serving tasks: none, one, or a pipeline of them */
-  W_ENDING     /* channel closed; waiting for the zygote to report its end */
+  W_ENDING,    /* channel closed; waiting for the zygote to report its end */
+  W_HELLO,     /* far: its launcher started; its hello not yet come */
+  W_WAITING    /* far: none; another is started at spawn_at (back-off) */
 };
 
 /* Small tasks are sent several at a time to each worker, as many as it
@@ -68,6 +73,15 @@ typedef char depth_fits[2 * PIPELINE_MAX <= PPE_CHAN_DEPTH ? 1 : -1];
 ** reaps it whenever it ends. */
 #define LOST_AFTER 10.0
 
+/* A far worker that has not said hello this long after its launcher
+** started is a failed start. */
+#define HELLO_WAIT 30.0
+
+/* A far worker's start that failed is tried again after this long,
+** doubled for each failure in a row, up to BACKOFF_MAX. */
+#define BACKOFF 0.1
+#define BACKOFF_MAX 5.0
+
 /* Spawn requests in flight while an executor starts (see await_workers). */
 #define SPAWN_BATCH 32
 
@@ -77,9 +91,26 @@ typedef struct zreq {
   int fd;              /* sent with it, or -1 */
 } zreq;
 
+/* A group of workers: local ones, forked by the zygote, or far ones, each
+** started through the group's launcher. */
+typedef struct group {
+  const char *name;    /* kept for the process's life: tasks name it */
+  char **argv;         /* launcher and command; NULL: forked here */
+  int n;
+  int fails;           /* failed starts in a row */
+  int given_up;
+  char why[PPE_CAUSE + PPE_LAUNCH_TAIL];  /* its last failed start */
+  long completed, failed, restarts;
+} group;
+
 typedef struct wslot {
   ppe_chan *ch;        /* to the worker asked for or running; NULL */
-  pid_t pid;
+  pid_t pid;           /* a far worker's: its launcher's, here */
+  int g;               /* its group */
+  ppe_launch *far;     /* a far worker's launcher, or NULL */
+  int greeted;         /* far: its hello came and matched */
+  double due;          /* W_HELLO: its hello is due by then; W_WAITING:
+                       ** the next start is then */
   int state;
   int timed_out;       /* we killed it for running past task_timeout */
   int initing;         /* its initializer has not answered; it stays set
@@ -102,7 +133,12 @@ typedef struct wslot {
 struct ppe_pool {
   int nw;
   wslot *w;
-  struct pollfd *pfd;  /* wake, zygote, then one per slot */
+  int ng;
+  group *g;
+  int host_failures;
+  ppe_hello hello;     /* what far workers must say */
+  struct pollfd *pfd;  /* wake, zygote, one per slot, then two per slot
+                       ** (a far one's launcher: its pidfd and stderr) */
   ppe_task *qhead, *qtail;
   uint64_t nextid;
   long nrunning, ncompleted, nfailed, nrestarts;
@@ -126,7 +162,8 @@ struct ppe_pool {
   int closing;         /* stop the workers once nothing is left to run */
   int broken;
   int spawnfail;       /* a worker could not be forked: why (errno) */
-  char cause[160];     /* why it broke, when no worker said it */
+  char cause[PPE_CAUSE + PPE_LAUNCH_TAIL];  /* why it broke, when no worker
+                       ** said it */
   ppe_buf initerr;     /* the initializer's error reply, if it raised */
   int shared;          /* workers read large requests in our arena */
   int max_tasks;
@@ -293,7 +330,8 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   ppe_request_frame(&t->req, t->type, t->id);
   if (t->state != PPE_RUNNING) p->nrunning++;  /* else counted already */
   PPE_SET_STATE(t, PPE_RUNNING);
-  t->pid = w->pid;
+  t->pid = w->far != NULL ? ppe_chan_stream_pid(w->ch) : w->pid;
+  t->host = w->far != NULL ? p->g[w->g].name : NULL;
   t->next = NULL;
   if (w->tail) w->tail->next = t;
   else {
@@ -498,9 +536,14 @@ static void zforget(ppe_pool *p, pid_t pid) {
   if (k == 0) p->zstall = 0;
 }
 
+/* A far worker is ended through its launcher: the worker ends once its
+** channel does (serve.c). */
 static void kill_worker(ppe_pool *p, wslot *w, int sig) {
-  if (w->pid > 0) zrequest(p, PPE_Z_KILL, 0, w->pid, sig, -1);
+  if (w->far != NULL) ppe_launch_kill(w->far, sig);
+  else if (w->pid > 0) zrequest(p, PPE_Z_KILL, 0, w->pid, sig, -1);
 }
+
+static void greeted(ppe_pool *p, wslot *w);
 
 /* Whose replies ppe_chan_take hands on_reply. */
 typedef struct taker {
@@ -583,6 +626,8 @@ static void on_reply(void *ud, ppe_reply *r) {
     state = PPE_FAILED;
     err = PPE_E_SERIAL;
   }
+  p->g[w->g].completed++;
+  if (state == PPE_FAILED) p->g[w->g].failed++;
   finish(p, t, state, err);
   if (p->max_tasks > 0 && w->ntasks >= p->max_tasks && w->ninflight == 0)
     close_channel(w);  /* it leaves on end of stream; a new one follows */
@@ -597,6 +642,8 @@ static int take_replies(ppe_pool *p, wslot *w) {
   k.w = w;
   r = ppe_chan_take(w->ch, on_reply, &k);
   if (r & PPE_CHAN_BAD) kill_worker(p, w, SIGKILL);
+  else if (w->state == W_HELLO && ppe_chan_stream_greeted(w->ch))
+    greeted(p, w);
   return r;
 }
 
@@ -625,13 +672,85 @@ static int replace_workers(const ppe_pool *p) {
   return !p->closing || (!p->broken && work_queued(p));
 }
 
+/* A group of far workers whose starts all fail is given up; an executor
+** whose every group is given up is broken, with the last one's cause. */
+static void start_failed(ppe_pool *p, wslot *w, const char *why) {
+  group *g = &p->g[w->g];
+  int i;
+  w->state = W_NONE;
+  snprintf(g->why, sizeof(g->why), "%s", why);
+  if (++g->fails < p->host_failures) {
+    double wait = BACKOFF;
+    for (i = 1; i < g->fails && wait < BACKOFF_MAX; i++) wait *= 2;
+    w->state = W_WAITING;
+    w->due = ppe_now() + (wait < BACKOFF_MAX ? wait : BACKOFF_MAX);
+    return;
+  }
+  g->given_up = 1;
+  for (i = 0; i < p->ng; i++)
+    if (!p->g[i].given_up) return;
+  set_broken(p, g->why);
+}
+
+/* Starts far worker w through its group's launcher; it is up once it has
+** said hello (greeted). */
+static void launch(ppe_pool *p, wslot *w) {
+  group *g = &p->g[w->g];
+  char why[PPE_CAUSE];
+  int fd, r;
+  ppe_chan_free(w->ch);
+  w->ch = NULL;
+  r = ppe_launch_start(&w->far, g->argv, &fd);
+  if (r == 0 && (w->ch = ppe_chan_stream_new(fd, &p->hello,
+                                             (int)(w - p->w) + 1)) == NULL) {
+    close(fd);
+    ppe_launch_free(w->far);
+    w->far = NULL;
+    r = -ENOMEM;
+  }
+  if (r < 0) {
+    snprintf(why, sizeof(why), "cannot start the launcher of '%s': %s",
+             g->name, strerror(-r));
+    start_failed(p, w, why);
+    return;
+  }
+  w->pid = ppe_launch_pid(w->far);
+  w->state = W_HELLO;
+  w->due = ppe_now() + HELLO_WAIT;
+}
+
+/* Its hello came and matched: it counts as started. */
+static void greeted(ppe_pool *p, wslot *w) {
+  p->g[w->g].fails = 0;
+  w->greeted = 1;
+  if (p->init.len > 0) {
+    w->state = W_INIT;
+    w->initing = 1;
+    ppe_chan_send_init(w->ch, &p->init);
+    ppe_chan_push(w->ch);
+  }
+  else w->state = W_READY;
+}
+
+/* Starts the worker of slot w: forked here, or through a launcher. */
+static int start_worker(ppe_pool *p, wslot *w) {
+  if (p->g[w->g].argv != NULL) {
+    launch(p, w);
+    return 0;
+  }
+  if (ask_spawn(p, w) != 0) return -1;
+  w->state = W_SPAWNING;
+  return 0;
+}
+
 static void respawn(ppe_pool *p, wslot *w) {
-  if (!replace_workers(p) || ask_spawn(p, w) != 0) {
+  if (!replace_workers(p) || p->g[w->g].given_up ||
+      start_worker(p, w) != 0) {
     w->state = W_NONE;
     return;
   }
-  w->state = W_SPAWNING;
   p->nrestarts++;
+  p->g[w->g].restarts++;
 }
 
 /* Puts the tasks a dead worker held but never started back at the front
@@ -669,14 +788,63 @@ static void init_died(ppe_pool *p, int status, int own) {
   set_broken(p, why);
 }
 
+static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status);
+
+/* The zygote reports a local worker's end. */
 static void on_exited(ppe_pool *p, pid_t pid, int status) {
   int i;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
+    if (w->pid != pid || w->far != NULL || w->state == W_NONE ||
+        w->state == W_SPAWNING || w->state == W_WAITING)
+      continue;
+    slot_ended(p, w, pid, status);
+    return;
+  }
+}
+
+/* Why a far worker's start failed: its own words, or its launcher's. */
+static void far_failed(ppe_pool *p, wslot *w, int status) {
+  char why[PPE_CAUSE + PPE_LAUNCH_TAIL];
+  const char *said = w->ch != NULL ? ppe_chan_stream_why(w->ch) : "";
+  const char *tail = ppe_launch_tail(w->far);
+  group *g = &p->g[w->g];
+  if (said[0] != '\0')
+    snprintf(why, sizeof(why), "workers of '%s' cannot start: %s", g->name,
+             said);
+  else if (WIFSIGNALED(status))
+    snprintf(why, sizeof(why), "the launcher of '%s' was killed by signal "
+             "%d before its worker said hello%s%s", g->name,
+             WTERMSIG(status), tail[0] ? "; its stderr ended with:\n" : "",
+             tail);
+  else
+    snprintf(why, sizeof(why), "the launcher of '%s' exited with code %d "
+             "before its worker said hello%s%s", g->name,
+             WEXITSTATUS(status),
+             tail[0] ? "; its stderr ended with:\n" : "", tail);
+  if (LINKED(w)) ppe_chan_end(w->ch);
+  ppe_chan_free(w->ch);
+  w->ch = NULL;
+  ppe_launch_free(w->far);
+  w->far = NULL;
+  w->pid = 0;
+  w->kill_at = 0;
+  start_failed(p, w, why);
+}
+
+/* A far worker's launcher has ended (reaped): a start that failed, or a
+** worker lost like any other. */
+static void far_exited(ppe_pool *p, wslot *w, int status) {
+  if (!w->greeted) far_failed(p, w, status);
+  else slot_ended(p, w, w->pid, status);
+}
+
+/* Worker w has ended with 'status': what it held fails or goes back to
+** the queue, and another is started in its place. */
+static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
+  {
     ppe_task *t;
     int own;
-    if (w->pid != pid || w->state == W_NONE || w->state == W_SPAWNING)
-      continue;
     if (LINKED(w)) {  /* what it wrote before it ended still counts */
       ppe_chan_read(w->ch);
       take_replies(p, w);
@@ -704,13 +872,16 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
     else if (t != NULL) {
       ppe_task *rest = t->next;
       t->next = NULL;
-      t->pid = pid;
+      t->pid = w->far != NULL ? ppe_chan_stream_pid(w->ch) : pid;
+      t->host = w->far != NULL ? p->g[w->g].name : NULL;
       t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       t->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
       t->own_exit = own;
       t->how = p->zdead ? PPE_HOW_ZYGOTE : PPE_HOW_ENDED;
       ppe_task_drop_res(t);
       p->nrunning--;
+      p->g[w->g].completed++;
+      p->g[w->g].failed++;
       finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
       if (p->broken) {  /* nowhere to run them now */
         while (rest != NULL) {
@@ -729,12 +900,14 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
     ppe_chan_free(w->ch);  /* replies it lent stay with their tasks */
     w->ch = NULL;
     w->kill_at = w->asked = w->killed = 0;
-    zforget(p, pid);
+    if (w->far == NULL) zforget(p, pid);
+    ppe_launch_free(w->far);  /* reaped already */
+    w->far = NULL;
+    w->greeted = 0;
     w->signalled = 0;
     w->pid = 0;
     w->ntasks = 0;
     respawn(p, w);
-    return;
   }
 }
 
@@ -830,6 +1003,17 @@ static void check_timeouts(ppe_pool *p, double now) {
   double due = -1;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
+    if (w->state == W_HELLO && now >= w->due) {
+      w->due = now + HELLO_WAIT;  /* its end is a failed start */
+      kill_worker(p, w, SIGKILL);
+    }
+    if (w->state == W_WAITING && now >= w->due) {
+      if (!replace_workers(p)) w->state = W_NONE;
+      else launch(p, w);
+    }
+  }
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
     if (w->state != W_NONE && w->kill_at > 0 && now >= w->kill_at) {
       w->kill_at = 0;
       kill_worker(p, w, SIGKILL);
@@ -865,6 +1049,9 @@ static int poll_timeout(ppe_pool *p, double now) {
     if (w->state != W_NONE && w->kill_at > 0 &&
         (first < 0 || w->kill_at < first))
       first = w->kill_at;
+    if ((w->state == W_HELLO || w->state == W_WAITING) &&
+        (first < 0 || w->due < first))
+      first = w->due;
     /* When a task with others behind it will have run long, if another
     ** worker has room now: they are taken back then (take_back). A worker
     ** that has room later says so with a reply, which wakes us anyway. */
@@ -882,8 +1069,11 @@ static int poll_timeout(ppe_pool *p, double now) {
 static void maybe_close(ppe_pool *p) {
   int i;
   if (!p->closing || p->nrunning > 0 || p->qhead != NULL) return;
-  for (i = 0; i < p->nw; i++)
-    if (LIVE(&p->w[i])) close_channel(&p->w[i]);
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    if (LIVE(w) || w->state == W_HELLO) close_channel(w);
+    else if (w->state == W_WAITING) w->state = W_NONE;
+  }
 }
 
 static int all_gone(ppe_pool *p) {
@@ -926,7 +1116,7 @@ static void *io_main(void *arg) {
   ppe_lock();
   while (!(p->closing && all_gone(p))) {
     ppe_zmsg zm[ZBATCH];
-    int zfds[ZBATCH], nz = 0, i, np = p->nw + 2, zgone = 0;
+    int zfds[ZBATCH], nz = 0, i, np = 3 * p->nw + 2, zgone = 0;
     double now = ppe_now();
     int timeout = poll_timeout(p, now), n;
     double due;
@@ -940,6 +1130,11 @@ static void *io_main(void *arg) {
       pf->fd = ppe_chan_fd(w->ch);
       pf->events = POLLIN | (ppe_chan_unsent(w->ch) ? POLLOUT : 0);
       pf->revents = 0;
+      pf = &p->pfd[p->nw + 2 + 2 * i];
+      pf[0].fd = pf[1].fd = -1;
+      if (w->far != NULL) ppe_launch_fds(w->far, &pf[0].fd, &pf[1].fd);
+      pf[0].events = pf[1].events = POLLIN;
+      pf[0].revents = pf[1].revents = 0;
     }
     /* Workers may tell of replies only while we may be asleep: from here.
     ** One that came before we said so is taken now, not slept on. */
@@ -985,6 +1180,14 @@ static void *io_main(void *arg) {
     }
     ppe_lock();
     if (p->pfd[1].revents & POLLOUT) zflush(p);
+    for (i = 0; i < p->nw; i++) {  /* far workers' launchers */
+      wslot *w = &p->w[i];
+      struct pollfd *pf = &p->pfd[p->nw + 2 + 2 * i];
+      int status;
+      if (w->far != NULL && ((pf[0].revents | pf[1].revents) & ~POLLOUT) &&
+          ppe_launch_poll(w->far, &status))
+        far_exited(p, w, status);
+    }
     for (i = 0; i < p->nw; i++) {
       wslot *w = &p->w[i];
       int r;
@@ -1032,13 +1235,57 @@ static void *io_main(void *arg) {
 ** =======================================================
 */
 
+/* Group names, kept for the life of the process: a future outlives its
+** executor, and its error names the group. One copy of each name. */
+typedef struct name {
+  struct name *next;
+  char s[1];
+} name;
+
+static name *names = NULL;
+
+static const char *intern(const char *s) {
+  name *n;
+  ppe_lock();
+  for (n = names; n != NULL && strcmp(n->s, s) != 0; n = n->next)
+    ;
+  if (n == NULL && (n = malloc(sizeof(*n) + strlen(s))) != NULL) {
+    strcpy(n->s, s);
+    n->next = names;
+    names = n;
+  }
+  ppe_unlock();
+  return n != NULL ? n->s : NULL;
+}
+
+static char **copy_argv(char *const *argv) {
+  char **v;
+  int n, i;
+  for (n = 0; argv[n] != NULL; n++)
+    ;
+  if ((v = calloc((size_t)n + 1, sizeof(*v))) == NULL) return NULL;
+  for (i = 0; i < n; i++)
+    if ((v[i] = strdup(argv[i])) == NULL) return v;  /* freed by caller */
+  return v;
+}
+
+static void free_argv(char **v) {
+  int i;
+  if (v == NULL) return;
+  for (i = 0; v[i] != NULL; i++) free(v[i]);
+  free(v);
+}
+
 static void pool_release(ppe_pool *p) {
   int i;
-  for (i = 0; i < p->nw; i++) {
+  for (i = 0; p->w != NULL && i < p->nw; i++) {
     ppe_lock();  /* replies still held by futures keep its arena mapped */
     ppe_chan_free(p->w[i].ch);
     ppe_unlock();
+    ppe_launch_free(p->w[i].far);
   }
+  for (i = 0; p->g != NULL && i < p->ng; i++) free_argv(p->g[i].argv);
+  free(p->g);
   if (p->wakefd >= 0) close(p->wakefd);
   if (p->notifyfd >= 0) close(p->notifyfd);
   leave_zygote(p);
@@ -1075,6 +1322,10 @@ static int await_workers(ppe_pool *p, char *why) {
     while (asked < p->nw && inflight < SPAWN_BATCH) {
       wslot *w = &p->w[asked++];
       int r;
+      if (p->g[w->g].argv != NULL) {  /* far: up when it says hello */
+        launch(p, w);
+        continue;
+      }
       w->state = W_SPAWNING;
       if ((r = ask_spawn(p, w)) != 0) {
         ppe_unlock();
@@ -1144,6 +1395,33 @@ static void guard_stdio(void) {
     }
 }
 
+/* The groups of o, or one local group of max_workers; the slots, each
+** with its group. */
+static int make_groups(ppe_pool *p, const ppe_pool_opts *o) {
+  static const ppe_group_opts local = { 0, NULL, "local" };
+  int i, j, k = 0;
+  p->ng = o->ngroups > 0 ? o->ngroups : 1;
+  if ((p->g = calloc((size_t)p->ng, sizeof(group))) == NULL) return -ENOMEM;
+  for (i = 0; i < p->ng; i++) {
+    const ppe_group_opts *go = o->ngroups > 0 ? &o->groups[i] : &local;
+    group *g = &p->g[i];
+    g->n = o->ngroups > 0 ? go->n : o->max_workers;
+    if ((g->name = intern(go->name)) == NULL) return -ENOMEM;
+    if (go->argv != NULL) {
+      if ((g->argv = copy_argv(go->argv)) == NULL) return -ENOMEM;
+      for (j = 0; go->argv[j] != NULL; j++)
+        if (g->argv[j] == NULL) return -ENOMEM;
+    }
+    p->nw += g->n;
+  }
+  p->w = calloc((size_t)p->nw, sizeof(wslot));
+  p->pfd = calloc(3 * (size_t)p->nw + 2, sizeof(struct pollfd));
+  if (p->w == NULL || p->pfd == NULL) return -ENOMEM;
+  for (i = 0; i < p->ng; i++)
+    for (j = 0; j < p->g[i].n; j++) p->w[k++].g = i;
+  return 0;
+}
+
 int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   ppe_pool *p;
   int r;
@@ -1155,17 +1433,15 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   ppe_big_keep(1);  /* the I/O thread trims the kept mappings when idle */
   pthread_mutex_init(&p->side_lock, NULL);
   p->zfd = p->wakefd = p->notifyfd = -1;
-  p->nw = o->max_workers;
   p->max_tasks = o->max_tasks_per_child;
+  p->host_failures = o->host_failures > 0 ? o->host_failures : 3;
+  if (o->hello != NULL) p->hello = *o->hello;
   p->task_timeout = o->task_timeout;
   p->init = o->init;
   o->init.p = NULL;
   o->init.len = o->init.cap = 0;
   if (p->init.len > 0) ppe_request_frame(&p->init, PPE_F_INIT, 0);
-  p->w = calloc((size_t)p->nw, sizeof(wslot));
-  p->pfd = calloc((size_t)p->nw + 2, sizeof(struct pollfd));
-  if (p->w == NULL || p->pfd == NULL) {
-    p->nw = 0;
+  if (make_groups(p, o) != 0) {
     pool_release(p);
     return -ENOMEM;
   }
@@ -1322,6 +1598,30 @@ void ppe_pool_signal(ppe_pool *p, int sig) {
   ppe_unlock();
   wake(p);
   join(p);
+}
+
+int ppe_pool_ngroups(ppe_pool *p) {
+  return p->ng;
+}
+
+void ppe_pool_group_stats(ppe_pool *p, int g, ppe_group_stats *gs) {
+  int i;
+  memset(gs, 0, sizeof(*gs));
+  ppe_lock();
+  gs->name = p->g[g].name;
+  gs->completed = p->g[g].completed;
+  gs->failed = p->g[g].failed;
+  gs->restarts = p->g[g].restarts;
+  gs->given_up = p->g[g].given_up;
+  for (i = 0; i < p->nw; i++) {
+    const wslot *w = &p->w[i];
+    const ppe_task *t;
+    if (w->g != g) continue;
+    if (LIVE(w)) gs->workers++;
+    for (t = w->head; t != NULL && !w->signalled; t = t->next)
+      gs->running++;
+  }
+  ppe_unlock();
 }
 
 void ppe_pool_stats(ppe_pool *p, ppe_stats *st) {

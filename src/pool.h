@@ -12,8 +12,25 @@ typedef struct ppe_pool ppe_pool;
 
 #define PPE_CAUSE 160
 
+struct ppe_hello;
+
+/* A group of workers: forked here, or each started through a launcher
+** (far workers, chan_stream.h). */
+typedef struct ppe_group_opts {
+  int n;
+  char *const *argv;          /* the launcher's argv, then the worker's
+                              ** command, NULL-terminated; NULL: forked
+                              ** here */
+  const char *name;           /* for errors ('host') and stats */
+} ppe_group_opts;
+
 typedef struct ppe_pool_opts {
-  int max_workers;
+  int max_workers;            /* with no groups: one local group of it */
+  const ppe_group_opts *groups;  /* or these, ngroups of them */
+  int ngroups;
+  int host_failures;          /* failed starts in a row that give a group
+                              ** of far workers up */
+  const struct ppe_hello *hello;  /* what a far worker must say (hello.h) */
   const char *path, *cpath;   /* package paths for the workers' states */
   int max_tasks_per_child;    /* 0: no limit */
   double task_timeout;        /* seconds; 0: none */
@@ -34,6 +51,14 @@ typedef struct ppe_stats {
   long workers, pending, running, completed, failed, restarts;
 } ppe_stats;
 
+/* One group's figures: its workers up, tasks running on them, tasks that
+** ended there, replacements; and whether it was given up. */
+typedef struct ppe_group_stats {
+  const char *name;           /* valid while the pool is */
+  long workers, running, completed, failed, restarts;
+  int given_up;
+} ppe_group_stats;
+
 /* Attaches to the process's zygote (zygote.h), has it fork the workers,
 ** then starts the I/O thread. */
 int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o);
@@ -50,6 +75,9 @@ void ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures);
 void ppe_pool_signal(ppe_pool *p, int sig);
 
 void ppe_pool_stats(ppe_pool *p, ppe_stats *st);
+/* How many groups p has, and group g's figures. */
+int ppe_pool_ngroups(ppe_pool *p);
+void ppe_pool_group_stats(ppe_pool *p, int g, ppe_group_stats *gs);
 
 /* A descriptor readable while completions wait for a poll, for event
 ** loops; ppe_pool_drain_notify makes it quiet again. */

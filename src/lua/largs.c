@@ -72,8 +72,8 @@ void lppe_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
 
 /* Every key of the table at arg must be one of keys: a misspelt option
 ** is a mistake, not a wish to be ignored. */
-static void checkkeys(lua_State *L, int arg, const char *const keys[],
-                      const char *what) {
+void lppe_checkkeys(lua_State *L, int arg, const char *const keys[],
+                    const char *what) {
   lua_pushnil(L);
   while (lua_next(L, arg)) {
     int i = 0;
@@ -97,7 +97,7 @@ void lppe_options(lua_State *L, int arg, const char *const keys[],
   }
   if (!lua_istable(L, arg)) luaL_typeerror(L, arg, "options table");
   lua_settop(L, arg);
-  checkkeys(L, arg, keys, what);
+  lppe_checkkeys(L, arg, keys, what);
 }
 
 /* The boolean option key of the table at arg (which may be absent). */

@@ -65,8 +65,19 @@ static void push_text(lua_State *L, const ppe_outcome *o, const char *kind) {
   lppe_pusherror(L, kind, n < 0 ? err : "a malformed reply from a worker");
 }
 
-/* Pushes the ppe.Error that the failure record o tells of. */
+static void failure(lua_State *L, const ppe_outcome *o);
+
+/* Pushes the ppe.Error that the failure record o tells of: a far
+** worker's names its group as host. */
 void lppe_pushfailure(lua_State *L, const ppe_outcome *o) {
+  failure(L, o);
+  if (o->host != NULL) {
+    lua_pushstring(L, o->host);
+    lua_setfield(L, -2, "host");
+  }
+}
+
+static void failure(lua_State *L, const ppe_outcome *o) {
   const char *kind = ppe_error_kinds[o->kind];
   switch (o->body) {
     case PPE_B_REMOTE:

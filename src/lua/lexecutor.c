@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "src/lua/lppe.h"
+#include "src/hello.h"
 
 Executor *lppe_toexecutor(lua_State *L, int arg) {
   return (Executor *)lppe_checkclass(L, arg, EXECUTOR_MT, PPE_EXECUTOR);
@@ -20,12 +21,35 @@ static Executor *checkexecutor(lua_State *L) {
   return e;
 }
 
-/* Waits for all work, reaps the workers and releases every resource. */
-static void release(Executor *e) {
+/* Pushes stats().groups: a row per group, in the order of 'workers'. */
+static void push_groups(lua_State *L, ppe_pool *p) {
+  int i, n = ppe_pool_ngroups(p);
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    ppe_group_stats gs;
+    ppe_pool_group_stats(p, i, &gs);
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, gs.name); lua_setfield(L, -2, "name");
+    lua_pushinteger(L, gs.workers); lua_setfield(L, -2, "workers");
+    lua_pushinteger(L, gs.running); lua_setfield(L, -2, "running");
+    lua_pushinteger(L, gs.completed); lua_setfield(L, -2, "completed");
+    lua_pushinteger(L, gs.failed); lua_setfield(L, -2, "failed");
+    lua_pushinteger(L, gs.restarts); lua_setfield(L, -2, "restarts");
+    lua_pushboolean(L, gs.given_up); lua_setfield(L, -2, "given_up");
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+/* Waits for all work, reaps the workers and releases every resource; the
+** figures stay, for stats() afterwards (the groups' in user value 1 of
+** the executor at 1). */
+static void release(lua_State *L, Executor *e) {
   if (e->pool == NULL) return;
   e->shut = 1;
   ppe_pool_shutdown(e->pool, 1, 0);
   ppe_pool_stats(e->pool, &e->last);
+  push_groups(L, e->pool);
+  lua_setiuservalue(L, 1, 1);
   ppe_pool_free(e->pool);
   e->pool = NULL;
 }
@@ -65,14 +89,14 @@ static int e_shutdown(lua_State *L) {
   e->shut = 1;
   if (e->pool == NULL) return 0;  /* idempotent */
   ppe_pool_shutdown(e->pool, 0, cancel);
-  if (wait) release(e);
+  if (wait) release(L, e);
   return 0;
 }
 
 /* close, __close and __gc: finish pending work, reap every worker, and
 ** release all the executor holds. Copes with a closed executor. */
 static int e_close(lua_State *L) {
-  release(lppe_toexecutor(L, 1));
+  release(L, lppe_toexecutor(L, 1));
   return 0;
 }
 
@@ -81,7 +105,7 @@ static int e_signal(lua_State *L, int sig) {
   e->shut = 1;
   if (e->pool == NULL) return 0;  /* nothing left to signal */
   ppe_pool_signal(e->pool, sig);
-  release(e);
+  release(L, e);
   return 0;
 }
 
@@ -99,6 +123,12 @@ static int e_stats(lua_State *L) {
   lua_pushinteger(L, st.completed); lua_setfield(L, -2, "completed");
   lua_pushinteger(L, st.failed); lua_setfield(L, -2, "failed");
   lua_pushinteger(L, st.restarts); lua_setfield(L, -2, "restarts");
+  if (e->pool != NULL) push_groups(L, e->pool);
+  else if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  lua_setfield(L, -2, "groups");
   return 1;
 }
 
@@ -132,8 +162,145 @@ static int e_fileno(lua_State *L) {
 
 static const char *const executor_options[] = {
   "max_workers", "initializer", "initargs", "max_tasks_per_child",
-  "task_timeout", NULL
+  "task_timeout", "workers", "host_failures", NULL
 };
+
+static const char *const group_options[] = {
+  "n", "launcher", "command", "name", NULL
+};
+
+/* The strings of the sequence field 'key' of the group at idx, pushed,
+** appended to argv from *n on (room permitting); how many. */
+static int strings(lua_State *L, int idx, const char *key, int gi) {
+  int i, len = 0, top = lua_gettop(L);
+  if (lua_getfield(L, idx, key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!lua_istable(L, -1) || (len = (int)luaL_len(L, -1)) < 1)
+    luaL_error(L, "workers[%d].%s must be a non-empty list of strings "
+               "(an argv), got %s", gi, key, luaL_typename(L, -1));
+  luaL_checkstack(L, len, "argv too long");
+  for (i = 1; i <= len; i++)
+    if (lua_geti(L, top + 1, i) != LUA_TSTRING)
+      luaL_error(L, "workers[%d].%s[%d] must be a string, got %s", gi, key,
+                 i, luaL_typename(L, -1));
+  lua_remove(L, top + 1);
+  return len;
+}
+
+/* The command of a far worker when its group gives none: this Lua by its
+** usual name, serving. */
+static int default_command(lua_State *L) {
+#if LUA_VERSION_NUM == 501
+  lua_getglobal(L, "jit");
+  lua_pushstring(L, lua_istable(L, -1) ? "luajit" : "lua5.1");
+  lua_remove(L, -2);
+#else
+  lua_pushfstring(L, "lua%d.%d", LUA_VERSION_NUM / 100,
+                  LUA_VERSION_NUM % 100);
+#endif
+  lua_pushliteral(L, "-e");
+  lua_pushliteral(L, "require('ppe').serve()");
+  return 3;
+}
+
+/* One group, the table at idx (number gi): its options into *go; what its
+** strings need kept alive is left in the anchor table at 'anchor'. */
+static int read_group(lua_State *L, int idx, int gi, int anchor,
+                      ppe_group_opts *go) {
+  int nl, nc, i;
+  char **argv;
+  lua_pushfstring(L, "workers[%d]", gi);
+  lppe_checkkeys(L, idx, group_options, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  go->n = (int)lppe_optint(L, idx, "n", 0, MAX_WORKERS);
+  if (go->n == 0) luaL_error(L, "workers[%d] needs n, its number of "
+                             "workers", gi);
+  nl = strings(L, idx, "launcher", gi);
+  nc = nl > 0 ? strings(L, idx, "command", gi) : 0;
+  if (nl == 0 && lua_getfield(L, idx, "command") != LUA_TNIL)
+    luaL_error(L, "workers[%d].command is given without a launcher", gi);
+  if (nl == 0) lua_pop(L, 1);
+  if (nl > 0 && nc == 0) nc = default_command(L);
+  go->argv = NULL;
+  if (nl > 0) {
+    argv = (char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(nl + nc
+                                      + 1), 0);
+    lua_insert(L, -(nl + nc) - 1);
+    for (i = 0; i < nl + nc; i++)
+      argv[i] = (char *)lua_tostring(L, -(nl + nc) + i);
+    argv[nl + nc] = NULL;
+    /* Kept alive in the anchor: the argv and its strings. */
+    for (i = 0; i <= nl + nc; i++) {
+      lua_pushvalue(L, -(nl + nc) - 1 + i);
+      lua_rawseti(L, anchor, (lua_Integer)luaL_len(L, anchor) + 1);
+    }
+    lua_pop(L, nl + nc + 1);
+    go->argv = argv;
+  }
+  if (lua_getfield(L, idx, "name") == LUA_TNIL) {
+    lua_pop(L, 1);
+    if (nl == 0) lua_pushliteral(L, "local");
+    else {
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      for (i = 0; i < nl; i++) {
+        if (i > 0) luaL_addchar(&b, ' ');
+        luaL_addstring(&b, go->argv[i]);
+      }
+      luaL_pushresult(&b);
+    }
+  }
+  else if (!lua_isstring(L, -1) || lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "workers[%d].name must be a string, got %s", gi,
+               luaL_typename(L, -1));
+  go->name = lua_tostring(L, -1);
+  lua_rawseti(L, anchor, (lua_Integer)luaL_len(L, anchor) + 1);
+  return go->n;
+}
+
+/* The option workers, a list of groups, into o; what must stay alive
+** meanwhile is pushed (one value). Names are unique. */
+static void groups_option(lua_State *L, int arg, ppe_pool_opts *o) {
+  int i, n = 0, total = 0, anchor, list;
+  ppe_group_opts *gs;
+  if (lua_getfield(L, arg, "workers") == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return;
+  }
+  list = lua_gettop(L);
+  if (!lua_istable(L, list) || (n = (int)luaL_len(L, list)) < 1)
+    luaL_error(L, "option 'workers' must be a non-empty list of groups, "
+               "got %s", luaL_typename(L, list));
+  if (lua_getfield(L, arg, "max_workers") != LUA_TNIL)
+    luaL_error(L, "options 'workers' and 'max_workers' are given both: "
+               "give the number of each group's workers as its n");
+  lua_pop(L, 1);
+  lua_newtable(L);  /* the anchor */
+  anchor = lua_gettop(L);
+  gs = (ppe_group_opts *)lua_newuserdatauv(L, sizeof(*gs) * (size_t)n, 0);
+  lua_rawseti(L, anchor, 1);
+  for (i = 1; i <= n; i++) {
+    int j;
+    if (lua_geti(L, list, i) != LUA_TTABLE)
+      luaL_error(L, "workers[%d] must be a table, got %s", i,
+                 luaL_typename(L, -1));
+    total += read_group(L, lua_gettop(L), i, anchor, &gs[i - 1]);
+    lua_pop(L, 1);
+    if (total > MAX_WORKERS)
+      luaL_error(L, "option 'workers' asks for %d workers, more than %d",
+                 total, MAX_WORKERS);
+    for (j = 0; j < i - 1; j++)
+      if (strcmp(gs[j].name, gs[i - 1].name) == 0)
+        luaL_error(L, "workers[%d] and workers[%d] are both named '%s'",
+                   j + 1, i, gs[j].name);
+  }
+  o->groups = gs;
+  o->ngroups = n;
+  lua_replace(L, list);  /* the anchor, in the list's place */
+}
 
 /* The initializer's request, left on the stack in a Lua-owned buffer; an
 ** empty buffer when there is none. */
@@ -206,6 +373,7 @@ static int startfailed(lua_State *L, ppe_pool_opts *o, int r) {
 
 int lppe_executor(lua_State *L) {
   ppe_pool_opts o;
+  ppe_hello hello;
   ppe_buf *init;
   Executor *e;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -217,11 +385,15 @@ int lppe_executor(lua_State *L) {
   o.max_tasks_per_child = (int)lppe_optint(L, 1, "max_tasks_per_child", 0,
                                            INT32_MAX);
   o.task_timeout = lppe_optseconds(L, 1, "task_timeout", 1, 0);
+  o.host_failures = (int)lppe_optint(L, 1, "host_failures", 3, 1000);
   o.keep = keepenv(L);
   init = initoption(L, 1);                  /* stack 2 */
   o.path = pkgpath(L, "path");              /* stack 3 */
   o.cpath = pkgpath(L, "cpath");            /* stack 4 */
-  e = (Executor *)lua_newuserdatauv(L, sizeof(Executor), 0);
+  groups_option(L, 1, &o);                  /* stack 5 */
+  if (ppe_hello_make(L, &hello) != 0) return luaL_error(L, "not enough memory");
+  o.hello = &hello;
+  e = (Executor *)lua_newuserdatauv(L, sizeof(Executor), 1);
   memset(e, 0, sizeof(*e));
   lppe_setclass(L, EXECUTOR_MT);
   o.init = *init;  /* moved into the pool, whatever happens */

@@ -44,6 +44,8 @@ void lppe_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                    const luaL_Reg *methods, int mts);
 void lppe_options(lua_State *L, int arg, const char *const keys[],
                   const char *what);
+void lppe_checkkeys(lua_State *L, int arg, const char *const keys[],
+                    const char *what);
 int lppe_optbool(lua_State *L, int arg, const char *key, int def);
 lua_Integer lppe_optint(lua_State *L, int arg, const char *key,
                         lua_Integer def, lua_Integer max);
