@@ -186,6 +186,22 @@ static void print(stream *c, const char *p, size_t n, int all) {
   c->line.len -= k;
 }
 
+/* What came instead of a hello (a login banner, a shell's complaint),
+** told in the reason, as far as it is text. */
+static void unexpected(stream *c, const char *p, size_t n) {
+  char said[64];
+  size_t i, k = 0;
+  for (i = 0; i < n && k < sizeof(said) - 1; i++)
+    said[k++] = (p[i] >= 32 && p[i] < 127) ? p[i] : p[i] == '\n' ? '/' : '?';
+  said[k] = '\0';
+  ppe_hello_match(&c->mine, "", 0, c->why, sizeof(c->why));
+  if (k > 0) {
+    size_t len = strlen(c->why);
+    snprintf(c->why + len, sizeof(c->why) - len, "; it said \"%s%s\"", said,
+             i < n ? "..." : "");
+  }
+}
+
 static int s_read(ppe_chan *ch) {
   stream *c = S(ch);
   for (;;) {
@@ -209,7 +225,7 @@ static int s_take(ppe_chan *ch, ppe_reply_fn fn, void *ud) {
     if ((n = ppe_reader_next(&c->rd, &f, &pl)) != 1) break;
     if (!c->greeted) {
       if (f.type != PPE_F_HELLO) {
-        ppe_hello_match(&c->mine, "", 0, c->why, sizeof(c->why));
+        c->rd.pos = start;
         goto bad;
       }
       if (greet(c, &f, pl) != 0) goto bad;
@@ -247,8 +263,12 @@ static int s_take(ppe_chan *ch, ppe_reply_fn fn, void *ud) {
     fn(ud, &r);
     if (c->rd.b.p == NULL) c->rd.pos = 0;  /* the buffer went with it */
   }
+  if (c->eof && !c->greeted && c->why[0] == '\0' && c->rd.pos < c->rd.b.len)
+    unexpected(c, c->rd.b.p + c->rd.pos, c->rd.b.len - c->rd.pos);
   return (c->eof ? PPE_CHAN_END : 0) | (n < 0 ? PPE_CHAN_BAD : 0);
 bad:
+  if (!c->greeted && c->why[0] == '\0')
+    unexpected(c, c->rd.b.p + c->rd.pos, c->rd.b.len - c->rd.pos);
   c->rd.pos = c->rd.b.len;
   c->eof = 1;
   return PPE_CHAN_END | PPE_CHAN_BAD;

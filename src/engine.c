@@ -282,7 +282,7 @@ void ppe_outcome_get(ppe_task *t, ppe_outcome *o) {
   ppe_task_ref(t);  /* the bytes stay while the caller decodes them */
   classify(o, t);
   o->pid = t->pid;
-  if (o->kind != PPE_OK && o->kind != PPE_K_CANCELLED) o->host = t->host;
+  if (o->kind != PPE_K_CANCELLED) o->host = t->host;
   ppe_unlock();
 }
 

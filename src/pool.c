@@ -835,6 +835,10 @@ static void far_failed(ppe_pool *p, wslot *w, int status) {
 /* A far worker's launcher has ended (reaped): a start that failed, or a
 ** worker lost like any other. */
 static void far_exited(ppe_pool *p, wslot *w, int status) {
+  if (!w->greeted && LINKED(w)) {  /* what it said first tells why */
+    ppe_chan_read(w->ch);
+    take_replies(p, w);
+  }
   if (!w->greeted) far_failed(p, w, status);
   else slot_ended(p, w, w->pid, status);
 }

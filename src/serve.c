@@ -189,8 +189,9 @@ static void run(lua_State *W, Req *q, ppe_buf *reply) {
   if (reply->len > (1u << 20)) lua_gc(W, LUA_GCCOLLECT, 0);
 }
 
-/* The next request to run, or NULL once the channel has ended. Those
-** taken back are answered on the way. */
+/* The next request to run, or NULL once the channel has ended (those
+** queued then are let go with the process). Those taken back are
+** answered on the way. */
 static Req *next_request(void) {
   Req *q;
   pthread_mutex_lock(&S.mu);
@@ -205,7 +206,8 @@ static Req *next_request(void) {
     if (S.head != NULL || S.ended) break;
     pthread_cond_wait(&S.cond, &S.mu);
   }
-  q = S.head;
+  /* Once the channel has ended, what is queued has nobody to answer. */
+  q = S.ended ? NULL : S.head;
   if (q != NULL) {
     S.head = q->next;
     if (S.head == NULL) S.tail = NULL;
@@ -232,7 +234,9 @@ static int take_stdio(void) {
 }
 
 /* Says hello and waits for the executor's welcome: its key, and this
-** worker's number. 0, or a message in why. */
+** worker's number. 0; 1 if the executor left first (it was closing, or
+** found this side did not match: it says why); or -1 with a message in
+** why. */
 static int handshake(lua_State *L, char *why, size_t n) {
   ppe_reader *rd = &S.rd;
   ppe_hello h;
@@ -245,10 +249,12 @@ static int handshake(lua_State *L, char *why, size_t n) {
     return -1;
   }
   put(PPE_F_HELLO, 0, 0, &h, sizeof(h));
-  while ((r = ppe_reader_next(rd, &f, &pl)) == 0)
-    if (ppe_wait_readable(S.in, WELCOME_MS) != 1 ||
-        ppe_reader_fill(rd, S.in) <= 0)
-      break;
+  while ((r = ppe_reader_next(rd, &f, &pl)) == 0) {
+    long got;
+    if (ppe_wait_readable(S.in, WELCOME_MS) != 1) break;
+    if ((got = ppe_reader_fill(rd, S.in)) == 0) return 1;  /* it left */
+    if (got < 0 && got != -EAGAIN) break;
+  }
   if (r != 1 || f.type != PPE_F_WELCOME || f.len != sizeof(w)) {
     snprintf(why, n, r == 0 ? "no welcome from the executor" :
              "the executor's first message was no welcome");
@@ -283,6 +289,7 @@ int ppe_serve(lua_State *L, char *why, size_t n) {
   ppe_buf reply = PPE_BUF_INIT;
   lua_State *W;
   Req *q;
+  int r;
   signal(SIGPIPE, SIG_IGN);  /* a closed channel is an error code */
   pthread_mutex_init(&S.mu, NULL);
   pthread_cond_init(&S.cond, NULL);
@@ -291,7 +298,7 @@ int ppe_serve(lua_State *L, char *why, size_t n) {
              strerror(errno));
     return -1;
   }
-  if (handshake(L, why, n) != 0) return -1;
+  if ((r = handshake(L, why, n)) != 0) return r < 0 ? -1 : 0;
   if ((W = task_state(L)) == NULL) leave(PPE_EXIT_HOOK);
   if (pthread_create(&fwd, NULL, forwarder_main, NULL) != 0 ||
       pthread_create(&reader, NULL, reader_main, NULL) != 0)

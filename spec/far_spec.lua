@@ -1,0 +1,294 @@
+-- Far workers, started through a launcher: here the plainest one, env,
+-- which runs the worker's command on this machine over the same pipe an
+-- ssh or srun would give (spec/launchers_spec.lua has the real ones).
+-- Every executor is closed and every wait has a timeout.
+local ppe = require "ppe"
+local H = require "helpers"
+
+local T = 30  -- seconds: a loose bound for work that takes a moment
+
+-- The far side's command: this interpreter, with this process's paths
+-- (the far side's own, on another machine), serving.
+local function command(extra)
+  return { H.interpreter(), "-e", ("package.cpath = %q; package.path = %q; %s"
+    .. "require('ppe').serve()"):format(package.cpath, package.path,
+                                        extra or "") }
+end
+
+local function far(n, opts)
+  local g = { n = n, launcher = { "env" }, command = command() }
+  for k, v in pairs(opts or {}) do g[k] = v end
+  return g
+end
+
+-- The pid and worker id of the process that runs the task.
+local function whoami()
+  local f = io.open("/proc/self/stat")
+  local pid = f:read("*n")
+  f:close()
+  return pid, require("ppe").worker_id()
+end
+
+-- The failure of a future, waited for with a timeout.
+local function failure(f)
+  assert.is_true(f:wait(T), "the future did not finish in time")
+  local ok, e = pcall(f.result, f, 0)
+  assert.is_false(ok, "the future succeeded")
+  return e
+end
+
+describe("far workers through a launcher", function()
+  it("run functions by value and by name, with their results",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { workers = { far(2) } })
+    local f = ex:submit(function(a, b) return a + b, a * b end, 6, 7)
+    local s, p = f:result(T)
+    assert.are.equal(13, s)
+    assert.are.equal(42, p)
+    assert.are.equal("ababab", ex:submit("string.rep", "ab", 3):result(T))
+    local t = ex:submit(function() return { x = { 1, 2, 3 }, y = "z" } end)
+    assert.are.same({ x = { 1, 2, 3 }, y = "z" }, t:result(T))
+  end))
+
+  it("are other processes, numbered 1..n with the local ones",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { workers = { { n = 1 }, far(2) } })
+    local ids, pids = {}, {}
+    local fs = {}
+    for i = 1, 60 do
+      fs[i] = ex:submit(function() H.spin(0.01) return whoami() end)
+    end
+    for i = 1, 60 do
+      local pid, id = fs[i]:result(T)
+      ids[id] = true
+      pids[pid] = true
+      assert.are_not.equal(H.pid(), pid)
+    end
+    for id in pairs(ids) do
+      assert.is_true(id >= 1 and id <= 3, "worker id " .. id)
+    end
+    local s = ex:stats()
+    assert.are.equal(2, #s.groups)
+    assert.are.equal("local", s.groups[1].name)
+    assert.are.equal("env", s.groups[2].name)
+    assert.are.equal(60, s.groups[1].completed + s.groups[2].completed)
+    assert.is_true(s.groups[2].completed > 0, "no task ran far")
+  end))
+
+  it("give errors with the far pid and the group's name as host",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { workers = { far(1, { name = "box" }) } })
+    local pid = ex:submit(whoami):result(T)
+    local e = failure(ex:submit(function() error("boom") end))
+    assert.are.equal("RemoteError", e.kind)
+    assert.matches("boom", e.message)
+    assert.are.equal("box", e.host)
+    assert.are.equal(pid, e.pid)
+  end))
+
+  it("map in chunks, in order and as completed, with buffersize",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { workers = { far(2) } })
+    local items = {}
+    for i = 1, 1000 do items[i] = i end
+    local got = {}
+    for i, v in ex:map(function(x) return x * 2 end, items,
+                       { chunksize = 37 }) do
+      got[#got + 1] = v
+      assert.are.equal(2 * i, v)
+    end
+    assert.are.equal(1000, #got)
+    local sum, n = 0, 0
+    for _, v in ex:map(function(x) return x + 1 end, items,
+                       { chunksize = 10, ordered = false, buffersize = 50 }) do
+      sum, n = sum + v, n + 1
+    end
+    assert.are.equal(1000, n)
+    assert.are.equal(500500 + 1000, sum)
+    local ok, e = pcall(function()
+      for _ in ex:map(function(x) if x == 2 then error("two") end end,
+                      { 1, 2, 3 }) do end
+    end)
+    assert.is_false(ok)
+    assert.are.equal("RemoteError", e.kind)
+    assert.are.equal("env", e.host)
+  end))
+
+  it("run the initializer, and honour max_tasks_per_child",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor {
+      workers = { far(1) },
+      initializer = function(v) _G.SEEN = v end, initargs = { "init" },
+      max_tasks_per_child = 2,
+    })
+    local pids = {}
+    for _ = 1, 6 do
+      local seen, pid = ex:submit(function()
+        local f = io.open("/proc/self/stat")
+        local p = f:read("*n")
+        f:close()
+        return _G.SEEN, p
+      end):result(T)
+      assert.are.equal("init", seen)
+      pids[pid] = (pids[pid] or 0) + 1
+    end
+    assert.are.equal(3, H.count(pids))
+    for _, n in pairs(pids) do assert.are.equal(2, n) end
+  end))
+
+  it("fail only the task whose worker died, and replace the worker",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { workers = { far(1) } })
+    local before = ex:submit(whoami):result(T)
+    local e = failure(ex:submit(function() os.exit(7) end))
+    assert.are.equal("WorkerDied", e.kind)
+    assert.are.equal(7, e.exit_code)
+    assert.are.equal("env", e.host)
+    local after = ex:submit(whoami):result(T)
+    assert.are_not.equal(before, after)
+    assert.are.equal(1, ex:stats().groups[1].restarts)
+  end))
+
+  it("stop a task past task_timeout", H.scoped(function(scope)
+    local ex = scope(ppe.executor { workers = { far(1) }, task_timeout = 0.5 })
+    local t0 = H.now()
+    local e = failure(ex:submit(function() while true do end end))
+    assert.are.equal("TaskTimeout", e.kind)
+    assert.are.equal("env", e.host)
+    assert.is_true(H.now() - t0 < 10)
+    assert.are.equal(4, ex:submit(function() return 4 end):result(T))
+  end))
+
+  it("forward what tasks print, in whole lines, before their results",
+     function()
+    local prog = os.tmpname()
+    local f = assert(io.open(prog, "w"))
+    f:write(([[
+      package.cpath = %q
+      package.path = %q
+      local ppe = require "ppe"
+      local ex = ppe.executor { workers = { { n = 1, launcher = { "env" },
+        command = { %q, "-e", %q } } } }
+      local r = ex:submit(function()
+        for i = 1, 3 do io.write("line ", i, "\n") end
+        io.write("no newline")
+        return "done"
+      end):result(30)
+      io.write("[", r, "]\n")
+      ex:close()
+    ]]):format(package.cpath, package.path, H.interpreter(),
+               command()[3]))
+    f:close()
+    local h = assert(io.popen(H.interpreter() .. " " .. prog))
+    local out = h:read("*a")
+    h:close()
+    os.remove(prog)
+    assert.are.equal("line 1\nline 2\nline 3\nno newline[done]\n", out)
+  end)
+
+  it("end, even mid-task, once their channel closes: nothing is left",
+     H.scoped(function(scope)
+    -- sh stays the launcher, the worker its child: killing the launcher
+    -- leaves the worker to see its channel end.
+    local ex = scope(ppe.executor { workers = { {
+      n = 1, launcher = { "sh", "-c", '"$@"; exit 0', "sh" },
+      command = command() } } })
+    local pid = ex:submit(whoami):result(T)
+    local f = ex:submit(function() while true do end end)
+    assert.is_true(H.wait_until(function() return f:running() end, T))
+    ex:kill_workers()
+    -- (Its parent gone, a zombie is the system's to reap: not counted.)
+    assert.is_true(H.wait_until(function() return not H.alive(pid) end,
+                                1.5), "the far worker lives on")
+    assert.are.equal("WorkerDied", failure(f).kind)
+  end))
+
+  it("leave no process and no descriptor behind", function()
+    H.zygote_up(ppe)
+    local before = H.children(H.pid())
+    local fds = H.fds(H.pid())
+    local ex = ppe.executor { workers = { far(3) } }
+    local pids = {}
+    for i = 1, 9 do
+      pids[ex:submit(function() H.spin(0.02) return whoami() end)
+        :result(T)] = i
+    end
+    ex:close()
+    for pid in pairs(pids) do assert.is_false(H.exists(pid)) end
+    assert.are.same(before, H.children(H.pid()))
+    assert.are.equal("", H.new_fds(fds, H.fds(H.pid())))
+  end)
+end)
+
+describe("far workers that cannot start", function()
+  it("give a group up after host_failures failed starts, naming why",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { host_failures = 2, workers = {
+      { n = 1, launcher = { "sh", "-c", "echo no route to box >&2; exit 255" },
+        name = "box" } } })
+    local e = failure(ex:submit(function() return 1 end))
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("'box' exited with code 255", e.message)
+    assert.matches("no route to box", e.message)
+    local g = ex:stats().groups[1]
+    assert.is_true(g.given_up)
+  end))
+
+  it("say so when the launcher is no command at all",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { host_failures = 1, workers = {
+      { n = 1, launcher = { "/nonexistent/ssh" } } } })
+    local e = failure(ex:submit(function() return 1 end))
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("cannot start the launcher", e.message)
+    assert.matches("No such file", e.message)
+  end))
+
+  it("refuse a far side that is no ppe worker, and one that differs",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { host_failures = 1, workers = {
+      { n = 1, launcher = { "env" }, command = { "echo", "hello" } } } })
+    local e = failure(ex:submit(function() return 1 end))
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("did not answer as a ppe worker", e.message)
+    assert.matches('it said "hello/"', e.message, 1, true)
+  end))
+
+  it("keep the local group working when a far one is given up",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { host_failures = 1, workers = {
+      { n = 1 }, { n = 1, launcher = { "false" } } } })
+    for i = 1, 5 do
+      assert.are.equal(i, ex:submit(function(x) return x end, i):result(T))
+    end
+    assert.is_true(H.wait_until(function()
+      return ex:stats().groups[2].given_up end, T))
+  end))
+end)
+
+describe("the workers option", function()
+  local cases = {
+    { { workers = {} }, "non-empty list" },
+    { { workers = 3 }, "non-empty list" },
+    { { workers = { { n = 1 } }, max_workers = 2 }, "given both" },
+    { { workers = { 5 } }, "workers[1] must be a table" },
+    { { workers = { {} } }, "needs n" },
+    { { workers = { { n = 0 } } }, "'n'" },
+    { { workers = { { n = 1, bogus = 1 } } }, "unknown workers[1] option" },
+    { { workers = { { n = 1, launcher = {} } } }, "workers[1].launcher" },
+    { { workers = { { n = 1, launcher = { 1 } } } }, "launcher[1]" },
+    { { workers = { { n = 1, command = { "x" } } } }, "without a launcher" },
+    { { workers = { { n = 1 }, { n = 1 } } }, "both named 'local'" },
+    { { workers = { { n = 1, name = 3 } } }, "name must be a string" },
+    { { workers = { { n = 1000 }, { n = 100, name = "b" } } }, "more than" },
+    { { host_failures = 0 }, "host_failures" },
+  }
+  for _, c in ipairs(cases) do
+    it("refuses " .. c[2], function()
+      local ok, e = pcall(ppe.executor, c[1])
+      assert.is_false(ok)
+      assert.is_string(e)
+      assert.is_truthy(e:find(c[2], 1, true), e)
+    end)
+  end
+end)
