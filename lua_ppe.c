@@ -1,6 +1,7 @@
 /* lua_ppe.c - luaopen_ppe and the module table. The classes are in
 ** src/lua/ (lppe.h), the engine they call in src/ (engine.h). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -71,6 +72,16 @@ static int l_serve(lua_State *L) {
   if (ppe_serve(L, why, sizeof(why)) != 0)
     return luaL_error(L, "ppe.serve: %s", why);
   return 0;
+}
+
+/* require "ppe.serve" (lua -lppe.serve, a command with nothing for a
+** remote shell to mangle): serves, then ends the process once the
+** channel has closed. */
+PPE_API int luaopen_ppe_serve(lua_State *L) {
+  luaopen_ppe(L);
+  l_serve(L);
+  fflush(stdout);
+  exit(0);
 }
 
 static const luaL_Reg ppe_funcs[] = {

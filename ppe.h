@@ -16,6 +16,10 @@
 /* Opens the module: luaL_requiref(L, "ppe", luaopen_ppe, 0). */
 PPE_API int luaopen_ppe(lua_State *L);
 
+/* require "ppe.serve": the calling process serves the executor at the
+** other end of its stdin and stdout (as ppe.serve() does), then exits. */
+PPE_API int luaopen_ppe_serve(lua_State *L);
+
 /* Installs the host's hook, called in every new worker on its fresh state
 ** (after the standard libraries, before the executor's initializer), so the
 ** host can register its own C libraries there. NULL removes it. Workers of

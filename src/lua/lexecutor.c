@@ -190,7 +190,8 @@ static int strings(lua_State *L, int idx, const char *key, int gi) {
 }
 
 /* The command of a far worker when its group gives none: this Lua by its
-** usual name, serving. */
+** usual name, loading ppe.serve, in words no remote shell changes (ssh
+** hands its command to one). */
 static int default_command(lua_State *L) {
 #if LUA_VERSION_NUM == 501
   lua_getglobal(L, "jit");
@@ -200,9 +201,8 @@ static int default_command(lua_State *L) {
   lua_pushfstring(L, "lua%d.%d", LUA_VERSION_NUM / 100,
                   LUA_VERSION_NUM % 100);
 #endif
-  lua_pushliteral(L, "-e");
-  lua_pushliteral(L, "require('ppe').serve()");
-  return 3;
+  lua_pushliteral(L, "-lppe.serve");
+  return 2;
 }
 
 /* One group, the table at idx (number gi): its options into *go; what its
