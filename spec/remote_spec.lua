@@ -1,0 +1,166 @@
+-- Far workers through real launchers: ssh to a private sshd, and Slurm's
+-- srun on a single-node cluster, both on 127.0.0.1 and started by the
+-- project's own scripts (spec/launchers.lua). Outside CI, a daemon that
+-- cannot start makes its specs pending with the reason; in CI they fail.
+local ppe = require "ppe"
+local H = require "helpers"
+local L = require "launchers"
+
+local T = 60  -- seconds: launchers take a moment to start
+
+-- What the far side runs: this interpreter, told where ppe and the specs'
+-- modules are. 'shell' quotes each word for the remote shell ssh hands
+-- its command to; srun runs its argv as it is.
+-- Under the sanitizers, the far side gets their runtime as this process
+-- has it, and the launcher (ssh, srun: not ours to check) goes without.
+local SANITIZER_VARS = { "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS" }
+
+-- A search path with its relative entries made absolute: the far side
+-- starts elsewhere (ssh: in the home directory).
+local function absolute(path)
+  local cwd = assert(os.getenv("PWD"))
+  return ((";" .. path):gsub(";%./", ";" .. cwd .. "/"):sub(2))
+end
+
+local function command(shell)
+  local function q(s) return shell and L.quote(s) or s end
+  local cmd = { "env", "LUA_CPATH=" .. q(absolute(package.cpath)),
+                "LUA_PATH=" .. q(absolute(package.path)) }
+  for _, k in ipairs(SANITIZER_VARS) do
+    local v = os.getenv(k)
+    if v then cmd[#cmd + 1] = k .. "=" .. q(v) end
+  end
+  cmd[#cmd + 1] = H.interpreter()
+  cmd[#cmd + 1] = "-lppe.serve"
+  return cmd
+end
+
+-- The launcher d gives, started through env without the sanitizers'
+-- variables (env is also left untraced by the valgrind run).
+local function launcher(d, swap)
+  local t = { "env" }
+  for _, k in ipairs(SANITIZER_VARS) do
+    t[#t + 1] = "-u"
+    t[#t + 1] = k
+  end
+  for _, w in ipairs(d.launcher) do
+    if w == "env" and #t == 1 + 2 * #SANITIZER_VARS then  -- luacheck: ignore
+    else t[#t + 1] = w end
+  end
+  if swap then swap(t) end
+  return t
+end
+
+local function whoami()
+  local f = io.open("/proc/self/stat")
+  local pid = f:read("*n")
+  f:close()
+  return pid, require("ppe").worker_id()
+end
+
+local function failure(f)
+  assert.is_true(f:wait(T), "the future did not finish in time")
+  local ok, e = pcall(f.result, f, 0)
+  assert.is_false(ok, "the future succeeded")
+  return e
+end
+
+-- The common checks, for a group through 'launcher' named 'name'.
+local function works(launcher, cmd, name)
+  local ex = ppe.executor { workers = { {
+    n = 2, launcher = launcher, command = cmd, name = name } } }
+  local ok, err = pcall(function()
+    assert.are.equal("ababab", ex:submit("string.rep", "ab", 3):result(T))
+    local pid, id = ex:submit(whoami):result(T)
+    assert.are_not.equal(H.pid(), pid)
+    assert.is_true(id == 1 or id == 2)
+    local sum = 0
+    for _, v in ex:map(function(x) return x * x end, { 1, 2, 3, 4 },
+                       { chunksize = 2 }) do
+      sum = sum + v
+    end
+    assert.are.equal(30, sum)
+    local e = failure(ex:submit(function() error("far away") end))
+    assert.are.equal("RemoteError", e.kind)
+    assert.are.equal(name, e.host)
+    local big = string.rep("x", 8 * 1024 * 1024)
+    assert.are.equal(#big + 1, #ex:submit(function(s) return s .. "!" end,
+                                          big):result(T))
+    -- A worker killed mid-task through its launcher leaves nothing
+    -- behind: the far process ends once its channel does.
+    local fpid = ex:submit(whoami):result(T)
+    local f = ex:submit(function() while true do end end)
+    assert.is_true(H.wait_until(function() return f:running() end, T))
+    H.sleep_pid(0.2)
+    ex:kill_workers()
+    assert.are.equal("WorkerDied", failure(f).kind)
+    assert.is_true(H.wait_until(function() return not H.alive(fpid) end, 2),
+                   "far worker " .. fpid .. " lives on")
+  end)
+  ex:close()
+  if not ok then error(err, 0) end
+end
+
+describe("far workers through ssh", function()
+  teardown(function() L.stop_all() end)
+
+  it("run tasks, maps and errors, and leave nothing when killed", function()
+    local d = L.require_or_pending("sshd")
+    if not d then return end
+    works(launcher(d), command(true), "box")
+  end)
+
+  it("give the group up when ssh cannot connect, with its words",
+     H.scoped(function(scope)
+    local d = L.require_or_pending("sshd")
+    if not d then return end
+    local argv = launcher(d, function(t)
+      for i, w in ipairs(t) do
+        if w == "-p" then t[i + 1] = "1" end  -- nobody listens there
+      end
+    end)
+    local ex = scope(ppe.executor { host_failures = 2, workers = { {
+      n = 1, launcher = argv, command = command(true), name = "nowhere" } } })
+    local e = failure(ex:submit(function() return 1 end))
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("'nowhere' exited with code 255", e.message)
+    assert.matches("refused", e.message)
+  end))
+end)
+
+describe("far workers through Slurm's srun", function()
+  teardown(function() L.stop_all() end)
+
+  it("run tasks, maps and errors, and leave nothing when killed", function()
+    local d = L.require_or_pending("slurm")
+    if not d then return end
+    works(launcher(d), command(false), "cluster")
+  end)
+end)
+
+-- Mixed: local workers beside far ones, one executor.
+describe("an executor of local and far workers", function()
+  teardown(function() L.stop_all() end)
+
+  it("spreads work over both", H.scoped(function(scope)
+    local d = L.require_or_pending("sshd")
+    if not d then return end
+    local ex = scope(ppe.executor { workers = {
+      { n = 1 },
+      { n = 1, launcher = launcher(d), command = command(true), name = "b" },
+    } })
+    local fs = {}
+    for i = 1, 40 do
+      fs[i] = ex:submit(function() H.spin(0.02) return whoami() end)
+    end
+    local ids = {}
+    for i = 1, 40 do
+      local _, id = fs[i]:result(T)
+      ids[id] = true
+    end
+    assert.is_true(ids[1] and ids[2], "work went to one side only")
+    local g = ex:stats().groups
+    assert.are.equal(40, g[1].completed + g[2].completed)
+  end))
+end)
+
