@@ -53,7 +53,7 @@ describe("far workers through a launcher", function()
   it("are other processes, numbered 1..n with the local ones",
      H.scoped(function(scope)
     local ex = scope(ppe.executor { workers = { { n = 1 }, far(2) } })
-    local ids, pids = {}, {}
+    local ids, pids = {}, {}  -- ids seen, and the processes they ran in
     local fs = {}
     for i = 1, 60 do
       fs[i] = ex:submit(function() H.spin(0.01) return whoami() end)
@@ -67,6 +67,7 @@ describe("far workers through a launcher", function()
     for id in pairs(ids) do
       assert.is_true(id >= 1 and id <= 3, "worker id " .. id)
     end
+    assert.is_true(H.count(pids) >= 2, "one process ran everything")
     local s = ex:stats()
     assert.are.equal(2, #s.groups)
     assert.are.equal("local", s.groups[1].name)

@@ -29,13 +29,10 @@ end
 -- The unit graph: uses[a][b] is true when a uses b. Only ppe's own
 -- headers make edges (lua.h and the system's are no units of ppe).
 local function graph()
-  local ls = assert(io.popen("ls " .. SOURCES))
-  local files, units, uses = {}, {}, {}
-  for path in ls:lines() do files[#files + 1] = path end
-  ls:close()
+  local paths, units, uses = files(SOURCES), {}, {}
   local function unit(path) return (path:match("([^/]+)%.[ch]$")) end
-  for _, path in ipairs(files) do units[unit(path)] = true end
-  for _, path in ipairs(files) do
+  for _, path in ipairs(paths) do units[unit(path)] = true end
+  for _, path in ipairs(paths) do
     local a = unit(path)
     uses[a] = uses[a] or {}
     local text = "\n" .. assert(H.read_file(path))

@@ -65,10 +65,10 @@ local function failure(f)
   return e
 end
 
--- The common checks, for a group through 'launcher' named 'name'.
-local function works(launcher, cmd, name)
+-- The common checks, for a group through 'argv' named 'name'.
+local function works(argv, cmd, name)
   local ex = ppe.executor { workers = { {
-    n = 2, launcher = launcher, command = cmd, name = name } } }
+    n = 2, launcher = argv, command = cmd, name = name } } }
   local ok, err = pcall(function()
     assert.are.equal("ababab", ex:submit("string.rep", "ab", 3):result(T))
     local pid, id = ex:submit(whoami):result(T)
