@@ -19,7 +19,14 @@ local SANITIZER_VARS = { "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS" }
 -- starts elsewhere (ssh: in the home directory).
 local function absolute(path)
   local cwd = assert(os.getenv("PWD"))
-  return ((";" .. path):gsub(";%./", ";" .. cwd .. "/"):sub(2))
+  local t = {}
+  for entry in path:gmatch("[^;]+") do
+    if entry:sub(1, 1) ~= "/" then
+      entry = cwd .. "/" .. entry:gsub("^%./", "")
+    end
+    t[#t + 1] = entry
+  end
+  return table.concat(t, ";")
 end
 
 local function command(shell)

@@ -80,6 +80,10 @@ pid_t ppe_launch_pid(const ppe_launch *l) {
   return l->pid;
 }
 
+int ppe_launch_watched(const ppe_launch *l) {
+  return l->reaped || l->pidfd >= 0;
+}
+
 void ppe_launch_fds(const ppe_launch *l, int *pidfd, int *errfd) {
   *pidfd = l->reaped ? -1 : l->pidfd;
   *errfd = l->errfd;

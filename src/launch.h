@@ -19,6 +19,9 @@ pid_t ppe_launch_pid(const ppe_launch *l);
 /* The descriptors to poll for reading: its pidfd and its stderr (each
 ** -1 once done with). */
 void ppe_launch_fds(const ppe_launch *l, int *pidfd, int *errfd);
+/* 1 if its end is told by its pidfd; 0 if it must be looked for from
+** time to time (a kernel before 5.3, or valgrind, has no pidfd). */
+int ppe_launch_watched(const ppe_launch *l);
 /* Passes on what its stderr has; 1 with its wait status in *status once
 ** it has ended and is reaped, else 0. Non-blocking. */
 int ppe_launch_poll(ppe_launch *l, int *status);

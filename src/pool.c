@@ -77,6 +77,9 @@ typedef char depth_fits[2 * PIPELINE_MAX <= PPE_CHAN_DEPTH ? 1 : -1];
 ** started is a failed start. */
 #define HELLO_WAIT 30.0
 
+/* How often the end of a launcher without a pidfd is looked for. */
+#define UNWATCHED 0.05
+
 /* A far worker's start that failed is tried again after this long,
 ** doubled for each failure in a row, up to BACKOFF_MAX. */
 #define BACKOFF 0.1
@@ -1056,6 +1059,9 @@ static int poll_timeout(ppe_pool *p, double now) {
     if ((w->state == W_HELLO || w->state == W_WAITING) &&
         (first < 0 || w->due < first))
       first = w->due;
+    if (w->far != NULL && !ppe_launch_watched(w->far) &&
+        (first < 0 || now + UNWATCHED < first))
+      first = now + UNWATCHED;  /* its end is looked for */
     /* When a task with others behind it will have run long, if another
     ** worker has room now: they are taken back then (take_back). A worker
     ** that has room later says so with a reply, which wakes us anyway. */
@@ -1188,7 +1194,8 @@ static void *io_main(void *arg) {
       wslot *w = &p->w[i];
       struct pollfd *pf = &p->pfd[p->nw + 2 + 2 * i];
       int status;
-      if (w->far != NULL && ((pf[0].revents | pf[1].revents) & ~POLLOUT) &&
+      if (w->far != NULL && (((pf[0].revents | pf[1].revents) & ~POLLOUT) ||
+                             !ppe_launch_watched(w->far)) &&
           ppe_launch_poll(w->far, &status))
         far_exited(p, w, status);
     }
