@@ -204,7 +204,8 @@ describe("far workers through a launcher", function()
     assert.are.equal("WorkerDied", failure(f).kind)
   end))
 
-  it("leave no process and no descriptor behind", function()
+  -- (#novalgrind: under valgrind the scan of /proc is a traced process.)
+  it("leave no process and no descriptor behind #novalgrind", function()
     H.zygote_up(ppe)
     local before = H.children(H.pid())
     local fds = H.fds(H.pid())
@@ -241,8 +242,11 @@ describe("far workers that cannot start", function()
       { n = 1, launcher = { "/nonexistent/ssh" } } } })
     local e = failure(ex:submit(function() return 1 end))
     assert.are.equal("BrokenExecutor", e.kind)
-    assert.matches("cannot start the launcher", e.message)
-    assert.matches("No such file", e.message)
+    -- (Under valgrind, whose spawn cannot tell, the shell's 127 says it.)
+    if not e.message:find("exited with code 127", 1, true) then
+      assert.matches("cannot start the launcher", e.message)
+      assert.matches("No such file", e.message)
+    end
   end))
 
   it("refuse a far side that is no ppe worker, and one that differs",

@@ -2,6 +2,8 @@
 -- srun on a single-node cluster, both on 127.0.0.1 and started by the
 -- project's own scripts (spec/launchers.lua). Outside CI, a daemon that
 -- cannot start makes its specs pending with the reason; in CI they fail.
+-- Not under valgrind (#novalgrind): spec/far_spec.lua runs the same code
+-- of the caller there, through env; these add the launchers themselves.
 local ppe = require "ppe"
 local H = require "helpers"
 local L = require "launchers"
@@ -108,7 +110,7 @@ local function works(argv, cmd, name)
   if not ok then error(err, 0) end
 end
 
-describe("far workers through ssh", function()
+describe("far workers through ssh #novalgrind", function()
   teardown(function() L.stop_all() end)
 
   it("run tasks, maps and errors, and leave nothing when killed", function()
@@ -135,7 +137,7 @@ describe("far workers through ssh", function()
   end))
 end)
 
-describe("far workers through Slurm's srun", function()
+describe("far workers through Slurm's srun #novalgrind", function()
   teardown(function() L.stop_all() end)
 
   it("run tasks, maps and errors, and leave nothing when killed", function()
@@ -146,7 +148,7 @@ describe("far workers through Slurm's srun", function()
 end)
 
 -- Mixed: local workers beside far ones, one executor.
-describe("an executor of local and far workers", function()
+describe("an executor of local and far workers #novalgrind", function()
   teardown(function() L.stop_all() end)
 
   it("spreads work over both", H.scoped(function(scope)
