@@ -204,6 +204,58 @@ describe("far workers through a launcher", function()
     assert.are.equal("WorkerDied", failure(f).kind)
   end))
 
+  it("end with their launchers when the caller is killed", function()
+    -- A program with two far workers, each under a launcher (sh) that
+    -- stays its parent, prints their pids and their launchers', then
+    -- waits in a task until it is killed.
+    local prog = os.tmpname()
+    local f = assert(io.open(prog, "w"))
+    f:write(([[
+      package.cpath = %q
+      package.path = %q
+      local ppe = require "ppe"
+      local ex = ppe.executor { workers = { { n = 2,
+        launcher = { "sh", "-c", '"$@"; exit 0', "sh" },
+        command = { %q, "-e", %q } } } }
+      local fs = {}
+      for i = 1, 2 do
+        fs[i] = ex:submit(function()
+          local h = io.open("/proc/self/stat")
+          local s = h:read("*a")
+          h:close()
+          local pid, ppid = s:match("^(%%d+) %%(.-%%) %%S (%%d+)")
+          os.execute("sleep 0.3")
+          return pid .. " " .. ppid
+        end)
+      end
+      for i = 1, 2 do io.write(fs[i]:result(30), " ") end
+      io.write("\n")
+      io.flush()
+      ex:submit(function() while true do end end)
+      ex:submit(function() while true do end end)
+      while true do end
+    ]]):format(package.cpath, package.path, H.interpreter(),
+               command()[3]))
+    f:close()
+    local h = assert(io.popen("exec " .. H.interpreter() .. " " .. prog
+                              .. " & echo $!; wait"))
+    local caller = tonumber(h:read("*l"))
+    local line = h:read("*l")
+    local pids = {}
+    for p in line:gmatch("%d+") do pids[#pids + 1] = tonumber(p) end
+    assert.are.equal(4, #pids, line)
+    H.sleep_pid(0.3)  -- (the busy tasks under way)
+    os.execute("kill -9 " .. caller)
+    h:close()
+    os.remove(prog)
+    assert.is_true(H.wait_until(function()
+      for _, p in ipairs(pids) do
+        if H.alive(p) then return false end
+      end
+      return true
+    end, 1.5), "left alive of " .. line)
+  end)
+
   -- (#novalgrind: under valgrind the scan of /proc is a traced process.)
   it("leave no process and no descriptor behind #novalgrind", function()
     H.zygote_up(ppe)
@@ -257,6 +309,33 @@ describe("far workers that cannot start", function()
     assert.are.equal("BrokenExecutor", e.kind)
     assert.matches("did not answer as a ppe worker", e.message)
     assert.matches('it said "hello/"', e.message, 1, true)
+  end))
+
+  -- Another Lua on the far side: its ppe says hello, and is refused.
+  it("refuse a far side of another Lua, naming both versions",
+     H.scoped(function(scope)
+    local mine = rawget(_G, "jit") and "luajit" or
+                 "lua" .. _VERSION:match("%d+%.%d+")
+    local other = mine == "lua5.3" and "lua5.4" or "lua5.3"
+    local h = io.popen(("command -v %s >/dev/null && env -u LD_PRELOAD "
+      .. "-u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory "
+      .. "build/%s/ppe.so >/dev/null 2>&1 && echo ok"):format(other, other))
+    local built = h:read("*a"):match("ok")
+    h:close()
+    if not built then
+      pending(other .. " or its headers are not installed")
+      return
+    end
+    local cwd = assert(os.getenv("PWD"))
+    local ex = scope(ppe.executor { host_failures = 1, workers = { {
+      n = 1, launcher = { "env", "-u", "LD_PRELOAD" }, name = "other",
+      command = { "env", "LUA_CPATH=" .. cwd .. "/build/" .. other .. "/?.so",
+                  other, "-lppe.serve" } } } })
+    local e = failure(ex:submit(function() return 1 end))
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("versions differ", e.message)
+    assert.matches("far side ppe [%d.]+ on Lua " .. other:match("%d.%d"),
+                   e.message)
   end))
 
   it("keep the local group working when a far one is given up",
