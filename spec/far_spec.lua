@@ -256,6 +256,60 @@ describe("far workers through a launcher", function()
     end, 1.5), "left alive of " .. line)
   end)
 
+  it("hold none of the caller's descriptors, and block no signal",
+     H.scoped(function(scope)
+    local tmp = os.tmpname()
+    local held = assert(io.open(tmp, "w"))  -- not close-on-exec
+    local ex = scope(ppe.executor { workers = { far(1) } })
+    local function fds_and_mask()
+      local h = io.popen("ls -l /proc/" .. whoami() .. "/fd; "
+                         .. "grep SigBlk /proc/" .. whoami() .. "/status")
+      local s = h:read("*a")
+      h:close()
+      return s
+    end
+    local first = ex:submit(fds_and_mask):result(T)
+    -- The next one is started by the I/O thread, which blocks signals.
+    failure(ex:submit(function() os.exit(3) end))
+    local second = ex:submit(fds_and_mask):result(T)
+    held:close()
+    os.remove(tmp)
+    for _, s in ipairs { first, second } do
+      assert.is_nil(s:find(tmp, 1, true), s)
+      assert.matches("SigBlk:%s+0+\n", s)
+    end
+  end))
+
+  it("end at once when their channel closes, whatever holds their stdout",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { workers = { far(1) } })
+    local tmp = os.tmpname()
+    local pid = ex:submit(function(file)
+      -- A child that keeps the worker's stdout, and outlives the task.
+      os.execute("sh -c 'echo $$ > " .. file .. "; exec sleep 30' &")
+      local f = io.open("/proc/self/stat")
+      local p = f:read("*n")
+      f:close()
+      return p
+    end, tmp):result(T)
+    assert.is_true(H.wait_until(function()
+      local f = io.open(tmp)
+      local s = f and f:read("*a") or ""
+      if f then f:close() end
+      return s:match("%d") ~= nil
+    end, T))
+    local t0 = H.now()
+    ex:close()
+    local took = H.now() - t0
+    local f = io.open(tmp)
+    local sleeper = f:read("*n")
+    f:close()
+    os.remove(tmp)
+    os.execute("kill " .. sleeper)
+    assert.is_false(H.alive(pid))
+    assert.is_true(took < 3, ("close took %.1f s"):format(took))
+  end))
+
   -- (#novalgrind: under valgrind the scan of /proc is a traced process.)
   it("leave no process and no descriptor behind #novalgrind", function()
     H.zygote_up(ppe)
@@ -286,6 +340,25 @@ describe("far workers that cannot start", function()
     assert.matches("no route to box", e.message)
     local g = ex:stats().groups[1]
     assert.is_true(g.given_up)
+  end))
+
+  it("stay given up, though a start waiting then would work",
+     H.scoped(function(scope)
+    -- The group's first two starts fail, every later one works; the
+    -- executor has a local group too, so it is not broken.
+    local count = os.tmpname()
+    local ex = scope(ppe.executor { host_failures = 2, workers = {
+      { n = 1 },
+      { n = 2, name = "flaky", command = command(), launcher = {
+        "sh", "-c", 'echo x >> "$0"; [ $(wc -c < "$0") -ge 6 ] && '
+        .. 'exec "$@"; exit 1', count } } } })
+    assert.is_true(H.wait_until(function()
+      return ex:stats().groups[2].given_up end, T))
+    H.sleep_pid(1)  -- (a waiting start would be due by then)
+    local g = ex:stats().groups[2]
+    os.remove(count)
+    assert.are.equal(0, g.workers)
+    assert.are.equal(5, ex:submit(function() return 5 end):result(T))
   end))
 
   it("say so when the launcher is no command at all",

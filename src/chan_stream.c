@@ -204,6 +204,16 @@ static void unexpected(stream *c, const char *p, size_t n) {
 
 static int s_read(ppe_chan *ch) {
   stream *c = S(ch);
+  /* Before its hello, a header is believed only if it is a hello's: no
+  ** room is made for whatever length a stranger names. */
+  if (!c->greeted && c->rd.b.len - c->rd.pos >= sizeof(ppe_frame)) {
+    ppe_frame f;
+    memcpy(&f, c->rd.b.p + c->rd.pos, sizeof(f));
+    if (f.type != PPE_F_HELLO || f.len != sizeof(ppe_hello)) {
+      c->eof = 1;
+      return PPE_CHAN_END;
+    }
+  }
   for (;;) {
     long n = ppe_reader_fill(&c->rd, ch->fd);
     if (n == 0 || (n < 0 && n != -EAGAIN)) {

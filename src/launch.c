@@ -36,6 +36,8 @@ static int pidfd_open(pid_t pid) {
 
 int ppe_launch_start(ppe_launch **out, char *const argv[], int *sock) {
   posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  sigset_t none, all;
   ppe_launch *l = calloc(1, sizeof(*l));
   int sv[2], ep[2], r;
   if (l == NULL) return -ENOMEM;
@@ -51,14 +53,27 @@ int ppe_launch_start(ppe_launch **out, char *const argv[], int *sock) {
     free(l);
     return r;
   }
-  /* The child gets its end as 0 and 1, the pipe as 2; everything else
-  ** of ours is close-on-exec. Its own process group: a signal meant for
-  ** our terminal's foreground group is not its business. */
+  /* The child gets its end as 0 and 1, the pipe as 2, and nothing else
+  ** of the caller's: a file or pipe the program holds open must not be
+  ** held by a launcher, or by what it starts, as long as they live. */
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
   posix_spawn_file_actions_adddup2(&fa, sv[1], 1);
   posix_spawn_file_actions_adddup2(&fa, ep[1], 2);
-  r = posix_spawnp(&l->pid, argv[0], &fa, NULL, argv, environ);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  /* No signal blocked or ignored, whichever thread starts it (the I/O
+  ** thread blocks them all); its own process group: a signal meant for
+  ** our terminal's foreground group is not its business. */
+  posix_spawnattr_init(&at);
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &all);
+  posix_spawnattr_setpgroup(&at, 0);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
+                           POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+  r = posix_spawnp(&l->pid, argv[0], &fa, &at, argv, environ);
+  posix_spawnattr_destroy(&at);
   posix_spawn_file_actions_destroy(&fa);
   close(sv[1]);
   close(ep[1]);

@@ -112,6 +112,7 @@ typedef struct wslot {
   int g;               /* its group */
   ppe_launch *far;     /* a far worker's launcher, or NULL */
   int greeted;         /* far: its hello came and matched */
+  int late;            /* far: no hello came in time; it was killed */
   double due;          /* W_HELLO: its hello is due by then; W_WAITING:
                        ** the next start is then */
   int state;
@@ -681,6 +682,9 @@ static void start_failed(ppe_pool *p, wslot *w, const char *why) {
   group *g = &p->g[w->g];
   int i;
   w->state = W_NONE;
+  /* A start under way when its group was given up, or one ended because
+  ** nothing is left to do, is no failure of the group's. */
+  if (g->given_up || !replace_workers(p)) return;
   snprintf(g->why, sizeof(g->why), "%s", why);
   if (++g->fails < p->host_failures) {
     double wait = BACKOFF;
@@ -815,6 +819,10 @@ static void far_failed(ppe_pool *p, wslot *w, int status) {
   if (said[0] != '\0')
     snprintf(why, sizeof(why), "workers of '%s' cannot start: %s", g->name,
              said);
+  else if (w->late)
+    snprintf(why, sizeof(why), "no worker of '%s' said hello within %g s "
+             "of its launcher's start%s%s", g->name, HELLO_WAIT,
+             tail[0] ? "; the launcher's stderr ended with:\n" : "", tail);
   else if (WIFSIGNALED(status))
     snprintf(why, sizeof(why), "the launcher of '%s' was killed by signal "
              "%d before its worker said hello%s%s", g->name,
@@ -832,6 +840,7 @@ static void far_failed(ppe_pool *p, wslot *w, int status) {
   w->far = NULL;
   w->pid = 0;
   w->kill_at = 0;
+  w->late = 0;
   start_failed(p, w, why);
 }
 
@@ -1012,10 +1021,11 @@ static void check_timeouts(ppe_pool *p, double now) {
     wslot *w = &p->w[i];
     if (w->state == W_HELLO && now >= w->due) {
       w->due = now + HELLO_WAIT;  /* its end is a failed start */
+      w->late = 1;
       kill_worker(p, w, SIGKILL);
     }
     if (w->state == W_WAITING && now >= w->due) {
-      if (!replace_workers(p)) w->state = W_NONE;
+      if (!replace_workers(p) || p->g[w->g].given_up) w->state = W_NONE;
       else launch(p, w);
     }
   }
@@ -1081,7 +1091,11 @@ static void maybe_close(ppe_pool *p) {
   if (!p->closing || p->nrunning > 0 || p->qhead != NULL) return;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (LIVE(w) || w->state == W_HELLO) close_channel(w);
+    if (LIVE(w)) close_channel(w);
+    else if (w->state == W_HELLO) {  /* nothing to wait for: it ends now */
+      close_channel(w);
+      kill_worker(p, w, SIGKILL);
+    }
     else if (w->state == W_WAITING) w->state = W_NONE;
   }
 }
@@ -1601,7 +1615,9 @@ void ppe_pool_signal(ppe_pool *p, int sig) {
   set_broken(p, NULL);
   for (i = 0; i < p->nw; i++) {  /* ending ones too: do not wait for them */
     wslot *w = &p->w[i];
-    if (w->pid <= 0 || !(LIVE(w) || w->state == W_ENDING)) continue;
+    if (w->pid <= 0 ||
+        !(LIVE(w) || w->state == W_ENDING || w->state == W_HELLO))
+      continue;
     if (!w->signalled) fail_held(p, w, sig);
     kill_worker(p, w, sig);
     kill_by(w, now + SIGNAL_GRACE);  /* SIGKILL if SIGTERM did not do */

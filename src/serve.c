@@ -43,12 +43,12 @@ typedef struct Req {
 typedef struct Serve {
   int in, out;              /* the channel: the launcher's pipe */
   int outr;                 /* the read end of the tasks' stdout */
+  int stop[2];              /* a pipe: the forwarder's call to end */
   pthread_mutex_t mu;       /* guards all below, and writes to out */
   pthread_cond_t cond;
   Req *head, *tail;
   int ended;                /* the channel reached its end */
   int busy;                 /* a task runs */
-  int forwarding;           /* the forwarder holds bytes not yet sent */
   ppe_reader rd;            /* the handshake's, then the reader's */
 } Serve;
 
@@ -128,22 +128,22 @@ static void *reader_main(void *arg) {
 }
 
 /* The forwarder: what tasks write to stdout goes to the executor as it
-** comes; the executor writes it out in whole lines. */
+** comes; the executor writes it out in whole lines. Bytes are read and
+** sent under the lock, so that drain_output, under it, finds them either
+** still in the pipe or sent. */
 static void *forwarder_main(void *arg) {
   char buf[16384];
   (void)arg;
   for (;;) {
+    struct pollfd pf[2] = {{S.outr, POLLIN, 0}, {S.stop[0], POLLIN, 0}};
     ssize_t n;
+    if (poll(pf, 2, -1) < 0) continue;  /* EINTR */
+    if (pf[1].revents) return NULL;
     pthread_mutex_lock(&S.mu);
-    S.forwarding = 0;
+    n = read(S.outr, buf, sizeof(buf));  /* (non-blocking) */
+    if (n > 0) put(PPE_F_OUT, 0, 0, buf, (size_t)n);
     pthread_mutex_unlock(&S.mu);
-    n = read(S.outr, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return NULL;
-    pthread_mutex_lock(&S.mu);
-    S.forwarding = 1;
-    put(PPE_F_OUT, 0, 0, buf, (size_t)n);
-    pthread_mutex_unlock(&S.mu);
+    if (n == 0) return NULL;
   }
 }
 
@@ -153,12 +153,11 @@ static void *forwarder_main(void *arg) {
 static void drain_output(void) {
   fflush(stdout);
   for (;;) {
-    int left = 0, busy;
-    ioctl(S.outr, FIONREAD, &left);
+    int left = 0;
     pthread_mutex_lock(&S.mu);
-    busy = S.forwarding;
+    if (ioctl(S.outr, FIONREAD, &left) != 0) left = 0;
     pthread_mutex_unlock(&S.mu);
-    if (left == 0 && !busy) return;
+    if (left == 0) return;
     {
       struct timespec ts = {0, 100000};
       nanosleep(&ts, NULL);
@@ -224,13 +223,15 @@ static int take_stdio(void) {
   fflush(stdout);
   S.in = fcntl(0, F_DUPFD_CLOEXEC, 3);
   S.out = fcntl(1, F_DUPFD_CLOEXEC, 3);
-  if (S.in < 0 || S.out < 0 || pipe2(p, O_CLOEXEC) != 0) return -errno;
+  if (S.in < 0 || S.out < 0 || pipe2(p, O_CLOEXEC) != 0 ||
+      pipe2(S.stop, O_CLOEXEC) != 0)
+    return -errno;
   nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (nul < 0 || dup2(nul, 0) < 0 || dup2(p[1], 1) < 0) return -errno;
   close(nul);
   close(p[1]);
   S.outr = p[0];
-  return 0;
+  return ppe_set_nonblock(S.outr, 1);
 }
 
 /* Says hello and waits for the executor's welcome: its key, and this
@@ -308,15 +309,19 @@ int ppe_serve(lua_State *L, char *why, size_t n) {
     free(q);
   }
   /* The channel ended between tasks: this process goes back to its
-  ** caller, its stdout given back. */
+  ** caller, its stdout given back. The forwarder is told to end: waiting
+  ** for the end of the tasks' pipe would wait for whatever child of a
+  ** task still holds it. */
   pthread_join(reader, NULL);
   lua_close(W);
   ppe_buf_free(&reply);
   fflush(stdout);
   dup2(S.out, 1);
   dup2(S.in, 0);
-  pthread_join(fwd, NULL);
+  if (write(S.stop[1], "", 1) == 1) pthread_join(fwd, NULL);
   close(S.outr);
+  close(S.stop[0]);
+  close(S.stop[1]);
   close(S.in);
   close(S.out);
   return 0;
