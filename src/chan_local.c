@@ -38,6 +38,11 @@ typedef struct local {
 
 #define L(ch) ((local *)(ch))
 
+/* Keeps ch.unsent current, and returns it. */
+static int unsent(local *c) {
+  return c->ch.unsent = c->out != NULL || c->sending != NULL;
+}
+
 
 /*
 ** {======================================================
@@ -59,6 +64,7 @@ static void l_send(ppe_chan *ch, ppe_task *t) {
     c->sending = t;
     c->sendpos = 0;
   }
+  ch->unsent = 1;
 }
 
 static void l_send_init(ppe_chan *ch, const ppe_buf *init) {
@@ -70,11 +76,7 @@ static void l_send_init(ppe_chan *ch, const ppe_buf *init) {
     c->outlen = sizeof(c->outref);
   }
   c->outpos = 0;
-}
-
-static int l_unsent(const ppe_chan *ch) {
-  const local *c = (const local *)ch;
-  return c->out != NULL || c->sending != NULL;
+  ch->unsent = 1;
 }
 
 /* Sends what it can without waiting: the initializer's request, then the
@@ -112,11 +114,12 @@ static int l_push(ppe_chan *ch) {
       c->sendpos = 0;
     }
   }
-  return 0;
+  return unsent(c);
 }
 
 static void l_stop(ppe_chan *ch) {
   L(ch)->sending = NULL;
+  unsent(L(ch));
 }
 
 /* }====================================================== */
@@ -148,6 +151,7 @@ static void deliver(local *c, ppe_reply *r, ppe_reply_fn fn, void *ud) {
   if (c->sending != NULL && c->sending->id == r->f.id) {
     c->sending = c->sending->next;
     c->sendpos = 0;
+    unsent(c);
   }
   fn(ud, r);
 }
@@ -271,6 +275,7 @@ static void l_end(ppe_chan *ch) {
   ch->fd = -1;
   c->out = NULL;
   c->sending = NULL;
+  ch->unsent = 0;
 }
 
 /* Replies still held by tasks keep the worker's arena mapped. */
@@ -286,7 +291,7 @@ static void l_free(ppe_chan *ch) {
 
 
 static const ppe_chan_ops local_ops = {
-  l_send, l_send_init, l_push, l_unsent, l_stop, l_read, l_take,
+  l_send, l_send_init, l_push, l_stop, l_read, l_take,
   l_takes_back, l_take_back, l_sleep, l_wake, l_left, l_end, l_free
 };
 

@@ -81,7 +81,6 @@ typedef struct ppe_chan_ops {
   void (*send)(ppe_chan *ch, ppe_task *t);
   void (*send_init)(ppe_chan *ch, const ppe_buf *init);
   int (*push)(ppe_chan *ch);
-  int (*unsent)(const ppe_chan *ch);
   void (*stop)(ppe_chan *ch);
   int (*read)(ppe_chan *ch);
   int (*take)(ppe_chan *ch, ppe_reply_fn fn, void *ud);
@@ -94,15 +93,25 @@ typedef struct ppe_chan_ops {
   void (*free)(ppe_chan *ch);
 } ppe_chan_ops;
 
-/* What every kind starts with; its own state follows. */
+/* What every kind starts with; its own state follows. The two fields are
+** kept current by the channel, and read by the pool for every worker at
+** every dispatch and poll: a load each, no call. */
 struct ppe_chan {
   const ppe_chan_ops *ops;
-  int fd;  /* polled: -1 before it opens and once it ends */
+  int fd;      /* polled: -1 before it opens and once it ends */
+  int unsent;  /* 1 while something waits to be sent */
 };
 
 /* The descriptor to poll for reading, and for writing while
 ** ppe_chan_unsent; -1 for none (ch may be NULL). */
-int ppe_chan_fd(const ppe_chan *ch);
+static inline int ppe_chan_fd(const ppe_chan *ch) {
+  return ch != NULL ? ch->fd : -1;
+}
+
+/* 1 while something waits to be sent (ch may be NULL). */
+static inline int ppe_chan_unsent(const ppe_chan *ch) {
+  return ch != NULL && ch->unsent;
+}
 
 /* Queues t's request (its frame header written), to go out after those
 ** queued before; the channel decides how: inline, or as a reference to
@@ -117,8 +126,6 @@ void ppe_chan_send_init(ppe_chan *ch, const ppe_buf *init);
 /* Sends what can go without waiting, from either thread; 1 if some is
 ** left for when the descriptor is writable. */
 int ppe_chan_push(ppe_chan *ch);
-/* 1 while something waits to be sent (ch may be NULL). */
-int ppe_chan_unsent(const ppe_chan *ch);
 /* Sends nothing more of what is queued: those tasks failed, and their
 ** requests may go before they are unlinked. */
 void ppe_chan_stop(ppe_chan *ch);
