@@ -38,11 +38,6 @@ typedef struct local {
 
 #define L(ch) ((local *)(ch))
 
-/* Keeps ch.unsent current, and returns it. */
-static int unsent(local *c) {
-  return c->ch.unsent = c->out != NULL || c->sending != NULL;
-}
-
 
 /*
 ** {======================================================
@@ -64,7 +59,6 @@ static void l_send(ppe_chan *ch, ppe_task *t) {
     c->sending = t;
     c->sendpos = 0;
   }
-  ch->unsent = 1;
 }
 
 static void l_send_init(ppe_chan *ch, const ppe_buf *init) {
@@ -76,7 +70,11 @@ static void l_send_init(ppe_chan *ch, const ppe_buf *init) {
     c->outlen = sizeof(c->outref);
   }
   c->outpos = 0;
-  ch->unsent = 1;
+}
+
+static int l_unsent(const ppe_chan *ch) {
+  const local *c = (const local *)ch;
+  return c->out != NULL || c->sending != NULL;
 }
 
 /* Sends what it can without waiting: the initializer's request, then the
@@ -114,12 +112,11 @@ static int l_push(ppe_chan *ch) {
       c->sendpos = 0;
     }
   }
-  return unsent(c);
+  return 0;
 }
 
 static void l_stop(ppe_chan *ch) {
   L(ch)->sending = NULL;
-  unsent(L(ch));
 }
 
 /* }====================================================== */
@@ -151,7 +148,6 @@ static void deliver(local *c, ppe_reply *r, ppe_reply_fn fn, void *ud) {
   if (c->sending != NULL && c->sending->id == r->f.id) {
     c->sending = c->sending->next;
     c->sendpos = 0;
-    unsent(c);
   }
   fn(ud, r);
 }
@@ -275,7 +271,6 @@ static void l_end(ppe_chan *ch) {
   ch->fd = -1;
   c->out = NULL;
   c->sending = NULL;
-  ch->unsent = 0;
 }
 
 /* Replies still held by tasks keep the worker's arena mapped. */
@@ -290,9 +285,13 @@ static void l_free(ppe_chan *ch) {
 /* }====================================================== */
 
 
+/* Named, not in order: a change to ppe_chan_ops cannot shift the table
+** onto the wrong functions. */
 static const ppe_chan_ops local_ops = {
-  l_send, l_send_init, l_push, l_stop, l_read, l_take,
-  l_takes_back, l_take_back, l_sleep, l_wake, l_left, l_end, l_free
+  .send = l_send, .send_init = l_send_init, .push = l_push,
+  .unsent = l_unsent, .stop = l_stop, .read = l_read, .take = l_take,
+  .takes_back = l_takes_back, .take_back = l_take_back, .sleep = l_sleep,
+  .wake = l_wake, .left = l_left, .end = l_end, .free = l_free
 };
 
 /* The arena is mapped here first: a worker whose arena we could not map

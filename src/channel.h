@@ -81,6 +81,7 @@ typedef struct ppe_chan_ops {
   void (*send)(ppe_chan *ch, ppe_task *t);
   void (*send_init)(ppe_chan *ch, const ppe_buf *init);
   int (*push)(ppe_chan *ch);
+  int (*unsent)(const ppe_chan *ch);
   void (*stop)(ppe_chan *ch);
   int (*read)(ppe_chan *ch);
   int (*take)(ppe_chan *ch, ppe_reply_fn fn, void *ud);
@@ -93,14 +94,14 @@ typedef struct ppe_chan_ops {
   void (*free)(ppe_chan *ch);
 } ppe_chan_ops;
 
-/* What every kind starts with; its own state follows. The two fields are
-** kept current by the channel, and read by the pool for every worker at
-** every dispatch and poll: a load each, no call. */
+/* What every kind starts with; its own state follows. */
 struct ppe_chan {
   const ppe_chan_ops *ops;
-  int fd;      /* polled: -1 before it opens and once it ends */
-  int unsent;  /* 1 while something waits to be sent */
+  int fd;  /* polled: -1 before it opens and once it ends */
 };
+
+/* The two below are asked of every worker's channel at every dispatch
+** and poll: inline, one call at most. */
 
 /* The descriptor to poll for reading, and for writing while
 ** ppe_chan_unsent; -1 for none (ch may be NULL). */
@@ -110,7 +111,7 @@ static inline int ppe_chan_fd(const ppe_chan *ch) {
 
 /* 1 while something waits to be sent (ch may be NULL). */
 static inline int ppe_chan_unsent(const ppe_chan *ch) {
-  return ch != NULL && ch->unsent;
+  return ch != NULL && ch->ops->unsent(ch);
 }
 
 /* Queues t's request (its frame header written), to go out after those
