@@ -285,9 +285,13 @@ static void l_free(ppe_chan *ch) {
 /* }====================================================== */
 
 
+/* Named, not in order: a change to ppe_chan_ops cannot shift the table
+** onto the wrong functions. */
 static const ppe_chan_ops local_ops = {
-  l_send, l_send_init, l_push, l_unsent, l_stop, l_read, l_take,
-  l_takes_back, l_take_back, l_sleep, l_wake, l_left, l_end, l_free
+  .send = l_send, .send_init = l_send_init, .push = l_push,
+  .unsent = l_unsent, .stop = l_stop, .read = l_read, .take = l_take,
+  .takes_back = l_takes_back, .take_back = l_take_back, .sleep = l_sleep,
+  .wake = l_wake, .left = l_left, .end = l_end, .free = l_free
 };
 
 /* The arena is mapped here first: a worker whose arena we could not map

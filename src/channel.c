@@ -30,10 +30,6 @@ void ppe_reply_drop(ppe_reply *r) {
     ppe_shm_return(r->lent, sizeof(r->f) + (size_t)r->f.len);
 }
 
-int ppe_chan_fd(const ppe_chan *ch) {
-  return ch != NULL ? ch->fd : -1;
-}
-
 void ppe_chan_send(ppe_chan *ch, ppe_task *t) {
   ch->ops->send(ch, t);
 }
@@ -44,10 +40,6 @@ void ppe_chan_send_init(ppe_chan *ch, const ppe_buf *init) {
 
 int ppe_chan_push(ppe_chan *ch) {
   return ch->ops->push(ch);
-}
-
-int ppe_chan_unsent(const ppe_chan *ch) {
-  return ch != NULL && ch->ops->unsent(ch);
 }
 
 void ppe_chan_stop(ppe_chan *ch) {

@@ -100,9 +100,19 @@ struct ppe_chan {
   int fd;  /* polled: -1 before it opens and once it ends */
 };
 
+/* The two below are asked of every worker's channel at every dispatch
+** and poll: inline, one call at most. */
+
 /* The descriptor to poll for reading, and for writing while
 ** ppe_chan_unsent; -1 for none (ch may be NULL). */
-int ppe_chan_fd(const ppe_chan *ch);
+static inline int ppe_chan_fd(const ppe_chan *ch) {
+  return ch != NULL ? ch->fd : -1;
+}
+
+/* 1 while something waits to be sent (ch may be NULL). */
+static inline int ppe_chan_unsent(const ppe_chan *ch) {
+  return ch != NULL && ch->ops->unsent(ch);
+}
 
 /* Queues t's request (its frame header written), to go out after those
 ** queued before; the channel decides how: inline, or as a reference to
@@ -117,8 +127,6 @@ void ppe_chan_send_init(ppe_chan *ch, const ppe_buf *init);
 /* Sends what can go without waiting, from either thread; 1 if some is
 ** left for when the descriptor is writable. */
 int ppe_chan_push(ppe_chan *ch);
-/* 1 while something waits to be sent (ch may be NULL). */
-int ppe_chan_unsent(const ppe_chan *ch);
 /* Sends nothing more of what is queued: those tasks failed, and their
 ** requests may go before they are unlinked. */
 void ppe_chan_stop(ppe_chan *ch);
