@@ -115,6 +115,24 @@ describe("far workers through a launcher", function()
     assert.are.equal("env", e.host)
   end))
 
+  it("take back tasks queued behind a long one, to run elsewhere",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { workers = { far(2) } })
+    for _ = 1, 3 do  -- short tasks: the pipelines deepen
+      local fs = {}
+      for i = 1, 200 do fs[i] = ex:submit(function(x) return x end, i) end
+      for i = 1, 200 do assert.are.equal(i, fs[i]:result(T)) end
+    end
+    local long = ex:submit(function() os.execute("sleep 3") return "long" end)
+    local fs = {}
+    for i = 1, 200 do fs[i] = ex:submit(function(x) return x end, i) end
+    local t0 = H.now()
+    for i = 1, 200 do assert.are.equal(i, fs[i]:result(T)) end
+    assert.is_true(H.now() - t0 < 2.5, "short tasks waited for the long one")
+    assert.is_false(long:done())
+    assert.are.equal("long", long:result(T))
+  end))
+
   it("run the initializer, and honour max_tasks_per_child",
      H.scoped(function(scope)
     local ex = scope(ppe.executor {

@@ -346,8 +346,10 @@ static void s_free(ppe_chan *ch) {
 
 
 static const ppe_chan_ops stream_ops = {
-  s_send, s_send_init, s_push, s_unsent, s_stop, s_read, s_take,
-  s_takes_back, s_take_back, s_sleep, s_wake, s_left, s_end, s_free
+  .send = s_send, .send_init = s_send_init, .push = s_push,
+  .unsent = s_unsent, .stop = s_stop, .read = s_read, .take = s_take,
+  .takes_back = s_takes_back, .take_back = s_take_back, .sleep = s_sleep,
+  .wake = s_wake, .left = s_left, .end = s_end, .free = s_free
 };
 
 ppe_chan *ppe_chan_stream_new(int fd, const ppe_hello *mine, int id) {

@@ -36,7 +36,6 @@
 typedef struct Req {
   struct Req *next;
   ppe_frame f;
-  int skip;         /* taken back: answered PPE_F_SKIPPED, never run */
   char payload[1];  /* f.len bytes */
 } Req;
 
@@ -79,7 +78,8 @@ static void leave(int code) {
   _exit(code);
 }
 
-/* The reader: queues requests, marks those taken back, and at the end of
+/* The reader: queues requests, answers for those taken back while they
+** wait (the executor runs them elsewhere), and at the end of
 ** the channel ends the process if a task runs (its result has nobody to
 ** go to), or wakes the main thread to return. */
 static void *reader_main(void *arg) {
@@ -92,9 +92,18 @@ static void *reader_main(void *arg) {
     while ((r = ppe_reader_next(rd, &f, &pl)) == 1) {
       Req *q;
       pthread_mutex_lock(&S.mu);
-      if (f.type == PPE_F_TAKEBACK) {
-        for (q = S.head; q != NULL; q = q->next)
-          if (q->f.id == f.id) q->skip = 1;
+      if (f.type == PPE_F_TAKEBACK) {  /* answered at once, if queued */
+        Req **at = &S.head, *prev = NULL;
+        while ((q = *at) != NULL && q->f.id != f.id) {
+          prev = q;
+          at = &q->next;
+        }
+        if (q != NULL) {
+          *at = q->next;
+          if (S.tail == q) S.tail = prev;
+          put(PPE_F_SKIPPED, 0, q->f.id, NULL, 0);
+          free(q);
+        }
         pthread_mutex_unlock(&S.mu);
         continue;
       }
@@ -106,7 +115,6 @@ static void *reader_main(void *arg) {
         leave(PPE_EXIT_NOMEM);
       q->next = NULL;
       q->f = f;
-      q->skip = 0;
       memcpy(q->payload, pl, (size_t)f.len);
       pthread_mutex_lock(&S.mu);
       if (S.tail != NULL) S.tail->next = q;
@@ -189,19 +197,11 @@ static void run(lua_State *W, Req *q, ppe_buf *reply) {
 }
 
 /* The next request to run, or NULL once the channel has ended (those
-** queued then are let go with the process). Those taken back are
-** answered on the way. */
+** queued then are let go with the process). */
 static Req *next_request(void) {
   Req *q;
   pthread_mutex_lock(&S.mu);
   for (;;) {
-    while (S.head != NULL && S.head->skip) {
-      q = S.head;
-      S.head = q->next;
-      if (S.head == NULL) S.tail = NULL;
-      put(PPE_F_SKIPPED, 0, q->f.id, NULL, 0);
-      free(q);
-    }
     if (S.head != NULL || S.ended) break;
     pthread_cond_wait(&S.cond, &S.mu);
   }
