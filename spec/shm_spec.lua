@@ -244,7 +244,9 @@ describe("the caller's large strings", function()
     if rawget(_G, "jit") then
       return pending("LuaJIT's states allocate with an allocator of its own")
     end
-    local kib = shrinks(scope, nil)
+    -- The least of two tries: memory of earlier specs (blocks they left
+    -- kept, whose time runs out) may go meanwhile, and be counted.
+    local kib = math.min(shrinks(scope, nil), shrinks(scope, nil))
     assert.is_true(kib < 1024, "given back: " .. kib .. " KiB")
   end))
 
