@@ -20,14 +20,6 @@ local function with_fixtures(fn)
   if not ok then error(err, 0) end
 end
 
--- A task: the worker's pid and id.
-local function whoami()
-  local f = io.open("/proc/self/stat")
-  local pid = f:read("*n")
-  f:close()
-  return pid, require("ppe").worker_id()
-end
-
 -- A task: sleeps 'secs' (no CPU), then returns the worker's pid and id.
 local function nap_whoami(secs)
   os.execute("sleep " .. secs)
@@ -75,7 +67,7 @@ describe("workers", function()
     assert.is_nil(ppe.worker_id())
     local ex = scope(ppe.executor { max_workers = 1 })
     assert.is_nil(ppe.worker_id())
-    local pid, id = ex:submit(whoami):result(10)
+    local pid, id = ex:submit(H.whoami):result(10)
     assert.are_not.equal(ME, pid)
     assert.are.equal(1, id)
   end))

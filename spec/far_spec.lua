@@ -21,22 +21,6 @@ local function far(n, opts)
   return g
 end
 
--- The pid and worker id of the process that runs the task.
-local function whoami()
-  local f = io.open("/proc/self/stat")
-  local pid = f:read("*n")
-  f:close()
-  return pid, require("ppe").worker_id()
-end
-
--- The failure of a future, waited for with a timeout.
-local function failure(f)
-  assert.is_true(f:wait(T), "the future did not finish in time")
-  local ok, e = pcall(f.result, f, 0)
-  assert.is_false(ok, "the future succeeded")
-  return e
-end
-
 describe("far workers through a launcher", function()
   it("run functions by value and by name, with their results",
      H.scoped(function(scope)
@@ -56,7 +40,7 @@ describe("far workers through a launcher", function()
     local ids, pids = {}, {}  -- ids seen, and the processes they ran in
     local fs = {}
     for i = 1, 60 do
-      fs[i] = ex:submit(function() H.spin(0.01) return whoami() end)
+      fs[i] = ex:submit(function() H.spin(0.01) return H.whoami() end)
     end
     for i = 1, 60 do
       local pid, id = fs[i]:result(T)
@@ -79,8 +63,8 @@ describe("far workers through a launcher", function()
   it("give errors with the far pid and the group's name as host",
      H.scoped(function(scope)
     local ex = scope(ppe.executor { workers = { far(1, { name = "box" }) } })
-    local pid = ex:submit(whoami):result(T)
-    local e = failure(ex:submit(function() error("boom") end))
+    local pid = ex:submit(H.whoami):result(T)
+    local e = H.failure(ex:submit(function() error("boom") end))
     assert.are.equal("RemoteError", e.kind)
     assert.matches("boom", e.message)
     assert.are.equal("box", e.host)
@@ -158,12 +142,12 @@ describe("far workers through a launcher", function()
   it("fail only the task whose worker died, and replace the worker",
      H.scoped(function(scope)
     local ex = scope(ppe.executor { workers = { far(1) } })
-    local before = ex:submit(whoami):result(T)
-    local e = failure(ex:submit(function() os.exit(7) end))
+    local before = ex:submit(H.whoami):result(T)
+    local e = H.failure(ex:submit(function() os.exit(7) end))
     assert.are.equal("WorkerDied", e.kind)
     assert.are.equal(7, e.exit_code)
     assert.are.equal("env", e.host)
-    local after = ex:submit(whoami):result(T)
+    local after = ex:submit(H.whoami):result(T)
     assert.are_not.equal(before, after)
     assert.are.equal(1, ex:stats().groups[1].restarts)
   end))
@@ -171,7 +155,7 @@ describe("far workers through a launcher", function()
   it("stop a task past task_timeout", H.scoped(function(scope)
     local ex = scope(ppe.executor { workers = { far(1) }, task_timeout = 0.5 })
     local t0 = H.now()
-    local e = failure(ex:submit(function() while true do end end))
+    local e = H.failure(ex:submit(function() while true do end end))
     assert.are.equal("TaskTimeout", e.kind)
     assert.are.equal("env", e.host)
     assert.is_true(H.now() - t0 < 10)
@@ -212,14 +196,14 @@ describe("far workers through a launcher", function()
     local ex = scope(ppe.executor { workers = { {
       n = 1, launcher = { "sh", "-c", '"$@"; exit 0', "sh" },
       command = command() } } })
-    local pid = ex:submit(whoami):result(T)
+    local pid = ex:submit(H.whoami):result(T)
     local f = ex:submit(function() while true do end end)
     assert.is_true(H.wait_until(function() return f:running() end, T))
     ex:kill_workers()
     -- (Its parent gone, a zombie is the system's to reap: not counted.)
     assert.is_true(H.wait_until(function() return not H.alive(pid) end,
                                 1.5), "the far worker lives on")
-    assert.are.equal("WorkerDied", failure(f).kind)
+    assert.are.equal("WorkerDied", H.failure(f).kind)
   end))
 
   it("end with their launchers when the caller is killed", function()
@@ -280,15 +264,15 @@ describe("far workers through a launcher", function()
     local held = assert(io.open(tmp, "w"))  -- not close-on-exec
     local ex = scope(ppe.executor { workers = { far(1) } })
     local function fds_and_mask()
-      local h = io.popen("ls -l /proc/" .. whoami() .. "/fd; "
-                         .. "grep SigBlk /proc/" .. whoami() .. "/status")
+      local h = io.popen("ls -l /proc/" .. H.whoami() .. "/fd; "
+                         .. "grep SigBlk /proc/" .. H.whoami() .. "/status")
       local s = h:read("*a")
       h:close()
       return s
     end
     local first = ex:submit(fds_and_mask):result(T)
     -- The next one is started by the I/O thread, which blocks signals.
-    failure(ex:submit(function() os.exit(3) end))
+    H.failure(ex:submit(function() os.exit(3) end))
     local second = ex:submit(fds_and_mask):result(T)
     held:close()
     os.remove(tmp)
@@ -336,7 +320,7 @@ describe("far workers through a launcher", function()
     local ex = ppe.executor { workers = { far(3) } }
     local pids = {}
     for i = 1, 9 do
-      pids[ex:submit(function() H.spin(0.02) return whoami() end)
+      pids[ex:submit(function() H.spin(0.02) return H.whoami() end)
         :result(T)] = i
     end
     ex:close()
@@ -352,7 +336,7 @@ describe("far workers that cannot start", function()
     local ex = scope(ppe.executor { host_failures = 2, workers = {
       { n = 1, launcher = { "sh", "-c", "echo no route to box >&2; exit 255" },
         name = "box" } } })
-    local e = failure(ex:submit(function() return 1 end))
+    local e = H.failure(ex:submit(function() return 1 end))
     assert.are.equal("BrokenExecutor", e.kind)
     assert.matches("'box' exited with code 255", e.message)
     assert.matches("no route to box", e.message)
@@ -383,7 +367,7 @@ describe("far workers that cannot start", function()
      H.scoped(function(scope)
     local ex = scope(ppe.executor { host_failures = 1, workers = {
       { n = 1, launcher = { "/nonexistent/ssh" } } } })
-    local e = failure(ex:submit(function() return 1 end))
+    local e = H.failure(ex:submit(function() return 1 end))
     assert.are.equal("BrokenExecutor", e.kind)
     -- (Under valgrind, whose spawn cannot tell, the shell's 127 says it.)
     if not e.message:find("exited with code 127", 1, true) then
@@ -396,7 +380,7 @@ describe("far workers that cannot start", function()
      H.scoped(function(scope)
     local ex = scope(ppe.executor { host_failures = 1, workers = {
       { n = 1, launcher = { "env" }, command = { "echo", "hello" } } } })
-    local e = failure(ex:submit(function() return 1 end))
+    local e = H.failure(ex:submit(function() return 1 end))
     assert.are.equal("BrokenExecutor", e.kind)
     assert.matches("did not answer as a ppe worker", e.message)
     assert.matches('it said "hello/"', e.message, 1, true)
@@ -422,7 +406,7 @@ describe("far workers that cannot start", function()
       n = 1, launcher = { "env", "-u", "LD_PRELOAD" }, name = "other",
       command = { "env", "LUA_CPATH=" .. cwd .. "/build/" .. other .. "/?.so",
                   other, "-lppe.serve" } } } })
-    local e = failure(ex:submit(function() return 1 end))
+    local e = H.failure(ex:submit(function() return 1 end))
     assert.are.equal("BrokenExecutor", e.kind)
     assert.matches("versions differ", e.message)
     assert.matches("far side ppe [%d.]+ on Lua " .. other:match("%d.%d"),

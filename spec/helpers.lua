@@ -21,6 +21,24 @@ function M.pid()
   return pid
 end
 
+-- A task: the pid and worker id of the process that runs it. It has no
+-- upvalues, so it can be sent as it is, or called from within one.
+function M.whoami()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("*n")
+  f:close()
+  return pid, require("ppe").worker_id()
+end
+
+-- The failure of future f, waited for with a timeout (30 s by default);
+-- fails the spec if f does not finish in time or succeeds.
+function M.failure(f, timeout)
+  luassert.is_true(f:wait(timeout or 30), "the future did not finish in time")
+  local ok, e = pcall(f.result, f, 0)
+  luassert.is_false(ok, "the future succeeded")
+  return e
+end
+
 -- Busy for 'secs' of CPU time, then returns the rest of its arguments.
 function M.spin(secs, ...)
   local t = os.clock()

@@ -10,6 +10,8 @@ local L = require "launchers"
 
 local T = 60  -- seconds: launchers take a moment to start
 
+local function failure(f) return H.failure(f, T) end
+
 -- What the far side runs: this interpreter, told where ppe and the specs'
 -- modules are. 'shell' quotes each word for the remote shell ssh hands
 -- its command to; srun runs its argv as it is.
@@ -60,27 +62,13 @@ local function launcher(d, swap)
   return t
 end
 
-local function whoami()
-  local f = io.open("/proc/self/stat")
-  local pid = f:read("*n")
-  f:close()
-  return pid, require("ppe").worker_id()
-end
-
-local function failure(f)
-  assert.is_true(f:wait(T), "the future did not finish in time")
-  local ok, e = pcall(f.result, f, 0)
-  assert.is_false(ok, "the future succeeded")
-  return e
-end
-
 -- The common checks, for a group through 'argv' named 'name'.
 local function works(argv, cmd, name)
   local ex = ppe.executor { workers = { {
     n = 2, launcher = argv, command = cmd, name = name } } }
   local ok, err = pcall(function()
     assert.are.equal("ababab", ex:submit("string.rep", "ab", 3):result(T))
-    local pid, id = ex:submit(whoami):result(T)
+    local pid, id = ex:submit(H.whoami):result(T)
     assert.are_not.equal(H.pid(), pid)
     assert.is_true(id == 1 or id == 2)
     local sum = 0
@@ -100,7 +88,7 @@ local function works(argv, cmd, name)
                                           big):result(T))
     -- A worker killed mid-task through its launcher leaves nothing
     -- behind: the far process ends once its channel does.
-    local fpid = ex:submit(whoami):result(T)
+    local fpid = ex:submit(H.whoami):result(T)
     local f = ex:submit(function() while true do end end)
     assert.is_true(H.wait_until(function() return f:running() end, T))
     H.sleep_pid(0.2)
@@ -163,7 +151,7 @@ describe("an executor of local and far workers #novalgrind", function()
     } })
     local fs = {}
     for i = 1, 40 do
-      fs[i] = ex:submit(function() H.spin(0.02) return whoami() end)
+      fs[i] = ex:submit(function() H.spin(0.02) return H.whoami() end)
     end
     local ids = {}
     for i = 1, 40 do
