@@ -347,13 +347,17 @@ describe("far workers that cannot start", function()
   it("stay given up, though a start waiting then would work",
      H.scoped(function(scope)
     -- The group's first two starts fail, every later one works; the
-    -- executor has a local group too, so it is not broken.
+    -- executor has a local group too, so it is not broken. The two
+    -- failing ones end together, once both have begun: the first's next
+    -- start is then still waiting out its back-off when the second's
+    -- failure gives the group up.
     local count = os.tmpname()
     local ex = scope(ppe.executor { host_failures = 2, workers = {
       { n = 1 },
       { n = 2, name = "flaky", command = command(), launcher = {
         "sh", "-c", 'echo x >> "$0"; [ $(wc -c < "$0") -ge 6 ] && '
-        .. 'exec "$@"; exit 1', count } } } })
+        .. 'exec "$@"; while [ $(wc -c < "$0") -lt 4 ]; do sleep 0.01; '
+        .. 'done; exit 1', count } } } })
     assert.is_true(H.wait_until(function()
       return ex:stats().groups[2].given_up end, T))
     H.sleep_pid(1)  -- (a waiting start would be due by then)
