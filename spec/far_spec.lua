@@ -189,6 +189,103 @@ describe("far workers through a launcher", function()
     assert.are.equal("line 1\nline 2\nline 3\nno newline[done]\n", out)
   end)
 
+  -- Runs a program whose stdout and stderr are pipes that nobody reads
+  -- until it creates the file GO (the path is its global); its own words
+  -- go to the file REPORT. Returns them, and what came out on each pipe.
+  local function unread(body)
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local prog = dir .. "/prog.lua"
+    local f = assert(io.open(prog, "w"))
+    f:write(([[
+      package.cpath = %q
+      package.path = %q
+      GO, REPORT = %q, %q
+      local ppe = require "ppe"
+      FAR = { n = 1, launcher = { "env" }, command = { %q, "-e", %q } }
+    ]]):format(package.cpath, package.path, dir .. "/go",
+               dir .. "/report", H.interpreter(), command()[3]), body)
+    f:close()
+    local wait = "while [ ! -e %s/go ]; do sleep 0.05; done; exec cat >"
+    os.execute((("{ { timeout 60 %s %s; touch %s/go; } 2>&1 1>&3 | "
+      .. "{ WAIT %s/err; }; } 3>&1 | { WAIT %s/out; }")
+      :gsub("WAIT", function() return wait end)):format(H.interpreter(), prog, dir, dir, dir, dir,
+                                  dir))
+    local report = H.read_file(dir .. "/report")
+    local out = H.read_file(dir .. "/out") or ""
+    local err = H.read_file(dir .. "/err") or ""
+    os.execute("rm -rf " .. dir)
+    return report, out, err
+  end
+
+  -- How many lines 'text' has, each 'line' (with %06d for its number);
+  -- it fails at the first that differs.
+  local function lines(text, line)
+    local n = 0
+    for l in text:gmatch("[^\n]*\n") do
+      n = n + 1
+      if l ~= line:format(n) .. "\n" then
+        error("line " .. n .. " is " .. ("%q"):format(l))
+      end
+    end
+    return n
+  end
+
+  -- Two executors that print nothing, a far one and a local one: what
+  -- each returns at once, and the line the program reports.
+  local QUIET = [[
+      local quiet = ppe.executor { workers = { FAR } }
+      local here = ppe.executor { max_workers = 1 }
+      local a = quiet:submit(function(x) return x + 1 end, 1):result(20)
+      local b = here:submit(function(x) return x + 2 end, 1):result(20)
+      local function report(...)
+        local f = assert(io.open(REPORT, "w"))
+        f:write(a, " ", b, " ", ...)
+        f:close()
+      end
+  ]]
+
+  it("keep every executor going while the caller's stdout is full, and "
+     .. "complete a task once its lines are out", function()
+    local report, out = unread([[
+      local loud = ppe.executor { workers = { FAR } }
+      local f = loud:submit(function(n)
+        for i = 1, n do io.write(("line %06d "):format(i), ("x"):rep(52), "\n") end
+        return "loud done"
+      end, 8000)
+      os.execute("sleep 1")  -- (its lines fill the pipe by then)
+    ]] .. QUIET .. [[
+      local held = not f:done()
+      assert(io.open(GO, "w")):close()
+      report(tostring(held), " ", f:result(60))
+      loud:close(); quiet:close(); here:close()
+    ]])
+    assert.are.equal("2 3 true loud done", report)
+    assert.are.equal(8000, lines(out, "line %06d " .. ("x"):rep(52)))
+  end)
+
+  it("keep every executor going while the caller's stderr is full",
+     function()
+    -- A launcher that writes more than a pipe holds before it starts the
+    -- worker.
+    local report, _, err = unread([[
+      local noisy = ppe.executor { workers = { { n = 1, command = FAR.command,
+        launcher = { "sh", "-c", 'i=0; while [ $i -lt 6000 ]; do i=$((i+1)); '
+          .. 'printf "err %06d ' .. ("e"):rep(68) .. '\\n" $i; done >&2; '
+          .. 'exec "$@"', "sh" } } } }
+      local f = noisy:submit(function() return "noisy done" end)
+      os.execute("sleep 1")
+    ]] .. QUIET .. [[
+      local held = not f:done()
+      assert(io.open(GO, "w")):close()
+      report(tostring(held), " ", f:result(60))
+      noisy:close(); quiet:close(); here:close()
+    ]])
+    assert.are.equal("2 3 true noisy done", report)
+    assert.are.equal(6000, lines(err, "err %06d " .. ("e"):rep(68)))
+  end)
+
   it("end, even mid-task, once their channel closes: nothing is left",
      H.scoped(function(scope)
     -- sh stays the launcher, the worker its child: killing the launcher

@@ -257,6 +257,12 @@ static void l_wake(ppe_chan *ch) {
   ppe_ring_wake(&L(ch)->ring);
 }
 
+/* A local worker writes its output itself. */
+static int l_holding(const ppe_chan *ch) {
+  (void)ch;
+  return 0;
+}
+
 static int l_left(const ppe_chan *ch) {
   ppe_ring *r = ppe_peer_ring(((const local *)ch)->peer);
   return r != NULL ? ppe_ring_left(r) : 0;
@@ -291,7 +297,8 @@ static const ppe_chan_ops local_ops = {
   .send = l_send, .send_init = l_send_init, .push = l_push,
   .unsent = l_unsent, .stop = l_stop, .read = l_read, .take = l_take,
   .takes_back = l_takes_back, .take_back = l_take_back, .sleep = l_sleep,
-  .wake = l_wake, .left = l_left, .end = l_end, .free = l_free
+  .wake = l_wake, .holding = l_holding, .left = l_left, .end = l_end,
+  .free = l_free
 };
 
 /* The arena is mapped here first: a worker whose arena we could not map

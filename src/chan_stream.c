@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "chan_stream.h"
+#include "forward.h"
 #include "transport.h"
 
 /* Requests gathered in one system call. */
@@ -39,6 +40,9 @@ typedef struct stream {
   size_t sendpos;
   ppe_reader rd;         /* touched by the I/O thread only */
   ppe_buf line;          /* what a task wrote, short of a whole line */
+  uint64_t mark;         /* its last byte queued for stdout (forward.h) */
+  int held;              /* taking stopped at a reply (or at output past
+                         ** PPE_FWD_MAX) until its lines before are out */
 } stream;
 
 #define S(ch) ((stream *)(ch))
@@ -173,7 +177,8 @@ static int greet(stream *c, const ppe_frame *f, const char *pl) {
 }
 
 /* Writes what a task printed, in whole lines; with 'all', the rest too
-** (its task has ended). To this process's stdout, as it stands. */
+** (its task has ended). To this process's stdout, as it stands, when it
+** takes them: they are queued meanwhile. */
 static void print(stream *c, const char *p, size_t n, int all) {
   size_t k;
   if (n > 0 && ppe_buf_add(&c->line, p, n) != 0) all = 1;
@@ -181,9 +186,14 @@ static void print(stream *c, const char *p, size_t n, int all) {
     ;
   if (all) k = c->line.len;
   if (k == 0) return;
-  if (ppe_send_all(1, c->line.p, k) != 0) { /* nobody reads it: dropped */ }
+  c->mark = ppe_fwd_put(1, c->line.p, k);
   memmove(c->line.p, c->line.p + k, c->line.len - k);
   c->line.len -= k;
+}
+
+/* 1 while lines it queued are not all out. */
+static int unwritten(const stream *c) {
+  return c->mark > 0 && !ppe_fwd_out(1, c->mark);
 }
 
 /* What came instead of a hello (a login banner, a shell's complaint),
@@ -229,9 +239,11 @@ static int s_take(ppe_chan *ch, ppe_reply_fn fn, void *ud) {
   ppe_reply r;
   ppe_frame f;
   const char *pl;
+  size_t start;
   int n;
+  c->held = 0;
   for (;;) {
-    size_t start = c->rd.pos;
+    start = c->rd.pos;
     if ((n = ppe_reader_next(&c->rd, &f, &pl)) != 1) break;
     if (!c->greeted) {
       if (f.type != PPE_F_HELLO) {
@@ -246,6 +258,7 @@ static int s_take(ppe_chan *ch, ppe_reply_fn fn, void *ud) {
     r.f = f;
     switch (f.type) {
       case PPE_F_OUT:
+        if (unwritten(c) && ppe_fwd_pending(1) >= PPE_FWD_MAX) goto hold;
         print(c, pl, (size_t)f.len, 0);
         continue;
       case PPE_F_LEFT:
@@ -256,6 +269,7 @@ static int s_take(ppe_chan *ch, ppe_reply_fn fn, void *ud) {
         break;
       case PPE_F_OK: case PPE_F_ERR: case PPE_F_SERR: case PPE_F_INITERR:
         print(c, NULL, 0, 1);  /* its lines before its reply */
+        if (unwritten(c)) goto hold;
         r.payload = pl;
         r.held = PPE_HELD_COPY;
         if (start == 0 && c->rd.pos == c->rd.b.len && f.len >= STEAL_MIN) {
@@ -276,6 +290,10 @@ static int s_take(ppe_chan *ch, ppe_reply_fn fn, void *ud) {
   if (c->eof && !c->greeted && c->why[0] == '\0' && c->rd.pos < c->rd.b.len)
     unexpected(c, c->rd.b.p + c->rd.pos, c->rd.b.len - c->rd.pos);
   return (c->eof ? PPE_CHAN_END : 0) | (n < 0 ? PPE_CHAN_BAD : 0);
+hold:  /* taken again once they are out; its end is told then */
+  c->rd.pos = start;
+  c->held = 1;
+  return 0;
 bad:
   if (!c->greeted && c->why[0] == '\0')
     unexpected(c, c->rd.b.p + c->rd.pos, c->rd.b.len - c->rd.pos);
@@ -317,6 +335,11 @@ static void s_wake(ppe_chan *ch) {
   (void)ch;
 }
 
+static int s_holding(const ppe_chan *ch) {
+  const stream *c = (const stream *)ch;
+  return c->held && unwritten(c);
+}
+
 static int s_left(const ppe_chan *ch) {
   return ((const stream *)ch)->left;
 }
@@ -349,7 +372,8 @@ static const ppe_chan_ops stream_ops = {
   .send = s_send, .send_init = s_send_init, .push = s_push,
   .unsent = s_unsent, .stop = s_stop, .read = s_read, .take = s_take,
   .takes_back = s_takes_back, .take_back = s_take_back, .sleep = s_sleep,
-  .wake = s_wake, .left = s_left, .end = s_end, .free = s_free
+  .wake = s_wake, .holding = s_holding, .left = s_left, .end = s_end,
+  .free = s_free
 };
 
 ppe_chan *ppe_chan_stream_new(int fd, const ppe_hello *mine, int id) {

@@ -70,6 +70,10 @@ void ppe_chan_wake(ppe_chan *ch) {
   ch->ops->wake(ch);
 }
 
+int ppe_chan_holding(const ppe_chan *ch) {
+  return ch != NULL && ch->ops->holding(ch);
+}
+
 int ppe_chan_left(const ppe_chan *ch) {
   return ch->ops->left(ch);
 }

@@ -89,6 +89,7 @@ typedef struct ppe_chan_ops {
   int (*take_back)(ppe_chan *ch, ppe_task *t);
   int (*sleep)(ppe_chan *ch);
   void (*wake)(ppe_chan *ch);
+  int (*holding)(const ppe_chan *ch);
   int (*left)(const ppe_chan *ch);
   void (*end)(ppe_chan *ch);
   void (*free)(ppe_chan *ch);
@@ -162,6 +163,11 @@ int ppe_chan_take_back(ppe_chan *ch, ppe_task *t);
 ** (I/O thread, without the lock), awake again. */
 int ppe_chan_sleep(ppe_chan *ch);
 void ppe_chan_wake(ppe_chan *ch);
+
+/* 1 while ppe_chan_take stopped at a reply that must wait for the task's
+** output to be written (forward.h): the channel is not to be read (or
+** polled) meanwhile, nor its worker's end told before that reply. */
+int ppe_chan_holding(const ppe_chan *ch);
 
 /* Once the worker has ended: the exit code it said it left with, when
 ** that is ppe's own (worker.h), else 0. */

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "forward.h"
 #include "launch.h"
 #include "transport.h"
 
@@ -101,7 +102,9 @@ int ppe_launch_watched(const ppe_launch *l) {
 
 void ppe_launch_fds(const ppe_launch *l, int *pidfd, int *errfd) {
   *pidfd = l->reaped ? -1 : l->pidfd;
-  *errfd = l->errfd;
+  /* Not read while our stderr has not taken what came before: the
+  ** launcher waits instead. */
+  *errfd = ppe_fwd_pending(2) < PPE_FWD_MAX ? l->errfd : -1;
 }
 
 /* Keeps the last PPE_LAUNCH_TAIL bytes seen. */
@@ -123,7 +126,7 @@ static void keep(ppe_launch *l, const char *p, size_t n) {
 static void pass_stderr(ppe_launch *l) {
   char buf[4096];
   ssize_t n;
-  while (l->errfd >= 0) {
+  while (l->errfd >= 0 && ppe_fwd_pending(2) < PPE_FWD_MAX) {
     n = read(l->errfd, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -133,7 +136,7 @@ static void pass_stderr(ppe_launch *l) {
       return;
     }
     keep(l, buf, (size_t)n);
-    ppe_send_all(2, buf, (size_t)n);  /* as it comes: ours is theirs */
+    ppe_fwd_put(2, buf, (size_t)n);  /* as it comes: ours is theirs */
   }
 }
 

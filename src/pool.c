@@ -16,6 +16,7 @@
 #include "chan_local.h"
 #include "chan_stream.h"
 #include "channel.h"
+#include "forward.h"
 #include "future.h"
 #include "hello.h"
 #include "launch.h"
@@ -113,6 +114,8 @@ typedef struct wslot {
   ppe_launch *far;     /* a far worker's launcher, or NULL */
   int greeted;         /* far: its hello came and matched */
   int late;            /* far: no hello came in time; it was killed */
+  int exited;          /* far: its launcher was reaped, with 'status'; */
+  int status;          /* the end is told once its replies are taken */
   double due;          /* W_HELLO: its hello is due by then; W_WAITING:
                        ** the next start is then */
   int state;
@@ -845,14 +848,21 @@ static void far_failed(ppe_pool *p, wslot *w, int status) {
 }
 
 /* A far worker's launcher has ended (reaped): a start that failed, or a
-** worker lost like any other. */
-static void far_exited(ppe_pool *p, wslot *w, int status) {
-  if (!w->greeted && LINKED(w)) {  /* what it said first tells why */
+** worker lost like any other. Told once the replies it sent are taken: a
+** reply waits while its task's output is not yet written (the caller's
+** stdout full), as a local worker would wait to write it; unless the
+** task failed already (timed out, or terminate/kill). */
+static void far_exited(ppe_pool *p, wslot *w) {
+  if (LINKED(w)) {  /* what it said before it ended still counts */
     ppe_chan_read(w->ch);
     take_replies(p, w);
   }
-  if (!w->greeted) far_failed(p, w, status);
-  else slot_ended(p, w, w->pid, status);
+  if (w->greeted && !w->signalled && !w->timed_out &&
+      ppe_chan_holding(w->ch))
+    return;
+  w->exited = 0;
+  if (!w->greeted) far_failed(p, w, w->status);
+  else slot_ended(p, w, w->pid, w->status);
 }
 
 /* Worker w has ended with 'status': what it held fails or goes back to
@@ -1140,7 +1150,8 @@ static void *io_main(void *arg) {
   ppe_lock();
   while (!(p->closing && all_gone(p))) {
     ppe_zmsg zm[ZBATCH];
-    int zfds[ZBATCH], nz = 0, i, np = 3 * p->nw + 2, zgone = 0;
+    int zfds[ZBATCH], nz = 0, i, np = 3 * p->nw + 4, zgone = 0;
+    struct pollfd *out = &p->pfd[3 * p->nw + 2];
     double now = ppe_now();
     int timeout = poll_timeout(p, now), n;
     double due;
@@ -1151,7 +1162,9 @@ static void *io_main(void *arg) {
     for (i = 0; i < p->nw; i++) {
       wslot *w = &p->w[i];
       struct pollfd *pf = &p->pfd[i + 2];
-      pf->fd = ppe_chan_fd(w->ch);
+      /* One that holds a reply is read again once the output before it
+      ** is out: the descriptor below tells when it may be. */
+      pf->fd = ppe_chan_holding(w->ch) ? -1 : ppe_chan_fd(w->ch);
       pf->events = POLLIN | (ppe_chan_unsent(w->ch) ? POLLOUT : 0);
       pf->revents = 0;
       pf = &p->pfd[p->nw + 2 + 2 * i];
@@ -1160,6 +1173,10 @@ static void *io_main(void *arg) {
       pf[0].events = pf[1].events = POLLIN;
       pf[0].revents = pf[1].revents = 0;
     }
+    out[0].fd = ppe_fwd_pollfd(1);
+    out[1].fd = ppe_fwd_pollfd(2);
+    out[0].events = out[1].events = POLLOUT;
+    out[0].revents = out[1].revents = 0;
     /* Workers may tell of replies only while we may be asleep: from here.
     ** One that came before we said so is taken now, not slept on. */
     for (i = 0; i < p->nw; i++)  /* (one whose channel is closed: moot) */
@@ -1187,6 +1204,7 @@ static void *io_main(void *arg) {
       p->wake_pending = 0;
       ppe_unlock();
     }
+    if ((out[0].revents | out[1].revents) != 0) ppe_fwd_flush();
     for (i = 0; i < p->nw; i++)
       if (p->pfd[i + 2].revents & (POLLIN | POLLHUP | POLLERR))
         ppe_chan_read(p->w[i].ch);
@@ -1210,8 +1228,11 @@ static void *io_main(void *arg) {
       int status;
       if (w->far != NULL && (((pf[0].revents | pf[1].revents) & ~POLLOUT) ||
                              !ppe_launch_watched(w->far)) &&
-          ppe_launch_poll(w->far, &status))
-        far_exited(p, w, status);
+          ppe_launch_poll(w->far, &status)) {
+        w->exited = 1;
+        w->status = status;
+      }
+      if (w->exited) far_exited(p, w);
     }
     for (i = 0; i < p->nw; i++) {
       wslot *w = &p->w[i];
@@ -1440,7 +1461,7 @@ static int make_groups(ppe_pool *p, const ppe_pool_opts *o) {
     p->nw += g->n;
   }
   p->w = calloc((size_t)p->nw, sizeof(wslot));
-  p->pfd = calloc(3 * (size_t)p->nw + 2, sizeof(struct pollfd));
+  p->pfd = calloc(3 * (size_t)p->nw + 4, sizeof(struct pollfd));
   if (p->w == NULL || p->pfd == NULL) return -ENOMEM;
   for (i = 0; i < p->ng; i++)
     for (j = 0; j < p->g[i].n; j++) p->w[k++].g = i;
