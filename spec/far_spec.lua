@@ -162,6 +162,30 @@ describe("far workers through a launcher", function()
     assert.are.equal(4, ex:submit(function() return 4 end):result(T))
   end))
 
+  it("stop a task past task_timeout whose worker went silent (stopped), "
+     .. "and replace that worker", H.scoped(function(scope)
+    local ex = scope(ppe.executor { workers = { far(1) }, task_timeout = 1 })
+    local before = ex:submit(H.whoami):result(T)
+    -- Every thread of the far worker stops: no reply, no take-back.
+    local e = H.failure(ex:submit(function()
+      os.execute("kill -STOP " .. require("helpers").whoami())
+    end))
+    assert.are.equal("TaskTimeout", e.kind)
+    assert.are.equal("env", e.host)
+    assert.are.equal(before, e.pid)
+    assert.is_false(H.alive(before))
+    assert.are_not.equal(before, ex:submit(H.whoami):result(T))
+  end))
+
+  it("#slow carry a 256 MiB argument and result", H.scoped(function(scope)
+    local ex = scope(ppe.executor { workers = { far(1) } })
+    local s = ("0123456789abcdef"):rep(16 * 1024 * 1024)
+    local n, r = ex:submit(function(x) return #x, x:upper() end, s):result(120)
+    assert.are.equal(256 * 1024 * 1024, n)
+    assert.are.equal(#s, #r)
+    assert.is_true(r == s:upper())
+  end))
+
   it("forward what tasks print, in whole lines, before their results",
      function()
     local prog = os.tmpname()
@@ -464,6 +488,80 @@ describe("far workers that cannot start", function()
     assert.are.equal(5, ex:submit(function() return 5 end):result(T))
   end))
 
+  it("give up on a far side that never says hello, after start_timeout",
+     H.scoped(function(scope)
+    -- cat: it says nothing until told something, and nothing is said to
+    -- a worker before its hello.
+    local t0 = os.time()
+    local ex = scope(ppe.executor { host_failures = 2, workers = {
+      { n = 1, launcher = { "env" }, command = { "cat" }, name = "mute",
+        start_timeout = 0.3 } } })
+    local e = H.failure(ex:submit(function() return 1 end))
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("no worker of 'mute' said hello within 0.3 s", e.message,
+                   1, true)
+    assert.is_true(os.time() - t0 < 10)
+    assert.is_true(ex:stats().groups[1].given_up)
+  end))
+
+  -- A far side that says a real worker's hello (this one's, taken from a
+  -- worker given no channel) and then what sh 'script' does.
+  local function liar(scope, script)
+    local hello = os.tmpname()
+    local words = {}
+    for i, w in ipairs(command()) do
+      words[i] = "'" .. w:gsub("'", "'\\''") .. "'"
+    end
+    local h = assert(io.popen("exec " .. table.concat(words, " ")
+                              .. " </dev/null"))
+    local bytes = h:read("*a")
+    h:close()
+    local f = assert(io.open(hello, "wb"))
+    f:write(bytes)
+    f:close()
+    local ex = scope(ppe.executor { host_failures = 2, workers = {
+      { n = 1, launcher = { "env" }, name = "liar", command = {
+        "sh", "-c", 'cat "$0"; ' .. script, hello } } } })
+    return ex, hello
+  end
+
+  -- The error of a task submitted once ex's only group is given up. A
+  -- task sent meanwhile to a worker that then fails fails with it.
+  local function given_up(ex)
+    local e = H.failure(ex:submit(function() return 1 end))
+    if e.kind == "WorkerDied" then
+      assert.are.equal("liar", e.host)
+      assert.is_true(H.wait_until(function()
+        return ex:stats().groups[1].given_up end, T))
+      e = H.failure(ex:submit(function() return 1 end))
+    end
+    return e
+  end
+
+  it("give up on a far side that sends garbage after its hello, without "
+     .. "starting it again at once", H.scoped(function(scope)
+    local ex, hello = liar(scope, "printf '%064d'; exec cat >/dev/null")
+    local e = given_up(ex)
+    os.remove(hello)
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("workers of 'liar' cannot start: one sent what no ppe "
+                   .. "worker sends, after its hello", e.message, 1, true)
+    local g = ex:stats().groups[1]
+    assert.is_true(g.given_up)
+    assert.are.equal(0, g.workers)
+  end))
+
+  it("give up on a far side that ends after its hello, before any reply",
+     H.scoped(function(scope)
+    local ex, hello = liar(scope, "echo gone now >&2; exit 3")
+    local e = given_up(ex)
+    os.remove(hello)
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("the launcher of 'liar' exited with code 3 after its "
+                   .. "worker's hello, before any reply", e.message, 1, true)
+    assert.matches("gone now", e.message, 1, true)
+  end))
+
   it("say so when the launcher is no command at all",
      H.scoped(function(scope)
     local ex = scope(ppe.executor { host_failures = 1, workers = {
@@ -542,6 +640,12 @@ describe("the workers option", function()
     { { workers = { { n = 1, name = 3 } } }, "name must be a string" },
     { { workers = { { n = 1000 }, { n = 100, name = "b" } } }, "more than" },
     { { host_failures = 0 }, "host_failures" },
+    { { workers = { { n = 1, launcher = { "env" }, start_timeout = 0 } } },
+      "'start_timeout' must be a number of seconds > 0" },
+    { { workers = { { n = 1, launcher = { "env" }, start_timeout = "x" } } },
+      "'start_timeout' must be a number of seconds > 0, got x" },
+    { { workers = { { n = 1, start_timeout = 5 } } },
+      "workers[1].start_timeout is given without a launcher" },
   }
   for _, c in ipairs(cases) do
     it("refuses " .. c[2], function()

@@ -74,10 +74,6 @@ typedef char depth_fits[2 * PIPELINE_MAX <= PPE_CHAN_DEPTH ? 1 : -1];
 ** reaps it whenever it ends. */
 #define LOST_AFTER 10.0
 
-/* A far worker that has not said hello this long after its launcher
-** started is a failed start. */
-#define HELLO_WAIT 30.0
-
 /* How often the end of a launcher without a pidfd is looked for. */
 #define UNWATCHED 0.05
 
@@ -101,7 +97,10 @@ typedef struct group {
   const char *name;    /* kept for the process's life: tasks name it */
   char **argv;         /* launcher and command; NULL: forked here */
   int n;
-  int fails;           /* failed starts in a row */
+  int fails;           /* failed starts in a row: a worker that ends
+                       ** before its first reply is one */
+  double hello_wait;   /* a far worker that has not said hello this long
+                       ** after its launcher started is a failed start */
   int given_up;
   char why[PPE_CAUSE + PPE_LAUNCH_TAIL];  /* its last failed start */
   long completed, failed, restarts;
@@ -114,6 +113,8 @@ typedef struct wslot {
   ppe_launch *far;     /* a far worker's launcher, or NULL */
   int greeted;         /* far: its hello came and matched */
   int late;            /* far: no hello came in time; it was killed */
+  int replied;         /* it has answered once: it works */
+  int bad;             /* it sent what no worker of ours sends */
   int exited;          /* far: its launcher was reaped, with 'status'; */
   int status;          /* the end is told once its replies are taken */
   double due;          /* W_HELLO: its hello is due by then; W_WAITING:
@@ -594,6 +595,10 @@ static void on_reply(void *ud, ppe_reply *r) {
     if (!r->skipped) ppe_reply_drop(r);
     return;
   }
+  if (!w->replied) {
+    w->replied = 1;
+    p->g[w->g].fails = 0;
+  }
   if (r->skipped) {  /* it never ran: another worker will */
     if (give_back(p, w, f->id) != 0) kill_worker(p, w, SIGKILL);
     return;
@@ -648,9 +653,14 @@ static int take_replies(ppe_pool *p, wslot *w) {
   k.p = p;
   k.w = w;
   r = ppe_chan_take(w->ch, on_reply, &k);
-  if (r & PPE_CHAN_BAD) kill_worker(p, w, SIGKILL);
-  else if (w->state == W_HELLO && ppe_chan_stream_greeted(w->ch))
-    greeted(p, w);
+  if (w->state == W_HELLO && ppe_chan_stream_greeted(w->ch)) {
+    if (r & PPE_CHAN_BAD) w->greeted = 1;  /* (said so: it gets no work) */
+    else greeted(p, w);
+  }
+  if (r & PPE_CHAN_BAD) {
+    w->bad = 1;
+    kill_worker(p, w, SIGKILL);
+  }
   return r;
 }
 
@@ -726,12 +736,12 @@ static void launch(ppe_pool *p, wslot *w) {
   }
   w->pid = ppe_launch_pid(w->far);
   w->state = W_HELLO;
-  w->due = ppe_now() + HELLO_WAIT;
+  w->due = ppe_now() + g->hello_wait;
 }
 
-/* Its hello came and matched: it counts as started. */
+/* Its hello came and matched: it gets work. It counts as started at its
+** first reply (on_reply): one that ends before is a failed start. */
 static void greeted(ppe_pool *p, wslot *w) {
-  p->g[w->g].fails = 0;
   w->greeted = 1;
   if (p->init.len > 0) {
     w->state = W_INIT;
@@ -813,6 +823,21 @@ static void on_exited(ppe_pool *p, pid_t pid, int status) {
   }
 }
 
+/* How a far worker's launcher ended, 'when', and the tail of its stderr:
+** for the reason of a failed start. */
+static void launcher_ended(char *why, size_t n, ppe_pool *p, wslot *w,
+                           int status, const char *when) {
+  const char *tail = ppe_launch_tail(w->far);
+  const char *name = p->g[w->g].name;
+  const char *more = tail[0] ? "; its stderr ended with:\n" : "";
+  if (WIFSIGNALED(status))
+    snprintf(why, n, "the launcher of '%s' was killed by signal %d %s%s%s",
+             name, WTERMSIG(status), when, more, tail);
+  else
+    snprintf(why, n, "the launcher of '%s' exited with code %d %s%s%s",
+             name, WEXITSTATUS(status), when, more, tail);
+}
+
 /* Why a far worker's start failed: its own words, or its launcher's. */
 static void far_failed(ppe_pool *p, wslot *w, int status) {
   char why[PPE_CAUSE + PPE_LAUNCH_TAIL];
@@ -824,18 +849,11 @@ static void far_failed(ppe_pool *p, wslot *w, int status) {
              said);
   else if (w->late)
     snprintf(why, sizeof(why), "no worker of '%s' said hello within %g s "
-             "of its launcher's start%s%s", g->name, HELLO_WAIT,
+             "of its launcher's start%s%s", g->name, g->hello_wait,
              tail[0] ? "; the launcher's stderr ended with:\n" : "", tail);
-  else if (WIFSIGNALED(status))
-    snprintf(why, sizeof(why), "the launcher of '%s' was killed by signal "
-             "%d before its worker said hello%s%s", g->name,
-             WTERMSIG(status), tail[0] ? "; its stderr ended with:\n" : "",
-             tail);
   else
-    snprintf(why, sizeof(why), "the launcher of '%s' exited with code %d "
-             "before its worker said hello%s%s", g->name,
-             WEXITSTATUS(status),
-             tail[0] ? "; its stderr ended with:\n" : "", tail);
+    launcher_ended(why, sizeof(why), p, w, status,
+                   "before its worker said hello");
   if (LINKED(w)) ppe_chan_end(w->ch);
   ppe_chan_free(w->ch);
   w->ch = NULL;
@@ -843,7 +861,7 @@ static void far_failed(ppe_pool *p, wslot *w, int status) {
   w->far = NULL;
   w->pid = 0;
   w->kill_at = 0;
-  w->late = 0;
+  w->late = w->bad = 0;
   start_failed(p, w, why);
 }
 
@@ -869,12 +887,25 @@ static void far_exited(ppe_pool *p, wslot *w) {
 ** the queue, and another is started in its place. */
 static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
   {
+    char why[PPE_CAUSE + PPE_LAUNCH_TAIL];
     ppe_task *t;
-    int own;
+    int own, early;
     if (LINKED(w)) {  /* what it wrote before it ended still counts */
       ppe_chan_read(w->ch);
       take_replies(p, w);
     }
+    /* A far worker that ends unasked before its first reply is a failed
+    ** start like one that never said hello (a task it held fails as
+    ** usual): one that greets and dies at once is not started again and
+    ** again at once, and its group is given up after host_failures. */
+    early = w->far != NULL && !w->replied && !w->signalled &&
+            !w->initing && !w->timed_out;
+    if (early && w->bad)
+      snprintf(why, sizeof(why), "workers of '%s' cannot start: one sent "
+               "what no ppe worker sends, after its hello", p->g[w->g].name);
+    else if (early)
+      launcher_ended(why, sizeof(why), p, w, status,
+                     "after its worker's hello, before any reply");
     /* Its exit code is ppe's own if it said so first; a task's os.exit
     ** may give the same numbers. */
     own = WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
@@ -933,7 +964,9 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     w->signalled = 0;
     w->pid = 0;
     w->ntasks = 0;
-    respawn(p, w);
+    w->replied = w->bad = 0;
+    if (early) start_failed(p, w, why);
+    else respawn(p, w);
   }
 }
 
@@ -1030,7 +1063,7 @@ static void check_timeouts(ppe_pool *p, double now) {
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     if (w->state == W_HELLO && now >= w->due) {
-      w->due = now + HELLO_WAIT;  /* its end is a failed start */
+      w->due = now + p->g[w->g].hello_wait;  /* its end: a failed start */
       w->late = 1;
       kill_worker(p, w, SIGKILL);
     }
@@ -1444,7 +1477,7 @@ static void guard_stdio(void) {
 /* The groups of o, or one local group of max_workers; the slots, each
 ** with its group. */
 static int make_groups(ppe_pool *p, const ppe_pool_opts *o) {
-  static const ppe_group_opts local = { 0, NULL, "local" };
+  static const ppe_group_opts local = { 0, NULL, "local", 0 };
   int i, j, k = 0;
   p->ng = o->ngroups > 0 ? o->ngroups : 1;
   if ((p->g = calloc((size_t)p->ng, sizeof(group))) == NULL) return -ENOMEM;
@@ -1452,6 +1485,8 @@ static int make_groups(ppe_pool *p, const ppe_pool_opts *o) {
     const ppe_group_opts *go = o->ngroups > 0 ? &o->groups[i] : &local;
     group *g = &p->g[i];
     g->n = o->ngroups > 0 ? go->n : o->max_workers;
+    g->hello_wait = go->start_timeout > 0 ? go->start_timeout
+                                          : PPE_START_TIMEOUT;
     if ((g->name = intern(go->name)) == NULL) return -ENOMEM;
     if (go->argv != NULL) {
       if ((g->argv = copy_argv(go->argv)) == NULL) return -ENOMEM;

@@ -22,7 +22,11 @@ typedef struct ppe_group_opts {
                               ** command, NULL-terminated; NULL: forked
                               ** here */
   const char *name;           /* for errors ('host') and stats */
+  double start_timeout;       /* seconds a far worker has to say hello;
+                              ** 0: PPE_START_TIMEOUT */
 } ppe_group_opts;
+
+#define PPE_START_TIMEOUT 30.0
 
 typedef struct ppe_pool_opts {
   int max_workers;            /* with no groups: one local group of it */

@@ -166,7 +166,7 @@ static const char *const executor_options[] = {
 };
 
 static const char *const group_options[] = {
-  "n", "launcher", "command", "name", NULL
+  "n", "launcher", "command", "name", "start_timeout", NULL
 };
 
 /* The strings of the sequence field 'key' of the group at idx, pushed,
@@ -222,6 +222,10 @@ static int read_group(lua_State *L, int idx, int gi, int anchor,
   if (nl == 0 && lua_getfield(L, idx, "command") != LUA_TNIL)
     luaL_error(L, "workers[%d].command is given without a launcher", gi);
   if (nl == 0) lua_pop(L, 1);
+  go->start_timeout = lppe_optseconds(L, idx, "start_timeout", 1, 0);
+  if (nl == 0 && go->start_timeout > 0)
+    luaL_error(L, "workers[%d].start_timeout is given without a launcher",
+               gi);
   if (nl > 0 && nc == 0) nc = default_command(L);
   go->argv = NULL;
   if (nl > 0) {
