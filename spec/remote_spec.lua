@@ -128,6 +128,121 @@ describe("far workers through ssh #novalgrind", function()
   end))
 end)
 
+-- A list of strings as Lua source, for a program of its own.
+local function lua_list(t)
+  local s = {}
+  for i, w in ipairs(t) do s[i] = ("%q"):format(w) end
+  return "{ " .. table.concat(s, ", ") .. " }"
+end
+
+-- The ssh clients among the children of process 'ppid'.
+local function ssh_clients(ppid)
+  local t = {}
+  for pid, comm in pairs(H.children(ppid)) do
+    if comm == "ssh" then t[#t + 1] = pid end
+  end
+  return t
+end
+
+describe("far workers through ssh, when the link fails #novalgrind",
+         function()
+  teardown(function() L.stop_all() end)
+
+  -- One ssh worker, busy in a task; its far pid. 'fail' breaks the link.
+  local function busy(scope, d)
+    local ex = scope(ppe.executor { host_failures = 2, workers = { {
+      n = 1, launcher = launcher(d), command = command(true),
+      name = "box" } } })
+    local fpid = ex:submit(H.whoami):result(T)
+    local f = ex:submit(function() while true do end end)
+    assert.is_true(H.wait_until(function() return f:running() end, T))
+    return ex, f, fpid
+  end
+
+  it("fail only the running task when the ssh client is killed, and "
+     .. "replace the worker", H.scoped(function(scope)
+    local d = L.require_or_pending("sshd")
+    if not d then return end
+    local ex, f, fpid = busy(scope, d)
+    local clients = ssh_clients(H.pid())
+    assert.are.equal(1, #clients)
+    os.execute("kill -9 " .. clients[1])
+    local e = failure(f)
+    assert.are.equal("WorkerDied", e.kind)
+    assert.are.equal("box", e.host)
+    assert.is_true(H.wait_until(function() return not H.alive(fpid) end,
+                                1.5), "far worker " .. fpid .. " lives on")
+    local pid = ex:submit(H.whoami):result(T)
+    assert.are_not.equal(fpid, pid)
+    assert.are.equal(1, ex:stats().groups[1].restarts)
+  end))
+
+  it("fail only the running task when sshd stops, then give the group up",
+     H.scoped(function(scope)
+    local d = L.require_or_pending("sshd")
+    if not d then return end
+    local ex, f, fpid = busy(scope, d)
+    assert(L.stop("sshd"))  -- its sessions end with it
+    local e = failure(f)
+    assert.are.equal("WorkerDied", e.kind)
+    assert.are.equal("box", e.host)
+    assert.is_true(H.wait_until(function() return not H.alive(fpid) end,
+                                1.5), "far worker " .. fpid .. " lives on")
+    e = failure(ex:submit(function() return 1 end))
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("'box' exited with code 255", e.message)
+    assert.is_true(ex:stats().groups[1].given_up)
+  end))
+
+  it("leave nothing on either side when the caller is killed", function()
+    local d = L.require_or_pending("sshd")
+    if not d then return end
+    local prog = os.tmpname()
+    local f = assert(io.open(prog, "w"))
+    f:write(([[
+      package.cpath = %q
+      package.path = %q
+      local ppe = require "ppe"
+      local ex = ppe.executor { workers = { { n = 2, launcher = %s,
+        command = %s } } }
+      local fs = {}
+      for i = 1, 2 do
+        fs[i] = ex:submit(function()
+          os.execute("sleep 0.3")
+          return (require("helpers").whoami())
+        end)
+      end
+      for i = 1, 2 do io.write(fs[i]:result(60), " ") end
+      io.write("\n")
+      io.flush()
+      ex:submit(function() while true do end end)
+      ex:submit(function() while true do end end)
+      while true do end
+    ]]):format(package.cpath, package.path, lua_list(launcher(d)),
+               lua_list(command(true))))
+    f:close()
+    local h = assert(io.popen("exec " .. H.interpreter() .. " " .. prog
+                              .. " & echo $!; wait"))
+    local caller = tonumber(h:read("*l"))
+    local line = h:read("*l") or ""
+    local pids = {}
+    for p in line:gmatch("%d+") do pids[#pids + 1] = tonumber(p) end
+    assert.are.equal(2, #pids, line)
+    for _, c in ipairs(ssh_clients(caller)) do pids[#pids + 1] = c end
+    assert.are.equal(4, #pids, "two ssh clients")
+    H.sleep_pid(0.3)  -- (the busy tasks under way)
+    os.execute("kill -9 " .. caller)
+    h:close()
+    os.remove(prog)
+    assert.is_true(H.wait_until(function()
+      for _, p in ipairs(pids) do
+        if H.alive(p) then return false end
+      end
+      return true
+    end, 1.5), "left alive of " .. table.concat(pids, " "))
+  end)
+end)
+
 describe("far workers through Slurm's srun #novalgrind", function()
   teardown(function() L.stop_all() end)
 
