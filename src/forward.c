@@ -31,8 +31,8 @@ enum {
 
 typedef struct sink {
   int fd;            /* 1 or 2 */
-  int to;            /* what is written: fd, or our own opening of it;
-                     ** -1 until the first write */
+  int to;            /* what is written: fd, or our own opening of it
+                     ** while bytes wait; -1 when none is chosen */
   int how;           /* W_* */
   dev_t dev;         /* what fd was when 'to' was chosen: a caller that */
   ino_t ino;         /* puts another file there (dup2) is followed */
@@ -136,7 +136,13 @@ static void drain(sink *s) {
     s->qpos += (size_t)r;
     s->out += (uint64_t)r;
   }
-  if (s->qpos == s->q.len) s->q.len = s->qpos = 0;
+  if (s->qpos == s->q.len) {
+    s->q.len = s->qpos = 0;
+    /* Our own opening lives only while bytes wait: the process holds no
+    ** descriptor of ours for good. */
+    if (s->to >= 0 && s->to != s->fd) close(s->to);
+    s->to = -1;
+  }
   else if (s->qpos >= s->q.len / 2) {  /* room at the end, not the start */
     memmove(s->q.p, s->q.p + s->qpos, s->q.len - s->qpos);
     s->q.len -= s->qpos;
