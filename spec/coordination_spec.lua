@@ -536,6 +536,97 @@ describe("done-callbacks, poll and fileno", function()
   end)
 end)
 
+describe("a wait under way", function()
+  -- One worker: a short task whose callback shuts the executor down with
+  -- cancel_futures, and behind it 20 tasks of 0.5 s, the last of which
+  -- is still queued then. 'how' waits on the last one; it must return
+  -- once the callback has cancelled it, not after the 10 s the queue
+  -- would take.
+  local function cancelled_meanwhile(how)
+    local ex = ppe.executor { max_workers = 1 }
+    local first = ex:submit(spin, 0.2, 1)
+    local fs = {}
+    for i = 1, 20 do fs[i] = ex:submit(spin, 0.5, i) end
+    first:add_done_callback(function()
+      ex:shutdown { wait = false, cancel_futures = true }
+    end)
+    local t0 = now()
+    local ok, e = pcall(how, fs[20], ex)
+    local took = now() - t0
+    ex:close()
+    assert.is_true(fs[20]:cancelled())
+    assert.is_true(took < 5, ("it took %.1f s"):format(took))
+    return ok, e
+  end
+
+  it("runs the callbacks of futures that complete meanwhile: result",
+     function()
+    local ok, e = cancelled_meanwhile(function(f) return f:result(30) end)
+    assert.is_false(ok)
+    assert.are.equal("CancelledError", e.kind)
+  end)
+
+  it("runs the callbacks of futures that complete meanwhile: wait",
+     function()
+    local done
+    assert.is_true(cancelled_meanwhile(function(f)
+      done = ppe.wait({ f }, 30)
+    end))
+    assert.are.equal(1, #done)
+  end)
+
+  it("runs the callbacks of futures that complete meanwhile: "
+     .. "as_completed", function()
+    local n = 0
+    assert.is_true(cancelled_meanwhile(function(f)
+      for _ in ppe.as_completed({ f }, 30) do n = n + 1 end
+    end))
+    assert.are.equal(1, n)
+  end)
+
+  for _, ordered in ipairs({ true, false }) do
+    it("runs the callbacks of futures that complete meanwhile: map, "
+       .. "ordered = " .. tostring(ordered), function()
+      local ex = ppe.executor { max_workers = 1 }
+      local first = ex:submit(spin, 0.2, 1)
+      first:add_done_callback(function()
+        ex:shutdown { wait = false, cancel_futures = true }
+      end)
+      local items = {}
+      for i = 1, 20 do items[i] = i end
+      local t0, seen = now(), 0
+      local ok, e = pcall(function()
+        for _ in ex:map(function(i) return spin(0.5, i) end, items,
+                        { ordered = ordered, timeout = 30 }) do
+          seen = seen + 1
+        end
+      end)
+      local took = now() - t0
+      ex:close()
+      assert.is_false(ok)
+      assert.are.equal("CancelledError", e.kind)
+      assert.is_true(seen < 20)
+      assert.is_true(took < 5, ("it took %.1f s"):format(took))
+    end)
+  end
+
+  it("ends when a callback cancels what it waits for", function()
+    local ex = ppe.executor { max_workers = 1 }
+    local first = ex:submit(spin, 0.2, 1)
+    local fs = {}
+    for i = 1, 20 do fs[i] = ex:submit(spin, 0.5, i) end
+    first:add_done_callback(function() fs[20]:cancel() end)
+    local t0 = now()
+    local done = ppe.wait({ fs[20] }, 30)
+    local took = now() - t0
+    for i = 1, 19 do fs[i]:cancel() end
+    ex:close()
+    assert.are.equal(1, #done)
+    assert.is_true(fs[20]:cancelled())
+    assert.is_true(took < 5, ("it took %.1f s"):format(took))
+  end)
+end)
+
 describe("a host library's fork handlers", function()
   it("do not reach the workers (libuv's atfork re-creates fds)",
      H.scoped(function(scope)

@@ -67,18 +67,35 @@ int ppe_cancel(ppe_task *t) {
 */
 
 /* Asks ready(ud) under the lock, sleeping between completions until it
-** says 1 or the deadline passes. Returns its last answer. Every wait of
+** says 1 or the deadline passes, or a task with done-callbacks completes
+** after 'mark' (PPE_CALLBACKS). Returns its last answer. Every wait of
 ** the binding is this one. */
-static int wait_until(int (*ready)(void *ud), void *ud, double deadline) {
+static int wait_until(int (*ready)(void *ud), void *ud, double deadline,
+                      uint64_t mark) {
   int r;
   ppe_lock();
-  while ((r = ready(ud)) == 0)
+  while ((r = ready(ud)) == 0) {
+    if (ppe_task_watched() != mark) {
+      r = PPE_CALLBACKS;
+      break;
+    }
     if (ppe_wait_completion(deadline) == -ETIMEDOUT) {
       r = ready(ud);
       break;
     }
+  }
   ppe_unlock();
   return r;
+}
+
+void ppe_watch(ppe_task *t) {
+  ppe_lock();
+  t->watched = 1;
+  ppe_unlock();
+}
+
+uint64_t ppe_callbacks_mark(void) {
+  return ppe_task_watched();
 }
 
 double ppe_deadline(double secs) {
@@ -89,9 +106,9 @@ static int one_final(void *ud) {
   return ppe_task_final((const ppe_task *)ud);
 }
 
-int ppe_await(ppe_task *t, double deadline) {
+int ppe_await(ppe_task *t, double deadline, uint64_t mark) {
   if (ppe_task_spin(t, deadline)) return 1;
-  return wait_until(one_final, t, deadline);
+  return wait_until(one_final, t, deadline, mark);
 }
 
 typedef struct Many {
@@ -114,10 +131,12 @@ static int many_done(void *ud) {
   return done == m->n;
 }
 
-void ppe_await_many(ppe_task *const *ts, int n, int mode, double deadline) {
+int ppe_await_many(ppe_task *const *ts, int n, int mode, double deadline,
+                   uint64_t mark) {
   Many m;
   m.ts = ts; m.n = n; m.mode = mode; m.taken = NULL;
-  wait_until(many_done, &m, deadline);
+  return wait_until(many_done, &m, deadline, mark) == PPE_CALLBACKS
+           ? PPE_CALLBACKS : 0;
 }
 
 /* 1 with m->best the earliest completed not taken; -1 if all are. */
@@ -136,12 +155,12 @@ static int next_done(void *ud) {
 }
 
 int ppe_await_next(ppe_task *const *ts, const char *taken, int n,
-                   double deadline) {
+                   double deadline, uint64_t mark) {
   Many m;
   int r;
   m.ts = ts; m.n = n; m.taken = taken;
-  r = wait_until(next_done, &m, deadline);
-  return r == 1 ? m.best : r < 0 ? -1 : -2;
+  r = wait_until(next_done, &m, deadline, mark);
+  return r == 1 ? m.best : r == PPE_CALLBACKS ? r : r < 0 ? -1 : -2;
 }
 
 ppe_done *ppe_done_open(void) {
@@ -168,11 +187,12 @@ static int done_taken(void *ud) {
   return (x->tag = ppe_done_take(x->d)) != 0;
 }
 
-int64_t ppe_done_next(ppe_done *d, double deadline) {
+int64_t ppe_done_next(ppe_done *d, double deadline, uint64_t mark) {
   Next x;
   x.d = d;
   x.tag = 0;
-  wait_until(done_taken, &x, deadline);
+  if (wait_until(done_taken, &x, deadline, mark) == PPE_CALLBACKS)
+    return PPE_CALLBACKS;
   return x.tag;
 }
 

@@ -42,19 +42,33 @@ int ppe_cancel(ppe_task *t);
 /* The deadline 'secs' seconds from now, on the clock of every wait. */
 double ppe_deadline(double secs);
 
+/* Done-callbacks run in the caller's thread, in its waits too: t has
+** some (it stays so). A wait that was given a mark returns PPE_CALLBACKS
+** once such a task completes after the mark was taken, so that the
+** caller runs them and waits again:
+**   do { mark = ppe_callbacks_mark(); run them; r = wait(..., mark); }
+**   while (r == PPE_CALLBACKS);
+** A callback may so cancel or submit, and end the wait it runs in. */
+void ppe_watch(ppe_task *t);
+uint64_t ppe_callbacks_mark(void);
+#define PPE_CALLBACKS (-3)
+
 /* Waits until t is final or the deadline (monotonic seconds, ppe_now;
-** < 0 for ever) passes. 1 if it is final. */
-int ppe_await(ppe_task *t, double deadline);
+** < 0 for ever) passes. 1 if it is final, 0, or PPE_CALLBACKS. */
+int ppe_await(ppe_task *t, double deadline, uint64_t mark);
 
 /* What ppe.wait's return_when asks for. */
 enum { PPE_ALL_COMPLETED, PPE_FIRST_COMPLETED, PPE_FIRST_EXCEPTION };
-/* Waits until 'mode' is satisfied by ts[0..n) or the deadline passes. */
-void ppe_await_many(ppe_task *const *ts, int n, int mode, double deadline);
+/* Waits until 'mode' is satisfied by ts[0..n) or the deadline passes: 0,
+** or PPE_CALLBACKS. */
+int ppe_await_many(ppe_task *const *ts, int n, int mode, double deadline,
+                   uint64_t mark);
 
 /* Waits for the earliest completed of ts[0..n) whose taken[i] is 0; its
-** index, -1 if every one is taken, -2 if the deadline passed first. */
+** index, -1 if every one is taken, -2 if the deadline passed first, or
+** PPE_CALLBACKS. */
 int ppe_await_next(ppe_task *const *ts, const char *taken, int n,
-                   double deadline);
+                   double deadline, uint64_t mark);
 
 /* Tasks in the order they complete, for one consumer (an unordered map)
 ** who knows each by a tag (not 0), in O(1) each. */
@@ -62,8 +76,8 @@ ppe_done *ppe_done_open(void);  /* NULL without memory */
 /* Adds t (one final already goes in at once). */
 void ppe_done_add(ppe_done *d, ppe_task *t, int64_t tag);
 /* The tag of the next task to complete, waiting for it until the
-** deadline; 0 if it passed first. */
-int64_t ppe_done_next(ppe_done *d, double deadline);
+** deadline; 0 if it passed first, or PPE_CALLBACKS. */
+int64_t ppe_done_next(ppe_done *d, double deadline, uint64_t mark);
 /* The consumer is gone. */
 void ppe_done_close(ppe_done *d);
 

@@ -11,6 +11,7 @@
 #include "shm.h"
 
 static uint64_t completions = 0;  /* orders completions process-wide */
+static uint64_t watched_done = 0;  /* of them, tasks with done-callbacks */
 
 void ppe_request_frame(ppe_buf *req, uint32_t type, uint64_t id) {
   ppe_frame f;
@@ -217,9 +218,15 @@ void ppe_task_complete(ppe_task *t, int state, int err) {
   t->err = err;
   t->seq = ++completions;
   PPE_SET_STATE(t, state);  /* last: a spinning waiter reads on at once */
+  if (t->watched)
+    __atomic_store_n(&watched_done, watched_done + 1, __ATOMIC_RELEASE);
   if (!t->keep_req) ppe_task_drop_req(t);  /* not needed now */
   if (t->done != NULL) done_put(t->done, t);
   ppe_signal_completion();
+}
+
+uint64_t ppe_task_watched(void) {
+  return __atomic_load_n(&watched_done, __ATOMIC_ACQUIRE);
 }
 
 int ppe_task_cancel(ppe_task *t) {

@@ -55,6 +55,7 @@ struct ppe_task {
   int how;              /* PPE_E_DIED: PPE_HOW_* */
   int keep_req;         /* its worker may still read the request: it goes
                         ** with the task, not at completion */
+  int watched;          /* it has done-callbacks (ppe_task_watched) */
   uint64_t seq;         /* completion order, from 1; 0 while not final */
   uint32_t gate;        /* its number among the tasks sent to its worker
                         ** (ring.h's gate) */
@@ -104,6 +105,9 @@ int ppe_task_spin(const ppe_task *t, double deadline);
 void ppe_task_complete(ppe_task *t, int state, int err);
 /* 1 if t had not started and is (now or already) cancelled. Lock held. */
 int ppe_task_cancel(ppe_task *t);
+/* How many watched tasks (done-callbacks waiting in the caller) have
+** become final, process-wide: read without the lock. */
+uint64_t ppe_task_watched(void);
 
 /* Tasks in the order they became final, for one consumer that takes them
 ** in that order (ex:map with ordered=false), in O(1) each however many are

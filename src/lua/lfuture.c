@@ -255,10 +255,20 @@ int lppe_outcome(lua_State *L, int idx, int as_table) {
   return outcome(L, idx, checkfuture(L, idx), as_table);
 }
 
+/* Waits for f until the deadline given at arg, running the callbacks of
+** futures that complete meanwhile. 1 if it is final. */
+static int await(lua_State *L, Future *f, int arg) {
+  double deadline = lppe_deadline(L, arg);
+  int ok;
+  do ok = ppe_await(TASK(f), deadline, lppe_callbacks(L));
+  while (ok == PPE_CALLBACKS);
+  lppe_run_callbacks(L);
+  return ok;
+}
+
 static int f_result(lua_State *L) {
   Future *f = checkfuture(L, 1);
-  int i, n, ok = ppe_await(TASK(f), lppe_deadline(L, 2));
-  lppe_run_callbacks(L);
+  int i, n, ok = await(L, f, 2);
   if (!ok)
     return lppe_raise(L, "TimeoutError", "the future is not done in time");
   switch (outcome(L, 1, f, 0)) {
@@ -274,8 +284,7 @@ static int f_result(lua_State *L) {
 
 static int f_exception(lua_State *L) {
   Future *f = checkfuture(L, 1);
-  int ok = ppe_await(TASK(f), lppe_deadline(L, 2));
-  lppe_run_callbacks(L);
+  int ok = await(L, f, 2);
   if (!ok)
     return lppe_raise(L, "TimeoutError", "the future is not done in time");
   if (outcome(L, 1, f, 0) != F_FAIL) lua_pushnil(L);
@@ -285,8 +294,7 @@ static int f_exception(lua_State *L) {
 
 static int f_wait(lua_State *L) {
   Future *f = checkfuture(L, 1);
-  int ok = ppe_await(TASK(f), lppe_deadline(L, 2));
-  lppe_run_callbacks(L);
+  int ok = await(L, f, 2);
   lua_pushboolean(L, ok);
   return 1;
 }
@@ -452,6 +460,14 @@ int lppe_run_callbacks(lua_State *L) {
   return n;
 }
 
+/* Runs the callbacks now due, after taking the mark of a wait that
+** follows (engine.h): one that completes meanwhile ends that wait. */
+uint64_t lppe_callbacks(lua_State *L) {
+  uint64_t mark = ppe_callbacks_mark();
+  lppe_run_callbacks(L);
+  return mark;
+}
+
 static int f_add_done_callback(lua_State *L) {
   Future *f = checkfuture(L, 1);
   if (!lua_isfunction(L, 2) && luaL_getmetafield(L, 2, "__call") == LUA_TNIL)
@@ -477,7 +493,10 @@ static int f_add_done_callback(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &watch_key);
   }
   lua_pushvalue(L, 1);
-  if (lua_rawget(L, -2) == LUA_TNIL) nwatched++;
+  if (lua_rawget(L, -2) == LUA_TNIL) {
+    nwatched++;
+    ppe_watch(TASK(f));
+  }
   lua_pop(L, 1);
   lua_pushvalue(L, 1);
   lua_pushboolean(L, 1);

@@ -117,8 +117,12 @@ static lua_Integer map_field(lua_State *L, lua_Integer k, int which) {
 static lua_Integer map_pick(lua_State *L, MapState *m) {
   lua_Integer k = m->qhead;
   ppe_task *t = NULL;
+  int ok;
   if (!m->ordered) {
-    lua_Integer best = (lua_Integer)ppe_done_next(m->done, m->deadline);
+    lua_Integer best;
+    do best = (lua_Integer)ppe_done_next(m->done, m->deadline,
+                                         lppe_callbacks(L));
+    while (best == PPE_CALLBACKS);
     if (best == 0)
       lppe_raise(L, "TimeoutError", "map did not complete within timeout");
     return best;
@@ -128,9 +132,13 @@ static lua_Integer map_pick(lua_State *L, MapState *m) {
     lua_pop(L, 1);
     k++;
   }
-  lua_pop(L, 1);
   if (t == NULL) luaL_error(L, "no chunk to wait for");
-  if (!ppe_await(t, m->deadline))
+  /* (its future stays on the stack: a callback run meanwhile may drop
+  ** it from the map) */
+  do ok = ppe_await(t, m->deadline, lppe_callbacks(L));
+  while (ok == PPE_CALLBACKS);
+  lua_pop(L, 1);
+  if (!ok)
     lppe_raise(L, "TimeoutError", "map did not complete within timeout");
   return k;
 }

@@ -70,6 +70,7 @@ void lppe_newfuture(lua_State *L, ppe_task *t, int inner);
 ppe_task *lppe_futuretask(lua_State *L, int idx);
 int lppe_outcome(lua_State *L, int idx, int as_table);
 int lppe_run_callbacks(lua_State *L);
+uint64_t lppe_callbacks(lua_State *L);
 void lppe_push_taskrefs(lua_State *L);
 void lppe_open_futures(lua_State *L, int mts);
 

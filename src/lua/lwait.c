@@ -38,8 +38,9 @@ int lppe_wait(lua_State *L) {
   ppe_task **ts;
   lua_settop(L, 3);
   ts = checkfutures(L, 1, &n);
-  lppe_run_callbacks(L);
-  ppe_await_many(ts, n, mode, deadline);
+  while (ppe_await_many(ts, n, mode, deadline, lppe_callbacks(L)) ==
+         PPE_CALLBACKS)
+    ;
   lua_createtable(L, n, 0);
   lua_createtable(L, 0, 0);
   for (i = 0; i < n; i++) {
@@ -62,8 +63,9 @@ typedef struct Completion {
 static int as_completed_step(lua_State *L) {
   Completion *c = (Completion *)lua_touserdata(L, lua_upvalueindex(1));
   int best;
-  lppe_run_callbacks(L);
-  best = ppe_await_next(c->ts, c->yielded, c->n, c->deadline);
+  do best = ppe_await_next(c->ts, c->yielded, c->n, c->deadline,
+                          lppe_callbacks(L));
+  while (best == PPE_CALLBACKS);
   if (best == -2)
     return lppe_raise(L, "TimeoutError",
                       "futures not completed within the timeout");
