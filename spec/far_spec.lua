@@ -457,12 +457,30 @@ describe("far workers that cannot start", function()
     local ex = scope(ppe.executor { host_failures = 2, workers = {
       { n = 1, launcher = { "sh", "-c", "echo no route to box >&2; exit 255" },
         name = "box" } } })
-    local e = H.failure(ex:submit(function() return 1 end))
+    local e = H.submit_failure(ex, function() return 1 end)
     assert.are.equal("BrokenExecutor", e.kind)
     assert.matches("'box' exited with code 255", e.message)
     assert.matches("no route to box", e.message)
     local g = ex:stats().groups[1]
     assert.is_true(g.given_up)
+  end))
+
+  it("make submit and map raise BrokenExecutor at once when every group "
+     .. "is given up", H.scoped(function(scope)
+    local ex = scope(ppe.executor { host_failures = 1, workers = {
+      { n = 2, launcher = { "sh", "-c", "echo no route >&2; exit 255" },
+        name = "box" } } })
+    assert.is_true(H.wait_until(function()
+      return ex:stats().groups[1].given_up end, T))
+    local ok, e = pcall(ex.submit, ex, function() return 1 end)
+    assert.is_false(ok)
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("'box' exited with code 255", e.message)
+    assert.matches("no route", e.message)
+    ok, e = pcall(ex.map, ex, function(x) return x end, { 1, 2, 3 })
+    assert.is_false(ok)
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("'box' exited with code 255", e.message)
   end))
 
   it("stay given up, though a start waiting then would work",
@@ -496,7 +514,7 @@ describe("far workers that cannot start", function()
     local ex = scope(ppe.executor { host_failures = 2, workers = {
       { n = 1, launcher = { "env" }, command = { "cat" }, name = "mute",
         start_timeout = 0.3 } } })
-    local e = H.failure(ex:submit(function() return 1 end))
+    local e = H.submit_failure(ex, function() return 1 end)
     assert.are.equal("BrokenExecutor", e.kind)
     assert.matches("no worker of 'mute' said hello within 0.3 s", e.message,
                    1, true)
@@ -528,12 +546,15 @@ describe("far workers that cannot start", function()
   -- The error of a task submitted once ex's only group is given up. A
   -- task sent meanwhile to a worker that then fails fails with it.
   local function given_up(ex)
-    local e = H.failure(ex:submit(function() return 1 end))
+    local e = H.submit_failure(ex, function() return 1 end)
     if e.kind == "WorkerDied" then
       assert.are.equal("liar", e.host)
       assert.is_true(H.wait_until(function()
         return ex:stats().groups[1].given_up end, T))
-      e = H.failure(ex:submit(function() return 1 end))
+      -- (known broken now: submit raises)
+      local ok
+      ok, e = pcall(ex.submit, ex, function() return 1 end)
+      assert.is_false(ok)
     end
     return e
   end
@@ -566,7 +587,7 @@ describe("far workers that cannot start", function()
      H.scoped(function(scope)
     local ex = scope(ppe.executor { host_failures = 1, workers = {
       { n = 1, launcher = { "/nonexistent/ssh" } } } })
-    local e = H.failure(ex:submit(function() return 1 end))
+    local e = H.submit_failure(ex, function() return 1 end)
     assert.are.equal("BrokenExecutor", e.kind)
     -- (Under valgrind, whose spawn cannot tell, the shell's 127 says it.)
     if not e.message:find("exited with code 127", 1, true) then
@@ -579,7 +600,7 @@ describe("far workers that cannot start", function()
      H.scoped(function(scope)
     local ex = scope(ppe.executor { host_failures = 1, workers = {
       { n = 1, launcher = { "env" }, command = { "echo", "hello" } } } })
-    local e = H.failure(ex:submit(function() return 1 end))
+    local e = H.submit_failure(ex, function() return 1 end)
     assert.are.equal("BrokenExecutor", e.kind)
     assert.matches("did not answer as a ppe worker", e.message)
     assert.matches('it said "hello/"', e.message, 1, true)
@@ -605,7 +626,7 @@ describe("far workers that cannot start", function()
       n = 1, launcher = { "env", "-u", "LD_PRELOAD" }, name = "other",
       command = { "env", "LUA_CPATH=" .. cwd .. "/build/" .. other .. "/?.so",
                   other, "-lppe.serve" } } } })
-    local e = H.failure(ex:submit(function() return 1 end))
+    local e = H.submit_failure(ex, function() return 1 end)
     assert.are.equal("BrokenExecutor", e.kind)
     assert.matches("versions differ", e.message)
     assert.matches("far side ppe [%d.]+ on Lua " .. other:match("%d.%d"),

@@ -39,6 +39,17 @@ function M.failure(f, timeout)
   return e
 end
 
+-- The error of ex:submit(fn, ...): raised by submit itself when ex is
+-- known broken by then, else its future's failure (as M.failure).
+function M.submit_failure(ex, fn, ...)
+  local ok, f = pcall(ex.submit, ex, fn, ...)
+  if not ok then
+    luassert.are.equal(require("ppe").Error, getmetatable(f), tostring(f))
+    return f
+  end
+  return M.failure(f)
+end
+
 -- Busy for 'secs' of CPU time, then returns the rest of its arguments.
 function M.spin(secs, ...)
   local t = os.clock()

@@ -121,7 +121,7 @@ describe("far workers through ssh #novalgrind", function()
     end)
     local ex = scope(ppe.executor { host_failures = 2, workers = { {
       n = 1, launcher = argv, command = command(true), name = "nowhere" } } })
-    local e = failure(ex:submit(function() return 1 end))
+    local e = H.submit_failure(ex, function() return 1 end)
     assert.are.equal("BrokenExecutor", e.kind)
     assert.matches("'nowhere' exited with code 255", e.message)
     assert.matches("refused", e.message)
@@ -188,7 +188,7 @@ describe("far workers through ssh, when the link fails #novalgrind",
     assert.are.equal("box", e.host)
     assert.is_true(H.wait_until(function() return not H.alive(fpid) end,
                                 1.5), "far worker " .. fpid .. " lives on")
-    e = failure(ex:submit(function() return 1 end))
+    e = H.submit_failure(ex, function() return 1 end)
     assert.are.equal("BrokenExecutor", e.kind)
     assert.matches("'box' exited with code 255", e.message)
     assert.is_true(ex:stats().groups[1].given_up)

@@ -280,7 +280,7 @@ static void take_side(ppe_pool *p) {
 
 static void set_broken(ppe_pool *p, const char *cause) {
   if (p->broken) return;
-  p->broken = 1;
+  __atomic_store_n(&p->broken, 1, __ATOMIC_RELEASE);  /* submit reads it */
   p->closing = 1;
   if (cause != NULL) snprintf(p->cause, sizeof(p->cause), "%s", cause);
   fail_queue(p);
@@ -1576,19 +1576,20 @@ static int submit_side(ppe_pool *p, ppe_task *t) {
 int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
   int partial;
   /* shutdown is set by the caller's own thread: reading it here is safe.
-  ** After it, the lock is taken to raise below. */
-  if (p->shutdown) ppe_lock();
+  ** After it, or once broken, the lock is taken to raise below. */
+  if (p->shutdown || __atomic_load_n(&p->broken, __ATOMIC_ACQUIRE))
+    ppe_lock();
   else if (!ppe_trylock()) {
     if (submit_side(p, t)) return 0;
     ppe_lock();
   }
   take_side(p);  /* those come first */
-  if (p->broken) {
+  if (p->broken) {  /* t says why, for the caller to raise */
     ppe_task_ref(t);
     fail_broken(p, t);
     ppe_task_unref(t);
     ppe_unlock();
-    return 0;
+    return -EPIPE;
   }
   if (p->shutdown) {
     ppe_unlock();

@@ -67,8 +67,9 @@ typedef struct ppe_group_stats {
 ** then starts the I/O thread. */
 int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o);
 
-/* Queues t (the pool takes its own reference). -ESHUTDOWN after shutdown;
-** a broken pool fails t at once with PPE_E_BROKEN and returns 0. */
+/* Queues t (the pool takes its own reference). -EPIPE once the pool is
+** known broken: t has failed at once then (PPE_E_BROKEN), with why, for
+** the caller to raise. -ESHUTDOWN after shutdown. */
 int ppe_pool_submit(ppe_pool *p, ppe_task *t);
 
 /* No more submits; cancel_futures cancels what has not started. With

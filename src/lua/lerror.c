@@ -77,6 +77,16 @@ void lppe_pushfailure(lua_State *L, const ppe_outcome *o) {
   }
 }
 
+/* Raises the failure of t, final, and lets go of the caller's t. */
+int lppe_raise_outcome(lua_State *L, ppe_task *t) {
+  ppe_outcome o;
+  ppe_outcome_get(t, &o);
+  lppe_pushfailure(L, &o);
+  ppe_outcome_done(t);
+  ppe_release(t, 0);
+  return lua_error(L);
+}
+
 static void failure(lua_State *L, const ppe_outcome *o) {
   const char *kind = ppe_error_kinds[o->kind];
   switch (o->body) {

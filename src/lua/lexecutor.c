@@ -60,8 +60,12 @@ static void release(lua_State *L, Executor *e) {
 ppe_task *lppe_submit(lua_State *L, Executor *e, ppe_buf *b, int kind,
                       const char *what) {
   ppe_task *t = ppe_request_task(b, kind);
+  int r;
   if (t == NULL) luaL_error(L, "not enough memory");
-  if (ppe_pool_submit(e->pool, t) < 0) {
+  if ((r = ppe_pool_submit(e->pool, t)) == -EPIPE) {
+    lppe_raise_outcome(L, t);  /* broken: why, as Python's pool raises */
+  }
+  if (r < 0) {
     ppe_release(t, 0);
     lua_pushfstring(L, "cannot %s after shutdown", what);
     lppe_raise(L, "ShutdownError", lua_tostring(L, -1));

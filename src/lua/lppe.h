@@ -62,6 +62,7 @@ void lppe_open_buffers(lua_State *L, int mts);
 void lppe_pusherror(lua_State *L, const char *kind, const char *msg);
 int lppe_raise(lua_State *L, const char *kind, const char *msg);
 void lppe_pushfailure(lua_State *L, const ppe_outcome *o);
+int lppe_raise_outcome(lua_State *L, ppe_task *t);
 void lppe_remote(lua_State *L, lua_Integer pid);
 void lppe_open_errors(lua_State *L, int mts);
 
