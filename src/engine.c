@@ -244,11 +244,12 @@ static void died(ppe_outcome *o, const ppe_task *t) {
   else if (t->signal) {
     char what[64];
     ppe_signal_describe(what, sizeof(what), t->signal);
-    snprintf(m, sz, t->how == PPE_HOW_SENT
+    snprintf(m, sz, t->how == PPE_HOW_SENT || t->how == PPE_HOW_SHUTDOWN
              ? "worker %d was sent signal %d (%s) by %s"
              : "worker %d was killed by signal %d (%s)",
              (int)t->pid, t->signal, what,
-             t->signal == SIGKILL ? "kill_workers" : "terminate_workers");
+             t->how == PPE_HOW_SHUTDOWN ? "shutdown, its timeout passed"
+             : t->signal == SIGKILL ? "kill_workers" : "terminate_workers");
   }
   else if (t->own_exit)
     snprintf(m, sz, "worker %d exited with code %d (%s)", (int)t->pid,

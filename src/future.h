@@ -23,7 +23,8 @@ enum {
   PPE_HOW_ENDED,   /* it ended by itself (its status says how) */
   PPE_HOW_SENT,    /* terminate_workers or kill_workers sent the signal:
                    ** the task failed at once, whatever it did then */
-  PPE_HOW_ZYGOTE   /* the zygote ended, and its workers with it */
+  PPE_HOW_ZYGOTE,  /* the zygote ended, and its workers with it */
+  PPE_HOW_SHUTDOWN /* shutdown's timeout passed: it was terminated */
 };
 
 struct ppe_task {

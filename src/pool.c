@@ -1616,7 +1616,48 @@ static void join(ppe_pool *p) {
   }
 }
 
-void ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures) {
+/* Joins the I/O thread, which ends once every worker has, if it does by
+** 'deadline' (ppe_now's clock); 1 if it did. */
+static int join_by(ppe_pool *p, double deadline) {
+  struct timespec ts;
+  double left = deadline - ppe_now();
+  if (!p->thread_on || p->joined) return 1;
+  clock_gettime(CLOCK_REALTIME, &ts);  /* the clock the join takes */
+  if (left > 0) {
+    ts.tv_sec += (time_t)left;
+    ts.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+  }
+  if (pthread_timedjoin_np(p->thread, NULL, &ts) != 0) return 0;
+  p->joined = 1;
+  return 1;
+}
+
+static void fail_held(ppe_pool *p, wslot *w, int sig, int how);
+
+/* shutdown's timeout has passed: what is queued, and what workers hold
+** but have not started, is cancelled; the running tasks fail with
+** WorkerDied as their workers are terminated (killed a grace later). */
+static void cut_short(ppe_pool *p) {
+  double now = ppe_now();
+  ppe_task *t;
+  int i;
+  ppe_lock();
+  take_side(p);
+  for (t = p->qhead; t != NULL; t = t->next) ppe_task_cancel(t);
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    if (w->pid <= 0 || w->head == NULL || w->signalled) continue;
+    fail_held(p, w, SIGTERM, PPE_HOW_SHUTDOWN);
+    kill_worker(p, w, SIGTERM);
+    kill_by(w, now + SIGNAL_GRACE);
+  }
+  ppe_unlock();
+  wake(p);
+}
+
+int ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures,
+                      double timeout) {
   ppe_lock();
   p->shutdown = 1;
   p->closing = 1;
@@ -1627,31 +1668,38 @@ void ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures) {
   }
   ppe_unlock();
   wake(p);
-  if (wait) join(p);
+  if (!wait) return 1;
+  if (timeout >= 0 && join_by(p, ppe_now() + timeout)) return 1;
+  if (timeout >= 0) cut_short(p);
+  join(p);
+  return timeout < 0;
 }
 
-/* Fails at once what worker w holds, as it is signalled to end: the task
-** it runs with WorkerDied (the signal it was sent), and those sent behind
-** it that it has not started (the gate bars them) as the queue's. A task
+/* Fails at once what worker w holds, as it is signalled to end ('how'):
+** the task it runs with WorkerDied (the signal it was sent), and those
+** sent behind it that it has not started (the gate bars them) as the
+** queue's: broken, or cancelled at a shutdown's timeout. A task
 ** that does not end by the signal (a stopped worker, or one that handles
 ** SIGTERM) has failed all the same; what it replies later is not taken.
 ** The tasks stay in its list until it has ended, and the requests of
 ** those it may have started with their tasks: it may still be reading
 ** one in the caller's arena, which must not be another message's yet. */
-static void fail_held(ppe_pool *p, wslot *w, int sig) {
+static void fail_held(ppe_pool *p, wslot *w, int sig, int how) {
   ppe_task *t;
   for (t = w->head; t != NULL; t = t->next) {
     p->nrunning--;
     if (t != w->head &&
         (!ppe_chan_takes_back(w->ch) ||
          ppe_chan_take_back(w->ch, t) != PPE_BACK_STARTED)) {
-      fail_broken(p, t);
+      if (how == PPE_HOW_SHUTDOWN) settle(p, t, PPE_CANCELLED, 0);
+      else fail_broken(p, t);
       continue;
     }
-    t->pid = w->pid;
+    t->pid = w->far != NULL ? ppe_chan_stream_pid(w->ch) : w->pid;
+    t->host = w->far != NULL ? p->g[w->g].name : NULL;
     t->signal = sig;
     t->exit_code = t->own_exit = 0;
-    t->how = PPE_HOW_SENT;
+    t->how = how;
     t->keep_req = 1;  /* a worker that lives on a while may read it */
     ppe_task_drop_res(t);
     settle(p, t, PPE_FAILED, PPE_E_DIED);
@@ -1675,7 +1723,7 @@ void ppe_pool_signal(ppe_pool *p, int sig) {
     if (w->pid <= 0 ||
         !(LIVE(w) || w->state == W_ENDING || w->state == W_HELLO))
       continue;
-    if (!w->signalled) fail_held(p, w, sig);
+    if (!w->signalled) fail_held(p, w, sig, PPE_HOW_SENT);
     kill_worker(p, w, sig);
     kill_by(w, now + SIGNAL_GRACE);  /* SIGKILL if SIGTERM did not do */
   }
@@ -1744,7 +1792,7 @@ void ppe_pool_drain_notify(ppe_pool *p) {
 }
 
 void ppe_pool_free(ppe_pool *p) {
-  ppe_pool_shutdown(p, 1, 0);
+  ppe_pool_shutdown(p, 1, 0, -1);
   pool_release(p);
 }
 

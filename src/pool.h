@@ -73,8 +73,12 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o);
 int ppe_pool_submit(ppe_pool *p, ppe_task *t);
 
 /* No more submits; cancel_futures cancels what has not started. With
-** wait, returns once every task is final and every worker is reaped. */
-void ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures);
+** wait, returns once every task is final and every worker is reaped: 1.
+** With a timeout >= 0 too (seconds), what is not done by then is cut
+** short: queued tasks are cancelled, running ones fail as their workers
+** are terminated (SIGTERM, SIGKILL a second later); then 0. */
+int ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures,
+                      double timeout);
 
 /* Sends sig to every worker, fails what is unfinished, shuts down. */
 void ppe_pool_signal(ppe_pool *p, int sig);

@@ -46,7 +46,7 @@ static void push_groups(lua_State *L, ppe_pool *p) {
 static void release(lua_State *L, Executor *e) {
   if (e->pool == NULL) return;
   e->shut = 1;
-  ppe_pool_shutdown(e->pool, 1, 0);
+  ppe_pool_shutdown(e->pool, 1, 0, -1);
   ppe_pool_stats(e->pool, &e->last);
   push_groups(L, e->pool);
   lua_setiuservalue(L, 1, 1);
@@ -86,15 +86,27 @@ static int e_submit(lua_State *L) {
   return 1;
 }
 
+static const char *const shutdown_options[] = {
+  "wait", "cancel_futures", "timeout", NULL
+};
+
+/* true if all work finished (in time, with a timeout); false if some was
+** cut short. */
 static int e_shutdown(lua_State *L) {
   Executor *e = lppe_toexecutor(L, 1);
-  int wait = lppe_optbool(L, 2, "wait", 1);
-  int cancel = lppe_optbool(L, 2, "cancel_futures", 0);
+  int wait, cancel, ok = 1;
+  double timeout;
+  lppe_options(L, 2, shutdown_options, "shutdown");
+  wait = lppe_optbool(L, 2, "wait", 1);
+  cancel = lppe_optbool(L, 2, "cancel_futures", 0);
+  timeout = lppe_optseconds(L, 2, "timeout", 0, -1);
   e->shut = 1;
-  if (e->pool == NULL) return 0;  /* idempotent */
-  ppe_pool_shutdown(e->pool, 0, cancel);
-  if (wait) release(L, e);
-  return 0;
+  if (e->pool != NULL) {  /* (idempotent) */
+    ok = ppe_pool_shutdown(e->pool, wait, cancel, wait ? timeout : -1);
+    if (wait) release(L, e);
+  }
+  lua_pushboolean(L, ok);
+  return 1;
 }
 
 /* close, __close and __gc: finish pending work, reap every worker, and
