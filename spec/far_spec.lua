@@ -270,8 +270,8 @@ describe("far workers through a launcher", function()
       end
   ]]
 
-  it("keep every executor going while the caller's stdout is full, and "
-     .. "complete a task once its lines are out", function()
+  it("#novalgrind keep every executor going while the caller's stdout is "
+     .. "full, and complete a task once its lines are out", function()
     local report, out = unread([[
       local loud = ppe.executor { workers = { FAR } }
       local f = loud:submit(function(n)
@@ -289,8 +289,8 @@ describe("far workers through a launcher", function()
     assert.are.equal(8000, lines(out, "line %06d " .. ("x"):rep(52)))
   end)
 
-  it("keep every executor going while the caller's stderr is full",
-     function()
+  it("#novalgrind keep every executor going while the caller's stderr is "
+     .. "full", function()
     -- A launcher that writes more than a pipe holds before it starts the
     -- worker.
     local report, _, err = unread([[
