@@ -420,7 +420,8 @@ describe("initializer", function()
              and (" (cause: " .. tostring(ex.cause) .. ")") or ""))
       scope(ex)
       scope(H.guard(ex))
-      local ok, f = pcall(ex.submit, ex, square, 2)
+      local f
+      ok, f = pcall(ex.submit, ex, square, 2)
       if ok then check_broken(f) end
       -- known broken now: a later submit raises the BrokenExecutor at
       -- once, as Python's pool does, and so does map, at the call
