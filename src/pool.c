@@ -102,6 +102,7 @@ typedef struct group {
   double hello_wait;   /* a far worker that has not said hello this long
                        ** after its launcher started is a failed start */
   int given_up;
+  int want;            /* the size resize asked for, not yet applied; -1 */
   char why[PPE_CAUSE + PPE_LAUNCH_TAIL];  /* its last failed start */
   long completed, failed, restarts;
 } group;
@@ -114,6 +115,9 @@ typedef struct wslot {
   int greeted;         /* far: its hello came and matched */
   int late;            /* far: no hello came in time; it was killed */
   int replied;         /* it has answered once: it works */
+  int off;             /* OFF_PARKED or OFF_RETIRED: not started again */
+  int retiring;        /* retired while busy: it leaves once it is idle */
+  double idle_since;   /* W_READY with nothing to do since then; 0 */
   int bad;             /* it sent what no worker of ours sends */
   int exited;          /* far: its launcher was reaped, with 'status'; */
   int status;          /* the end is told once its replies are taken */
@@ -137,6 +141,12 @@ typedef struct wslot {
                        ** and no reply of its is taken */
   long ntasks;
 } wslot;
+
+/* Why a slot holds no worker and none is started for it (wslot.off). */
+enum {
+  OFF_PARKED = 1,  /* idle_timeout: started again when work waits */
+  OFF_RETIRED      /* resize: started again only by a resize */
+};
 
 struct ppe_pool {
   int nw;
@@ -176,6 +186,8 @@ struct ppe_pool {
   int shared;          /* workers read large requests in our arena */
   int max_tasks;
   double task_timeout;
+  double idle_timeout;  /* 0: workers stay */
+  int resized;          /* some group's 'want' waits to be applied */
   ppe_buf init;        /* initializer request, sent to every new worker */
 };
 
@@ -351,6 +363,7 @@ static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   w->tail = t;
   ppe_chan_send(w->ch, t);  /* linked first: it is sent after those */
   w->ninflight++;
+  w->idle_since = 0;
 }
 
 /* The worker's running task (if any) has run long. */
@@ -372,7 +385,8 @@ static wslot *pick(ppe_pool *p, double now) {
   int i;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (w->state != W_READY || w->signalled || w->ninflight >= depth(p, w))
+    if (w->state != W_READY || w->signalled || w->retiring ||
+        w->ninflight >= depth(p, w))
       continue;
     if (w->ninflight > 0 && running_long(w, now)) continue;
     if (best == NULL || w->ninflight < best->ninflight) best = w;
@@ -632,6 +646,7 @@ static void on_reply(void *ud, ppe_reply *r) {
     w->started = ppe_now();
     if (p->task_timeout > 0) w->deadline = w->started + p->task_timeout;
   }
+  else w->idle_since = ppe_now();
   if (f->type == PPE_F_ERR) { state = PPE_FAILED; err = PPE_E_REMOTE; }
   else if (f->type != PPE_F_OK) { state = PPE_FAILED; err = PPE_E_SERIAL; }
   if (ppe_reply_keep(r, t) != 0) {
@@ -764,7 +779,7 @@ static int start_worker(ppe_pool *p, wslot *w) {
 }
 
 static void respawn(ppe_pool *p, wslot *w) {
-  if (!replace_workers(p) || p->g[w->g].given_up ||
+  if (w->off || !replace_workers(p) || p->g[w->g].given_up ||
       start_worker(p, w) != 0) {
     w->state = W_NONE;
     return;
@@ -964,8 +979,9 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     w->signalled = 0;
     w->pid = 0;
     w->ntasks = 0;
-    w->replied = w->bad = 0;
-    if (early) start_failed(p, w, why);
+    w->replied = w->bad = w->retiring = 0;
+    w->idle_since = 0;
+    if (early && !w->off) start_failed(p, w, why);
     else respawn(p, w);
   }
 }
@@ -1068,8 +1084,21 @@ static void check_timeouts(ppe_pool *p, double now) {
       kill_worker(p, w, SIGKILL);
     }
     if (w->state == W_WAITING && now >= w->due) {
-      if (!replace_workers(p) || p->g[w->g].given_up) w->state = W_NONE;
+      if (w->off || !replace_workers(p) || p->g[w->g].given_up)
+        w->state = W_NONE;
       else launch(p, w);
+    }
+    if (w->state != W_READY || w->ninflight > 0 || w->initing) continue;
+    if (w->retiring) {  /* its work is done: it leaves */
+      w->retiring = 0;
+      close_channel(w);
+      continue;
+    }
+    if (w->idle_since == 0) w->idle_since = now;
+    if (p->idle_timeout > 0 && !p->closing &&
+        now - w->idle_since >= p->idle_timeout) {
+      w->off = OFF_PARKED;
+      close_channel(w);
     }
   }
   for (i = 0; i < p->nw; i++) {
@@ -1112,6 +1141,12 @@ static int poll_timeout(ppe_pool *p, double now) {
     if ((w->state == W_HELLO || w->state == W_WAITING) &&
         (first < 0 || w->due < first))
       first = w->due;
+    if (p->idle_timeout > 0 && w->state == W_READY && w->ninflight == 0 &&
+        !w->initing) {
+      if (w->idle_since == 0) w->idle_since = now;  /* idle from here */
+      if (first < 0 || w->idle_since + p->idle_timeout < first)
+        first = w->idle_since + p->idle_timeout;
+    }
     if (w->far != NULL && !ppe_launch_watched(w->far) &&
         (first < 0 || now + UNWATCHED < first))
       first = now + UNWATCHED;  /* its end is looked for */
@@ -1178,16 +1213,122 @@ static void zygote_gone(ppe_pool *p) {
 
 #define ZBATCH 32
 
+/*
+** {======================================================
+** Sizes: resize, idle workers
+** =======================================================
+*/
+
+/* Room for n more slots, for group g, not started; 0 or -ENOMEM. Only
+** this thread reads the slots without the lock (around its poll). */
+static int add_slots(ppe_pool *p, int g, int n) {
+  wslot *w = realloc(p->w, sizeof(wslot) * (size_t)(p->nw + n));
+  struct pollfd *pfd;
+  if (w == NULL) return -ENOMEM;
+  p->w = w;
+  pfd = realloc(p->pfd, sizeof(struct pollfd) * (3 * (size_t)(p->nw + n)
+                                                 + 4));
+  if (pfd == NULL) return -ENOMEM;
+  p->pfd = pfd;
+  memset(&p->w[p->nw], 0, sizeof(wslot) * (size_t)n);
+  while (n-- > 0) {
+    p->w[p->nw].g = g;
+    p->w[p->nw].off = OFF_RETIRED;  /* (started as the group grows) */
+    p->nw++;
+  }
+  return 0;
+}
+
+/* Its slots that are not retired: the group's size. */
+static int group_size(const ppe_pool *p, int g) {
+  int i, n = 0;
+  for (i = 0; i < p->nw; i++)
+    if (p->w[i].g == g && p->w[i].off != OFF_RETIRED) n++;
+  return n;
+}
+
+/* Worker w leaves the group: at once if it has nothing to do, else once
+** it has done what it holds (the tasks it was handed run to their end). */
+static void retire(ppe_pool *p, wslot *w) {
+  w->off = OFF_RETIRED;
+  if (w->state == W_WAITING) w->state = W_NONE;
+  else if (w->state == W_HELLO) {  /* nothing to wait for */
+    close_channel(w);
+    kill_worker(p, w, SIGKILL);
+  }
+  else if (w->state == W_READY && w->ninflight == 0) close_channel(w);
+  else if (w->state != W_NONE && w->state != W_ENDING) w->retiring = 1;
+}
+
+/* Group g to its size 'want': retired slots come back first, then new
+** ones; it shrinks by its idle workers first, then busy ones. */
+static void resize_group(ppe_pool *p, int g, int want) {
+  int i, pass, have = group_size(p, g);
+  if (have < want && p->g[g].given_up) return;  /* it stays given up */
+  for (i = 0; i < p->nw && have < want; i++) {
+    wslot *w = &p->w[i];
+    if (w->g != g || w->off != OFF_RETIRED) continue;
+    w->off = w->retiring = 0;
+    if (w->state == W_NONE && start_worker(p, w) != 0) w->state = W_NONE;
+    have++;
+  }
+  if (have < want && add_slots(p, g, want - have) == 0)
+    resize_group(p, g, want);
+  for (pass = 0; pass < 2; pass++)
+    for (i = p->nw - 1; i >= 0 && have > want; i--) {
+      wslot *w = &p->w[i];
+      int idle = !LIVE(w) || (w->ninflight == 0 && !w->initing);
+      if (w->g != g || w->off == OFF_RETIRED || (pass == 0 && !idle))
+        continue;
+      retire(p, w);
+      have--;
+    }
+}
+
+/* What resize asked, applied (lock held; at the top of the I/O loop,
+** the only place the slots may move). */
+static void apply_sizes(ppe_pool *p) {
+  int g;
+  p->resized = 0;
+  for (g = 0; g < p->ng; g++)
+    if (p->g[g].want >= 0) {
+      int want = p->g[g].want;
+      p->g[g].want = -1;
+      p->g[g].n = want;
+      if (!p->closing) resize_group(p, g, want);
+    }
+}
+
+/* Work waits: workers parked for idleness start again, one per task
+** waiting, as far as there are some. */
+static void unpark(ppe_pool *p) {
+  const ppe_task *t = p->qhead;
+  int i;
+  for (i = 0; i < p->nw && t != NULL; i++) {
+    wslot *w = &p->w[i];
+    if (w->off != OFF_PARKED || w->state != W_NONE) continue;
+    w->off = 0;
+    if (p->g[w->g].given_up || start_worker(p, w) != 0) w->state = W_NONE;
+    t = t->next;
+  }
+}
+
+/* }====================================================== */
+
+
 static void *io_main(void *arg) {
   ppe_pool *p = (ppe_pool *)arg;
   ppe_lock();
   while (!(p->closing && all_gone(p))) {
     ppe_zmsg zm[ZBATCH];
-    int zfds[ZBATCH], nz = 0, i, np = 3 * p->nw + 4, zgone = 0;
-    struct pollfd *out = &p->pfd[3 * p->nw + 2];
-    double now = ppe_now();
-    int timeout = poll_timeout(p, now), n;
-    double due;
+    int zfds[ZBATCH], nz = 0, i, np, zgone = 0, timeout, n;
+    struct pollfd *out;
+    double now, due;
+    if (p->resized) apply_sizes(p);
+    np = 3 * p->nw + 4;
+    out = &p->pfd[3 * p->nw + 2];
+    now = ppe_now();
+    timeout = poll_timeout(p, now);
     p->pfd[0].fd = p->wakefd;
     p->pfd[0].events = POLLIN;
     p->pfd[1].fd = p->zfd;
@@ -1287,6 +1428,7 @@ static void *io_main(void *arg) {
     check_timeouts(p, ppe_now());
     take_side(p);
     dispatch(p, 0);
+    if (p->idle_timeout > 0) unpark(p);
     maybe_close(p);
   }
   /* Nothing may wait on the side, or in the queue, now that nobody would
@@ -1485,6 +1627,7 @@ static int make_groups(ppe_pool *p, const ppe_pool_opts *o) {
     const ppe_group_opts *go = o->ngroups > 0 ? &o->groups[i] : &local;
     group *g = &p->g[i];
     g->n = o->ngroups > 0 ? go->n : o->max_workers;
+    g->want = -1;
     g->hello_wait = go->start_timeout > 0 ? go->start_timeout
                                           : PPE_START_TIMEOUT;
     if ((g->name = intern(go->name)) == NULL) return -ENOMEM;
@@ -1516,6 +1659,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   p->zfd = p->wakefd = p->notifyfd = -1;
   p->max_tasks = o->max_tasks_per_child;
   p->host_failures = o->host_failures > 0 ? o->host_failures : 3;
+  p->idle_timeout = o->idle_timeout;
   if (o->hello != NULL) p->hello = *o->hello;
   p->task_timeout = o->task_timeout;
   p->init = o->init;
@@ -1602,7 +1746,9 @@ int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
   p->qtail = t;
   /* The I/O thread must wake for what is left to send, and for the
   ** deadline of a task started here: it may be asleep with none. */
-  partial = (dispatch(p, 1) || p->task_timeout > 0) && !p->wake_pending;
+  /* (and, with idle_timeout, to start a parked worker if need be) */
+  partial = (dispatch(p, 1) || p->task_timeout > 0 || p->idle_timeout > 0)
+            && !p->wake_pending;
   if (partial) p->wake_pending = 1;  /* one wake-up serves a burst */
   ppe_unlock();
   if (partial) wake(p);
@@ -1732,6 +1878,19 @@ void ppe_pool_signal(ppe_pool *p, int sig) {
   join(p);
 }
 
+int ppe_pool_resize(ppe_pool *p, int g, int n) {
+  ppe_lock();
+  if (p->shutdown) {
+    ppe_unlock();
+    return -ESHUTDOWN;
+  }
+  p->g[g].want = n;
+  p->resized = 1;
+  ppe_unlock();
+  wake(p);
+  return 0;
+}
+
 int ppe_pool_ngroups(ppe_pool *p) {
   return p->ng;
 }
@@ -1741,6 +1900,7 @@ void ppe_pool_group_stats(ppe_pool *p, int g, ppe_group_stats *gs) {
   memset(gs, 0, sizeof(*gs));
   ppe_lock();
   gs->name = p->g[g].name;
+  gs->size = p->g[g].want >= 0 ? p->g[g].want : p->g[g].n;
   gs->completed = p->g[g].completed;
   gs->failed = p->g[g].failed;
   gs->restarts = p->g[g].restarts;

@@ -38,6 +38,9 @@ typedef struct ppe_pool_opts {
   const char *path, *cpath;   /* package paths for the workers' states */
   int max_tasks_per_child;    /* 0: no limit */
   double task_timeout;        /* seconds; 0: none */
+  double idle_timeout;        /* seconds a worker may idle before it
+                              ** leaves, started again when work waits;
+                              ** 0: for ever */
   double keep;                /* seconds freed big blocks keep their pages,
                               ** process-wide (ppe_big_set_keep); < 0: the
                               ** default */
@@ -59,6 +62,7 @@ typedef struct ppe_stats {
 ** ended there, replacements; and whether it was given up. */
 typedef struct ppe_group_stats {
   const char *name;           /* valid while the pool is */
+  long size;                  /* the workers it is to have (resize) */
   long workers, running, completed, failed, restarts;
   int given_up;
 } ppe_group_stats;
@@ -79,6 +83,11 @@ int ppe_pool_submit(ppe_pool *p, ppe_task *t);
 ** are terminated (SIGTERM, SIGKILL a second later); then 0. */
 int ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures,
                       double timeout);
+
+/* Group g (0-based) is to have n workers: more are started at once;
+** fewer retires idle workers first, busy ones once their tasks are done.
+** Done by the I/O thread, at once. -ESHUTDOWN after shutdown. */
+int ppe_pool_resize(ppe_pool *p, int g, int n);
 
 /* Sends sig to every worker, fails what is unfinished, shuts down. */
 void ppe_pool_signal(ppe_pool *p, int sig);

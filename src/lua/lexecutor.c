@@ -128,6 +128,67 @@ static int e_signal(lua_State *L, int sig) {
 static int e_terminate(lua_State *L) { return e_signal(L, SIGTERM); }
 static int e_kill(lua_State *L) { return e_signal(L, SIGKILL); }
 
+/* A group size given to resize, the value at idx ('what' names it). */
+static int checksize(lua_State *L, int idx, const char *what) {
+  int isint;
+  lua_Integer n = lua_tointegerx(L, idx, &isint);
+  if (!isint || lua_type(L, idx) != LUA_TNUMBER || n < 0 || n > MAX_WORKERS)
+    luaL_error(L, "resize: %s must be an integer from 0 to %d, got %s", what,
+               MAX_WORKERS, luaL_tolstring(L, idx, NULL));
+  return (int)n;
+}
+
+/* The group named by the string at idx. */
+static int group_named(lua_State *L, ppe_pool *p, int idx) {
+  int g, ng = ppe_pool_ngroups(p);
+  ppe_group_stats gs;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_error(L, "resize: a group is named by a string, got %s",
+               luaL_typename(L, idx));
+  for (g = 0; g < ng; g++) {
+    ppe_pool_group_stats(p, g, &gs);
+    if (strcmp(gs.name, lua_tostring(L, idx)) == 0) return g;
+  }
+  return luaL_error(L, "resize: this executor has no group named '%s'",
+                    lua_tostring(L, idx));
+}
+
+/* ex:resize(n), of an executor of one group, or ex:resize{ [name] = n }.
+** Every size is checked before any is set. */
+static int e_resize(lua_State *L) {
+  Executor *e = lppe_toexecutor(L, 1);
+  int g, ng, total = 0, size[MAX_WORKERS];  /* (a group has a worker) */
+  if (e->shut || e->pool == NULL)
+    return lppe_raise(L, "ShutdownError", "cannot resize after shutdown");
+  ng = ppe_pool_ngroups(e->pool);
+  for (g = 0; g < ng; g++) size[g] = -1;
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_settop(L, 2);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      g = group_named(L, e->pool, 3);
+      lua_pushfstring(L, "the size of '%s'", lua_tostring(L, 3));
+      size[g] = checksize(L, 4, lua_tostring(L, -1));
+      lua_pop(L, 2);
+    }
+  }
+  else if (ng > 1)
+    return luaL_error(L, "resize: this executor has %d groups; give their "
+                      "sizes by name, as resize{ [name] = n }", ng);
+  else size[0] = checksize(L, 2, "the size");
+  for (g = 0; g < ng; g++) {
+    ppe_group_stats gs;
+    ppe_pool_group_stats(e->pool, g, &gs);
+    total += size[g] >= 0 ? size[g] : (int)gs.size;
+  }
+  if (total > MAX_WORKERS)
+    return luaL_error(L, "resize: %d workers in all, more than %d", total,
+                      MAX_WORKERS);
+  for (g = 0; g < ng; g++)
+    if (size[g] >= 0) ppe_pool_resize(e->pool, g, size[g]);
+  return 0;
+}
+
 static int e_stats(lua_State *L) {
   Executor *e = lppe_toexecutor(L, 1);
   ppe_stats st = e->last;
@@ -178,7 +239,7 @@ static int e_fileno(lua_State *L) {
 
 static const char *const executor_options[] = {
   "max_workers", "initializer", "initargs", "max_tasks_per_child",
-  "task_timeout", "workers", "host_failures", NULL
+  "task_timeout", "workers", "host_failures", "idle_timeout", NULL
 };
 
 static const char *const group_options[] = {
@@ -405,6 +466,7 @@ int lppe_executor(lua_State *L) {
   o.max_tasks_per_child = (int)lppe_optint(L, 1, "max_tasks_per_child", 0,
                                            INT32_MAX);
   o.task_timeout = lppe_optseconds(L, 1, "task_timeout", 1, 0);
+  o.idle_timeout = lppe_optseconds(L, 1, "idle_timeout", 1, 0);
   o.host_failures = (int)lppe_optint(L, 1, "host_failures", 3, 1000);
   o.keep = keepenv(L);
   init = initoption(L, 1);                  /* stack 2 */
@@ -433,6 +495,7 @@ static const luaL_Reg executor_methods[] = {
   {"terminate_workers", e_terminate},
   {"kill_workers", e_kill},
   {"stats", e_stats},
+  {"resize", e_resize},
   {"map", lppe_map},
   {"poll", e_poll},
   {"fileno", e_fileno},
