@@ -30,7 +30,8 @@ end
 -- Lets the other processes run for about 'ms' milliseconds, where a busy
 -- wait would take a core from them.
 function M.sleep(ms)
-  if has_uv then uv.sleep(ms) else os.execute(("sleep %.3f"):format(ms / 1e3)) end
+  if has_uv then return uv.sleep(ms) end
+  os.execute(("sleep %.3f"):format(ms / 1e3))
 end
 
 -- What shell command 'cmd' prints.
