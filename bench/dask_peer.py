@@ -12,6 +12,7 @@ The cluster's start is not timed. Every task is submitted with pure=False:
 dask would otherwise give a repeated call the result of the first one.
 """
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -66,16 +67,23 @@ def echo(client, size, n):
     return size * n / (time.perf_counter() - t0) / 1e6
 
 
+FIGURES = {"rtt": rtt, "many": many, "map": map_, "echo": echo}
+
+
 def main():
+    # The cluster's own chatter (start, stop, a worker's heartbeat that
+    # finds the scheduler gone at the end) would mix with the benchmark's
+    # lines; the worker processes read this setting when they start.
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "critical"
     try:
         from distributed import Client, LocalCluster
     except ImportError as e:
         print(f"dask_peer.py: {e}", file=sys.stderr)
         sys.exit(2)
     what, args = sys.argv[1], [int(a) for a in sys.argv[2:]]
-    # The cluster's own chatter (start, stop, large-graph warnings) would
-    # mix with the benchmark's lines.
-    logging.disable(logging.WARNING)
+    if what not in FIGURES:
+        sys.exit(f"dask_peer.py: unknown figure {what}")
+    logging.disable(logging.CRITICAL)
     warnings.simplefilter("ignore")
     scratch = tempfile.mkdtemp(prefix="ppe-dask.")
     try:
@@ -85,16 +93,7 @@ def main():
                 Client(cluster) as client:
             client.submit(ident, 1, pure=False).result()
             client.submit(ident, 1, pure=False).result()
-            if what == "rtt":
-                print(rtt(client, *args))
-            elif what == "many":
-                print(many(client, *args))
-            elif what == "map":
-                print(map_(client, *args))
-            elif what == "echo":
-                print(echo(client, *args))
-            else:
-                sys.exit(f"dask_peer.py: unknown figure {what}")
+            print(FIGURES[what](client, *args))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
