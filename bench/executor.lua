@@ -4,73 +4,15 @@
 -- runs REPS times, alternating ppe and peer; min/median/max are printed and
 -- the ratio of the medians is checked against the target.
 package.cpath = "./?.so;" .. package.cpath
+package.path = "./?.lua;" .. package.path
 local ppe = require "ppe"
+local B = require "bench.lib"
 
-local REPS = tonumber(os.getenv("BENCH_REPS")) or 3
-local PY = os.getenv("PYTHON") or "/usr/bin/python3"
+local PY = B.PY
 local PINGPONG = "bench/pingpong"
-
--- Seconds: luv's clock where it is installed (tools/deps.sh installs it),
--- else /proc/uptime, whose 10 ms ticks the figures below sum over many
--- runs.
-local has_uv, uv = pcall(require, "luv")
-local function now()
-  if has_uv then return uv.hrtime() * 1e-9 end
-  local f = assert(io.open("/proc/uptime"))
-  local t = f:read("n")
-  f:close()
-  return t
-end
-
-local function run(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return assert(tonumber(out:match("[%d%.eE+-]+")), cmd .. ": " .. out)
-end
-
-local function stats(xs)
-  table.sort(xs)
-  return xs[1], xs[(#xs + 1) // 2], xs[#xs]
-end
-
-local results = {}
-
--- Runs each side REPS times, alternating, and prints one line. 'better'
--- is "higher" or "lower"; the ratio printed is ppe's advantage (> 1 means
--- ppe is better), checked against 'target' when there is one.
-local function figure(name, unit, better, sides, target, target_text)
-  local vals = {}
-  for _, s in ipairs(sides) do vals[s[1]] = {} end
-  for _ = 1, REPS do
-    for _, s in ipairs(sides) do
-      table.insert(vals[s[1]], (s[2]()))
-    end
-  end
-  local med = {}
-  io.write(string.format("%-34s", name))
-  for _, s in ipairs(sides) do
-    local lo, mid, hi = stats(vals[s[1]])
-    med[s[1]] = mid
-    io.write(string.format("  %s %.4g %s [%.4g..%.4g]", s[1], mid, unit,
-                           lo, hi))
-  end
-  io.write("\n")
-  if target then
-    local ok, text = target(med)
-    if ok == nil then  -- a figure for the record
-      io.write(string.format("%-34s  %s  (%s)\n", "", text, target_text))
-    else
-      io.write(string.format("%-34s  %s  (target %s: %s)\n", "", text,
-                             target_text, ok and "PASS" or "MISS"))
-      results[#results + 1] = { name = name, ok = ok }
-    end
-  end
-end
-
-local function ratio(a, b) return a / b end
-
-local function trivial(x) return x end
+local now, run, figure, ratio = B.now, B.run, B.figure, B.ratio
+local has_uv = B.has_uv
+local trivial = B.trivial
 
 -- One trivial task at a time: latency of a round trip.
 local ex = ppe.executor { max_workers = 2 }
@@ -96,7 +38,7 @@ end, "<= 1 ms")
 
 -- The same from a process's first executor, which forks the process's
 -- zygote (later executors share it): each start in a new process.
-local LUA = arg and (arg[-1] or arg[0]) or "lua5.4"
+local LUA = B.LUA
 local FIRST = [[
 package.cpath = "./?.so;" .. package.cpath
 local ppe = require "ppe"
@@ -156,15 +98,8 @@ figure("private RSS of an idle worker", "KiB", "lower", {
   return m.ppe <= 256, string.format("python/ppe %.1fx", m.python / m.ppe)
 end, "<= 256 KiB")
 
-local function ppe_rtt()
-  local n = 5000
-  local t0 = now()
-  for i = 1, n do ex:submit(trivial, i):result() end
-  return (now() - t0) / n * 1e6
-end
-
 figure("round trip, trivial task", "us", "lower", {
-  { "ppe", ppe_rtt },
+  { "ppe", function() return B.rtt(ex, 5000) end },
   { "socketpair", function() return run(PINGPONG .. " rtt 20000") end },
   { "python", function() return run(PY .. " bench/peer.py rtt 3000") end },
 }, function(m)
@@ -174,30 +109,16 @@ figure("round trip, trivial task", "us", "lower", {
 end, "<= 1.3x socketpair and >= 3x python")
 
 figure("100k trivial tasks at once", "tasks/s", "higher", {
-  { "ppe", function()
-      local n = 100000
-      local fs = {}
-      local t0 = now()
-      for i = 1, n do fs[i] = ex:submit(trivial, i) end
-      for i = 1, n do fs[i]:result() end
-      return n / (now() - t0)
-    end },
+  { "ppe", function() return B.many(ex, 100000) end },
   { "python", function() return run(PY .. " bench/peer.py many 20000") end },
 }, function(m)
   return m.ppe >= 500000,
     string.format("ppe/python %.1fx", ratio(m.ppe, m.python))
 end, ">= 500000 tasks/s")
 
-local items = {}
-for i = 1, 1000000 do items[i] = i end
+local items = B.ints(1000000)
 figure("map 1M ints, chunksize 1000", "items/s", "higher", {
-  { "ppe", function()
-      local t0 = now()
-      local s = 0
-      for _, v in ex:map(trivial, items, { chunksize = 1000 }) do s = s + v end
-      assert(s == 500000500000)
-      return 1000000 / (now() - t0)
-    end },
+  { "ppe", function() return B.map(ex, items, 1000) end },
   { "python", function()
       return run(PY .. " bench/peer.py map 1000000 1000")
     end },
@@ -209,12 +130,8 @@ items = nil
 
 local big = string.rep("x", 64 * 1024 * 1024)
 figure("echo of a 64 MiB string", "MB/s", "higher", {
-  { "ppe", function()
-      local n = 5  -- as many as the socketpair's, each from the same start
-      local t0 = now()
-      for _ = 1, n do assert(#ex:submit(trivial, big):result() == #big) end
-      return #big * n / (now() - t0) / 1e6
-    end },
+  -- As many echoes as the socketpair's, each from the same start.
+  { "ppe", function() return B.echo(ex, big, 5) end },
   { "socketpair", function()
       return run(PINGPONG .. " echo 67108864 5")
     end },
@@ -307,11 +224,8 @@ do
   local ok = grew < 2048
   print(string.format("%-34s  grew %d KiB  (target flat, < 2 MiB: %s)", "",
                       grew, ok and "PASS" or "MISS"))
-  results[#results + 1] = { name = "endless map", ok = ok }
+  B.record("endless map", ok)
 end
 
 ex:close()
-local pass = 0
-for _, r in ipairs(results) do if r.ok then pass = pass + 1 end end
-print(string.format("executor targets met: %d of %d", pass, #results))
-return pass == #results
+return B.report("executor")

@@ -6,6 +6,7 @@ package.cpath = "./?.so;" .. package.cpath
 local benches = {
   "bench/serializer.lua",
   "bench/executor.lua",
+  "bench/far.lua",
 }
 
 -- Each in a process of its own: a benchmark's memory must not weigh on
