@@ -19,6 +19,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "bigblock.h"
 #include "compat.h"
 #include "frame.h"
 #include "hello.h"
@@ -32,11 +33,17 @@
 /* How long the executor has to answer the worker's hello. */
 #define WELCOME_MS 30000
 
+/* A request this large, alone in the reader's buffer, is taken with the
+** buffer instead of copied out of it. */
+#define STEAL_MIN (1u << 20)
+
 /* A request read and not yet run. */
 typedef struct Req {
   struct Req *next;
   ppe_frame f;
-  char payload[1];  /* f.len bytes */
+  const char *payload;  /* f.len bytes: in buf, or in inl */
+  ppe_buf buf;          /* the reader's buffer, taken with the request */
+  char inl[1];
 } Req;
 
 typedef struct Serve {
@@ -82,14 +89,43 @@ static void leave(int code) {
 ** wait (the executor runs them elsewhere), and at the end of
 ** the channel ends the process if a task runs (its result has nobody to
 ** go to), or wakes the main thread to return. */
+/* A request: a copy of the frame at pl, or the reader's whole buffer
+** when the frame is large and alone in it (its pages are not touched
+** again, and the buffer goes back to the kept blocks once run). */
+static Req *request(ppe_reader *rd, const ppe_frame *f, const char *pl,
+                    size_t start) {
+  int whole = start == 0 && rd->pos == rd->b.len && f->len >= STEAL_MIN;
+  Req *q = malloc(sizeof(*q) + (whole ? 0 : (size_t)f->len));
+  if (q == NULL) leave(PPE_EXIT_NOMEM);
+  memset(q, 0, sizeof(*q));
+  q->f = *f;
+  if (whole) {
+    q->buf = rd->b;
+    q->payload = pl;
+    memset(&rd->b, 0, sizeof(rd->b));
+    rd->pos = 0;
+  }
+  else {
+    memcpy(q->inl, pl, (size_t)f->len);
+    q->payload = q->inl;
+  }
+  return q;
+}
+
+static void free_request(Req *q) {
+  ppe_buf_free(&q->buf);
+  free(q);
+}
+
 static void *reader_main(void *arg) {
   ppe_reader *rd = &S.rd;
   (void)arg;
   for (;;) {
     ppe_frame f;
     const char *pl;
+    size_t start;
     int r;
-    while ((r = ppe_reader_next(rd, &f, &pl)) == 1) {
+    while (start = rd->pos, (r = ppe_reader_next(rd, &f, &pl)) == 1) {
       Req *q;
       pthread_mutex_lock(&S.mu);
       if (f.type == PPE_F_TAKEBACK) {  /* answered at once, if queued */
@@ -102,7 +138,7 @@ static void *reader_main(void *arg) {
           *at = q->next;
           if (S.tail == q) S.tail = prev;
           put(PPE_F_SKIPPED, 0, q->f.id, NULL, 0);
-          free(q);
+          free_request(q);
         }
         pthread_mutex_unlock(&S.mu);
         continue;
@@ -111,11 +147,7 @@ static void *reader_main(void *arg) {
       if (f.type != PPE_F_TASK && f.type != PPE_F_CHUNK &&
           f.type != PPE_F_INIT)
         leave(PPE_EXIT_READ);
-      if ((q = malloc(sizeof(*q) + (size_t)f.len)) == NULL)
-        leave(PPE_EXIT_NOMEM);
-      q->next = NULL;
-      q->f = f;
-      memcpy(q->payload, pl, (size_t)f.len);
+      q = request(rd, &f, pl, start);
       pthread_mutex_lock(&S.mu);
       if (S.tail != NULL) S.tail->next = q;
       else S.head = q;
@@ -183,6 +215,7 @@ static void run(lua_State *W, Req *q, ppe_buf *reply) {
   double t0 = ppe_now();
   int type = ppe_runner_run(W, (int)q->f.type, q->f.id, q->payload,
                             (size_t)q->f.len, reply);
+  ppe_buf_free(&q->buf);  /* kept for the next large one */
   ppe_frame *rf;
   if (type < 0) leave(PPE_EXIT_NOMEM);
   drain_output();
@@ -196,14 +229,27 @@ static void run(lua_State *W, Req *q, ppe_buf *reply) {
   if (reply->len > (1u << 20)) lua_gc(W, LUA_GCCOLLECT, 0);
 }
 
+/* Sleeps on the condition until woken, or 'secs' seconds at most. */
+static void sleep_for(double secs) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);  /* the condition's clock */
+  ts.tv_sec += (time_t)secs;
+  ts.tv_nsec += (long)((secs - (double)(time_t)secs) * 1e9) + 1000000;
+  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+  pthread_cond_timedwait(&S.cond, &S.mu, &ts);
+}
+
 /* The next request to run, or NULL once the channel has ended (those
-** queued then are let go with the process). */
+** queued then are let go with the process). While it waits, big blocks
+** kept for reuse go back once unused for a while. */
 static Req *next_request(void) {
   Req *q;
   pthread_mutex_lock(&S.mu);
   for (;;) {
+    double due;
     if (S.head != NULL || S.ended) break;
-    pthread_cond_wait(&S.cond, &S.mu);
+    if ((due = ppe_big_trim(ppe_now())) >= 0) sleep_for(due);
+    else pthread_cond_wait(&S.cond, &S.mu);
   }
   /* Once the channel has ended, what is queued has nobody to answer. */
   q = S.ended ? NULL : S.head;
@@ -292,6 +338,7 @@ int ppe_serve(lua_State *L, char *why, size_t n) {
   Req *q;
   int r;
   signal(SIGPIPE, SIG_IGN);  /* a closed channel is an error code */
+  ppe_big_keep(1);  /* large messages reuse their blocks (trimmed idle) */
   pthread_mutex_init(&S.mu, NULL);
   pthread_cond_init(&S.cond, NULL);
   if (take_stdio() != 0) {
@@ -306,7 +353,7 @@ int ppe_serve(lua_State *L, char *why, size_t n) {
     leave(PPE_EXIT_NOMEM);
   while ((q = next_request()) != NULL) {
     run(W, q, &reply);
-    free(q);
+    free_request(q);
   }
   /* The channel ended between tasks: this process goes back to its
   ** caller, its stdout given back. The forwarder is told to end: waiting
@@ -324,5 +371,6 @@ int ppe_serve(lua_State *L, char *why, size_t n) {
   close(S.stop[1]);
   close(S.in);
   close(S.out);
+  ppe_big_keep(-1);  /* what it kept goes now */
   return 0;
 }
