@@ -38,6 +38,7 @@ typedef struct ppe_pool_opts {
   const char *path, *cpath;   /* package paths for the workers' states */
   int max_tasks_per_child;    /* 0: no limit */
   double task_timeout;        /* seconds; 0: none */
+  int retries;                /* runs again of a task whose worker died */
   double keep;                /* seconds freed big blocks keep their pages,
                               ** process-wide (ppe_big_set_keep); < 0: the
                               ** default */

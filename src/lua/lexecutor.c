@@ -162,7 +162,7 @@ static int e_fileno(lua_State *L) {
 
 static const char *const executor_options[] = {
   "max_workers", "initializer", "initargs", "max_tasks_per_child",
-  "task_timeout", "workers", "host_failures", NULL
+  "task_timeout", "workers", "host_failures", "retries", NULL
 };
 
 static const char *const group_options[] = {
@@ -390,6 +390,7 @@ int lppe_executor(lua_State *L) {
                                            INT32_MAX);
   o.task_timeout = lppe_optseconds(L, 1, "task_timeout", 1, 0);
   o.host_failures = (int)lppe_optint(L, 1, "host_failures", 3, 1000);
+  o.retries = (int)lppe_optcount(L, 1, "retries", 0, INT32_MAX);
   o.keep = keepenv(L);
   init = initoption(L, 1);                  /* stack 2 */
   o.path = pkgpath(L, "path");              /* stack 3 */
