@@ -177,6 +177,7 @@ struct ppe_pool {
   int max_tasks;
   double task_timeout;
   int retries;         /* runs again of a task whose worker died */
+  uint32_t memory_cap; /* max_memory_per_child, KiB (worker.h); 0 */
   ppe_buf init;        /* initializer request, sent to every new worker */
 };
 
@@ -781,7 +782,8 @@ static void launch(ppe_pool *p, wslot *w) {
   w->ch = NULL;
   r = ppe_launch_start(&w->far, g->argv, &fd);
   if (r == 0 && (w->ch = ppe_chan_stream_new(fd, &p->hello,
-                                             (int)(w - p->w) + 1)) == NULL) {
+                                             (int)(w - p->w) + 1,
+                                             p->memory_cap)) == NULL) {
     close(fd);
     ppe_launch_free(w->far);
     w->far = NULL;
@@ -996,12 +998,15 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
   {
     char why[PPE_CAUSE + PPE_LAUNCH_TAIL];
     ppe_task *t;
-    int own, early;
+    int own, early, over;
     if (LINKED(w)) {  /* what it wrote before it ended still counts */
       ppe_chan_read(w->ch);
       take_replies(p, w);
     }
     t = w->head;
+    /* A worker that left over max_memory_per_child did so once its last
+    ** reply was out, and started nothing after it (worker.h). */
+    over = w->ch != NULL && ppe_chan_left(w->ch) == PPE_EXIT_MEMORY;
     /* A far worker that ends unasked before its first reply is a failed
     ** start like one that never said hello (a task it held fails as
     ** usual): one that greets and dies at once is not started again and
@@ -1036,6 +1041,7 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
         t = n;
       }
     }
+    else if (over) requeue(p, t);  /* none of them started */
     else if (t != NULL) {
       t->runs++;  /* it ran until its worker died */
       if (retry(p, w, t)) {
@@ -1611,6 +1617,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   if (o->hello != NULL) p->hello = *o->hello;
   p->task_timeout = o->task_timeout;
   p->retries = o->retries;
+  p->memory_cap = ppe_worker_memory_cap(o->max_memory);
   p->init = o->init;
   o->init.p = NULL;
   o->init.len = o->init.cap = 0;
@@ -1626,7 +1633,8 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
     pool_release(p);
     return r;
   }
-  r = ppe_zygote_attach(o->path, o->cpath, &p->zyg, &p->zfd);
+  r = ppe_zygote_attach(o->path, o->cpath, p->memory_cap, &p->zyg,
+                        &p->zfd);
   if (r == -ENAMETOOLONG)  /* they go to the zygote in one datagram */
     snprintf(o->cause, sizeof(o->cause), "package.path and package.cpath "
              "are too long for the workers (at most %d bytes together)",
