@@ -314,6 +314,25 @@ describe("retries", function()
     assert.are.equal(2, #runs(path))
   end))
 
+  it("gives a map item's error the runs of its chunk",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 1, retries = 1 })
+    local path = tmpname()
+    local got = {}
+    local e = H.expect_error("RemoteError", function()
+      for i, v in ex:map(function(x, p)
+        if x == 1 then return die_first(p, 1, "first") end
+        error("item " .. x)
+      end, { { 1, path }, { 2, path } }, { chunksize = 2, unpack = true,
+                                           timeout = T }) do
+        got[i] = v
+      end
+    end)
+    assert.matches("item 2", e.message)
+    assert.are.equal(2, e.attempts)
+    assert.are.equal(2, #got[1])
+  end))
+
   it("fails map's chunk with attempts when retries run out",
      H.scoped(function(scope)
     local ex = scope(ppe.executor { max_workers = 1 })
