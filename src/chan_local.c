@@ -32,6 +32,8 @@ typedef struct local {
   int shared;            /* the worker reads large requests in our arena */
   uint32_t nsent;        /* tasks sent to it: the gate's count */
   ppe_reader rd;         /* touched by the I/O thread only */
+  int left;              /* the exit code a worker without a ring said
+                         ** it leaves with (worker.h), or 0 */
   ppe_peer *peer;        /* its arena, where its large replies are */
   ppe_ring_reader ring;  /* and where its small ones are (I/O thread) */
 } local;
@@ -206,6 +208,10 @@ static int l_take(ppe_chan *ch, ppe_reply_fn fn, void *ud) {
     if ((n = ppe_reader_next(&c->rd, &f, &pl)) != 1) break;
     if (take_ring(c, fn, ud) < 0) goto bad;
     if (f.type == PPE_F_BELL) continue;
+    if (f.type == PPE_F_LEFT) {  /* (from a worker that has no ring) */
+      c->left = (int)f.aux;
+      continue;
+    }
     ppe_ring_seen(&c->ring);
     if (f.type == PPE_F_REF) {
       if (lent(c, &f, pl, &r) != 0) goto bad;
@@ -264,8 +270,10 @@ static int l_holding(const ppe_chan *ch) {
 }
 
 static int l_left(const ppe_chan *ch) {
-  ppe_ring *r = ppe_peer_ring(((const local *)ch)->peer);
-  return r != NULL ? ppe_ring_left(r) : 0;
+  const local *c = (const local *)ch;
+  ppe_ring *r = ppe_peer_ring(c->peer);
+  int code = r != NULL ? ppe_ring_left(r) : 0;
+  return code != 0 ? code : c->left;
 }
 
 static void l_end(ppe_chan *ch) {

@@ -29,6 +29,7 @@ typedef struct stream {
   char why[PPE_STREAM_WHY];  /* why the handshake failed, or "" */
   ppe_hello mine;
   int id;                /* its number among the executor's workers */
+  uint32_t cap;          /* its memory cap, KiB (hello.h's welcome) */
   int32_t far_pid;       /* its pid there, from its hello */
   int left;              /* the exit code it said it leaves with, or 0 */
   ppe_buf ctl;           /* whole frames to send before the next request:
@@ -167,6 +168,7 @@ static int greet(stream *c, const ppe_frame *f, const char *pl) {
   memset(&w, 0, sizeof(w));
   ppe_mac_key(w.key);
   w.id = c->id;
+  w.memory_cap = c->cap;
   /* First of all it sends: ahead of anything queued meanwhile. */
   if (control(c, PPE_F_WELCOME, 0, &w, sizeof(w)) != 0) {
     snprintf(c->why, sizeof(c->why), "not enough memory");
@@ -376,13 +378,15 @@ static const ppe_chan_ops stream_ops = {
   .free = s_free
 };
 
-ppe_chan *ppe_chan_stream_new(int fd, const ppe_hello *mine, int id) {
+ppe_chan *ppe_chan_stream_new(int fd, const ppe_hello *mine, int id,
+                              uint32_t cap) {
   stream *c = calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
   c->ch.ops = &stream_ops;
   c->ch.fd = fd;
   c->mine = *mine;
   c->id = id;
+  c->cap = cap;
   if (ppe_set_nonblock(fd, 1) != 0) {
     free(c);
     return NULL;

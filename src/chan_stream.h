@@ -4,6 +4,7 @@
 #ifndef PPE_CHAN_STREAM_H
 #define PPE_CHAN_STREAM_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "channel.h"
@@ -12,9 +13,10 @@
 #define PPE_STREAM_WHY 200
 
 /* A channel on fd (ours: the launcher has the other end), to a worker
-** that must say 'mine' back in its hello; it is welcomed as worker 'id'.
-** NULL without memory. */
-ppe_chan *ppe_chan_stream_new(int fd, const ppe_hello *mine, int id);
+** that must say 'mine' back in its hello; it is welcomed as worker 'id',
+** with memory cap 'cap' (hello.h's welcome). NULL without memory. */
+ppe_chan *ppe_chan_stream_new(int fd, const ppe_hello *mine, int id,
+                              uint32_t cap);
 /* 1 once the worker's hello came and matched. */
 int ppe_chan_stream_greeted(const ppe_chan *ch);
 /* Why the handshake failed, or "". */

@@ -302,6 +302,11 @@ void ppe_outcome_get(ppe_task *t, ppe_outcome *o) {
   ppe_lock();
   ppe_task_ref(t);  /* the bytes stay while the caller decodes them */
   classify(o, t);
+  /* What ran says how many times it did (its errors, and a map's
+  ** items'): more than once when its workers died and it was retried. */
+  if (o->kind == PPE_OK || o->kind == PPE_K_REMOTE || o->kind == PPE_K_DIED
+      || o->kind == PPE_K_TIMEOUT || o->kind == PPE_K_SERIAL)
+    o->attempts = t->runs;
   o->pid = t->pid;
   if (o->kind != PPE_K_CANCELLED) o->host = t->host;
   ppe_unlock();

@@ -119,6 +119,8 @@ typedef struct ppe_outcome {
                          ** field host; kept for the process's life */
   int field;             /* 0, or which of the two below is told */
   int signal, exit_code;
+  int attempts;          /* a task that ran: how many times it did (its
+                         ** errors' field attempts), else 0 */
 } ppe_outcome;
 
 enum { PPE_FIELD_NONE, PPE_FIELD_SIGNAL, PPE_FIELD_EXIT };

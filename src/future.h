@@ -54,6 +54,11 @@ struct ppe_task {
   int own_exit;         /* exit_code is one of ppe's own (worker.h), not a
                         ** task's os.exit */
   int how;              /* PPE_E_DIED: PPE_HOW_* */
+  int runs;             /* times a worker ran it: replies, and deaths while
+                        ** it was the running task (retries) */
+  uint64_t died_on;     /* the worker slots where it was running when they
+                        ** died, a bit each (slot modulo 64): it is run
+                        ** again elsewhere if it can be */
   int keep_req;         /* its worker may still read the request: it goes
                         ** with the task, not at completion */
   int watched;          /* it has done-callbacks (ppe_task_watched) */

@@ -26,11 +26,12 @@ typedef struct ppe_hello {
 } ppe_hello;
 
 /* What the executor answers (frame PPE_F_WELCOME): the key that tags
-** its bytecode, and the worker's number (ppe.worker_id). */
+** its bytecode, the worker's number (ppe.worker_id), and its memory cap
+** (max_memory_per_child in KiB, worker.h; 0 for none). */
 typedef struct ppe_welcome {
   unsigned char key[PPE_MAC_KEYLEN];
   int32_t id;
-  int32_t unused;
+  uint32_t memory_cap;
 } ppe_welcome;
 
 /* Fills h with this side's own (L: any state of this process's VM). 0,

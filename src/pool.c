@@ -188,6 +188,8 @@ struct ppe_pool {
   double task_timeout;
   double idle_timeout;  /* 0: workers stay */
   int resized;          /* some group's 'want' waits to be applied */
+  int retries;         /* runs again of a task whose worker died */
+  uint32_t memory_cap; /* max_memory_per_child, KiB (worker.h); 0 */
   ppe_buf init;        /* initializer request, sent to every new worker */
 };
 
@@ -247,18 +249,28 @@ static void fail_broken(ppe_pool *p, ppe_task *t) {
   settle(p, t, PPE_FAILED, PPE_E_BROKEN);
 }
 
-static ppe_task *dequeue(ppe_pool *p) {
-  while (p->qhead != NULL) {
-    ppe_task *t = p->qhead;
+/* The task at the front of the queue, left there; those before it that
+** were cancelled while queued are dropped. (One that is running was taken
+** back from a worker, see take_back, or is retried, see retry.) */
+static ppe_task *queued(ppe_pool *p) {
+  ppe_task *t;
+  while ((t = p->qhead) != NULL && ppe_task_final(t)) {
     p->qhead = t->next;
     if (p->qhead == NULL) p->qtail = NULL;
     t->next = NULL;
-    /* (Running: taken back from a worker, see take_back.) */
-    if (!ppe_task_final(t)) return t;
-    p->ncompleted++;  /* cancelled while queued: final, and now dropped */
+    p->ncompleted++;  /* final, and now dropped */
     ppe_task_unref(t);
   }
-  return NULL;
+  return t;
+}
+
+static ppe_task *dequeue(ppe_pool *p) {
+  ppe_task *t = queued(p);
+  if (t == NULL) return NULL;
+  p->qhead = t->next;
+  if (p->qhead == NULL) p->qtail = NULL;
+  t->next = NULL;
+  return t;
 }
 
 static void fail_queue(ppe_pool *p) {
@@ -378,20 +390,64 @@ static int held_back(const wslot *w, double now) {
          !ppe_chan_unsent(w->ch) && ppe_chan_takes_back(w->ch);
 }
 
+/* 1 if slot i is one of those in 'slots' (a task's died_on). */
+static int died_in(uint64_t slots, int i) {
+  return (int)((slots >> (i % 64)) & 1);
+}
+
 /* The worker to give the next task: the least loaded one with room. One
-** whose running task has already run long gets no more behind it. */
-static wslot *pick(ppe_pool *p, double now) {
+** whose running task has already run long gets no more behind it. A task
+** retried after its workers died ('avoid', the slots where they were) goes
+** to another slot's worker if one has room, else to a replacement (but see
+** passed). */
+static wslot *pick(ppe_pool *p, double now, uint64_t avoid) {
   wslot *best = NULL;
-  int i;
+  int i, bad = 0;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
+    int b;
     if (w->state != W_READY || w->signalled || w->retiring ||
         w->ninflight >= depth(p, w))
       continue;
     if (w->ninflight > 0 && running_long(w, now)) continue;
-    if (best == NULL || w->ninflight < best->ninflight) best = w;
+    b = avoid != 0 && died_in(avoid, i);
+    if (best == NULL || b < bad ||
+        (b == bad && w->ninflight < best->ninflight)) {
+      best = w;
+      bad = b;
+    }
   }
   return best;
+}
+
+/* 1 if a worker is up in a slot not among 'avoid': a task retried may
+** wait for it. */
+static int elsewhere(const ppe_pool *p, uint64_t avoid) {
+  int i;
+  for (i = 0; i < p->nw; i++) {
+    const wslot *w = &p->w[i];
+    if (LIVE(w) && !w->signalled && !died_in(avoid, i)) return 1;
+  }
+  return 0;
+}
+
+/* A task retried, first in the queue, that only the replacement of a
+** worker it died on (w, slot i) has room for, waits there for another
+** worker while one is up: the first task queued behind it that may run
+** on w passes it, taken out of the queue. NULL if none may (w then takes
+** the retried one: a worker is never left idle for it). */
+static ppe_task *passed(ppe_pool *p, const ppe_task *first, int i) {
+  ppe_task *prev = p->qhead, *t;
+  if (!died_in(first->died_on, i) || !elsewhere(p, first->died_on))
+    return NULL;
+  for (; (t = prev->next) != NULL; prev = t) {
+    if (ppe_task_final(t) || died_in(t->died_on, i)) continue;
+    prev->next = t->next;
+    if (p->qtail == t) p->qtail = prev;
+    t->next = NULL;
+    return t;
+  }
+  return NULL;
 }
 
 /* Takes back the tasks sent to a worker behind a running task that has
@@ -409,7 +465,7 @@ static void take_back(ppe_pool *p, double now) {
   /* Every submit comes here: the cheap test first, pick only then. */
   for (i = 0; i < p->nw && !held_back(&p->w[i], now); i++)
     ;
-  if (i == p->nw || pick(p, now) == NULL) return;
+  if (i == p->nw || pick(p, now, 0) == NULL) return;
   for (; i < p->nw; i++) {
     wslot *w = &p->w[i];
     ppe_task *prev, *t;
@@ -447,12 +503,15 @@ static void take_back(ppe_pool *p, double now) {
 static int dispatch(ppe_pool *p, int direct) {
   int i, need = 0;
   double now = ppe_now();
+  ppe_task *t;
   take_back(p, now);
-  while (p->qhead != NULL) {
-    wslot *w = pick(p, now);
-    ppe_task *t;
-    if (w == NULL || (t = dequeue(p)) == NULL) break;
-    run_on(p, w, t, now);
+  while ((t = queued(p)) != NULL) {
+    wslot *w = pick(p, now, t->died_on);
+    ppe_task *u;
+    if (w == NULL) break;
+    if (t->died_on != 0 && (u = passed(p, t, (int)(w - p->w))) != NULL)
+      run_on(p, w, u, now);
+    else run_on(p, w, dequeue(p), now);
   }
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
@@ -640,6 +699,7 @@ static void on_reply(void *ud, ppe_reply *r) {
   w->ninflight--;
   p->nrunning--;
   w->ntasks++;
+  t->runs++;
   p->ewma_us = p->ewma_us > 0 ? 0.8 * p->ewma_us + 0.2 * (f->aux + 1.0)
                               : f->aux + 1.0;
   if (w->head != NULL) {  /* the next one starts now */
@@ -737,7 +797,8 @@ static void launch(ppe_pool *p, wslot *w) {
   w->ch = NULL;
   r = ppe_launch_start(&w->far, g->argv, &fd);
   if (r == 0 && (w->ch = ppe_chan_stream_new(fd, &p->hello,
-                                             (int)(w - p->w) + 1)) == NULL) {
+                                             (int)(w - p->w) + 1,
+                                             p->memory_cap)) == NULL) {
     close(fd);
     ppe_launch_free(w->far);
     w->far = NULL;
@@ -789,13 +850,16 @@ static void respawn(ppe_pool *p, wslot *w) {
 }
 
 /* Puts the tasks a dead worker held but never started back at the front
-** of the queue, in their order: they lose nothing. */
+** of the queue, in their order: they lose nothing. One being retried
+** stays running (see retry). */
 static void requeue(ppe_pool *p, ppe_task *first) {
   ppe_task *t, *last = NULL;
   for (t = first; t != NULL; t = t->next) {
-    PPE_SET_STATE(t, PPE_PENDING);
+    if (t->runs == 0) {
+      PPE_SET_STATE(t, PPE_PENDING);
+      p->nrunning--;
+    }
     t->pid = 0;
-    p->nrunning--;
     last = t;
   }
   if (last == NULL) return;
@@ -898,23 +962,75 @@ static void far_exited(ppe_pool *p, wslot *w) {
   else slot_ended(p, w, w->pid, w->status);
 }
 
+/* Whether t, the task that worker w was running when it died, runs
+** again: the one place where that is decided (the option retries). It
+** does while it has runs left, unless its worker was killed on purpose,
+** which is no accident to make good: by task_timeout (timed_out), or by
+** terminate_workers or kill_workers (signalled: their tasks failed at
+** once, fail_held); a cancel{force} or a shutdown{timeout} that kills a
+** worker is one of those too. Nor once the pool is broken (its zygote
+** gone, say): nothing would run it. */
+static int retry(const ppe_pool *p, const wslot *w, const ppe_task *t) {
+  if (w->timed_out || w->signalled || p->broken) return 0;
+  return t->runs <= p->retries;
+}
+
+/* Task t, which worker w was running when it ended with 'status' ('own':
+** one of ppe's own exit codes), fails with it: WorkerDied, or TaskTimeout
+** if we killed it for that. The tasks sent behind t go back to the queue,
+** or fail if the pool is broken. */
+static void died_with(ppe_pool *p, wslot *w, ppe_task *t, pid_t pid,
+                      int status, int own) {
+  ppe_task *rest = t->next;
+  t->next = NULL;
+  t->pid = w->far != NULL ? ppe_chan_stream_pid(w->ch) : pid;
+  t->host = w->far != NULL ? p->g[w->g].name : NULL;
+  t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  t->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+  t->own_exit = own;
+  t->how = p->zdead ? PPE_HOW_ZYGOTE : PPE_HOW_ENDED;
+  ppe_task_drop_res(t);
+  p->nrunning--;
+  p->g[w->g].completed++;
+  p->g[w->g].failed++;
+  finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
+  if (p->broken) {  /* nowhere to run them now */
+    while (rest != NULL) {
+      ppe_task *n = rest->next;
+      rest->next = NULL;
+      p->nrunning--;
+      fail_broken(p, rest);
+      ppe_task_unref(rest);
+      rest = n;
+    }
+  }
+  requeue(p, rest);
+}
+
 /* Worker w has ended with 'status': what it held fails or goes back to
 ** the queue, and another is started in its place. */
 static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
   {
     char why[PPE_CAUSE + PPE_LAUNCH_TAIL];
     ppe_task *t;
-    int own, early;
+    int own, early, over;
     if (LINKED(w)) {  /* what it wrote before it ended still counts */
       ppe_chan_read(w->ch);
       take_replies(p, w);
     }
+    t = w->head;
+    /* A worker that left over max_memory_per_child did so once its last
+    ** reply was out, and started nothing after it (worker.h). */
+    over = w->ch != NULL && ppe_chan_left(w->ch) == PPE_EXIT_MEMORY;
     /* A far worker that ends unasked before its first reply is a failed
     ** start like one that never said hello (a task it held fails as
     ** usual): one that greets and dies at once is not started again and
-    ** again at once, and its group is given up after host_failures. */
+    ** again at once, and its group is given up after host_failures. Not
+    ** when the task it ran had ended a worker before: that death is the
+    ** task's doing, and a task retried on fresh workers would otherwise
+    ** have their group given up. */
     early = w->far != NULL && !w->replied && !w->signalled &&
-            !w->initing && !w->timed_out;
+            !w->initing && !w->timed_out && !(t != NULL && t->runs > 0);
     if (early && w->bad)
       snprintf(why, sizeof(why), "workers of '%s' cannot start: one sent "
                "what no ppe worker sends, after its hello", p->g[w->g].name);
@@ -928,7 +1044,6 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
           ppe_worker_exit_meaning(WEXITSTATUS(status)) != NULL;
     if (w->initing) init_died(p, status, own);
     w->initing = 0;
-    t = w->head;
     if (w->signalled) {  /* those failed when it was signalled */
       while (t != NULL) {
         ppe_task *n = t->next;
@@ -941,31 +1056,14 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
         t = n;
       }
     }
+    else if (over) requeue(p, t);  /* none of them started */
     else if (t != NULL) {
-      ppe_task *rest = t->next;
-      t->next = NULL;
-      t->pid = w->far != NULL ? ppe_chan_stream_pid(w->ch) : pid;
-      t->host = w->far != NULL ? p->g[w->g].name : NULL;
-      t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-      t->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-      t->own_exit = own;
-      t->how = p->zdead ? PPE_HOW_ZYGOTE : PPE_HOW_ENDED;
-      ppe_task_drop_res(t);
-      p->nrunning--;
-      p->g[w->g].completed++;
-      p->g[w->g].failed++;
-      finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
-      if (p->broken) {  /* nowhere to run them now */
-        while (rest != NULL) {
-          ppe_task *n = rest->next;
-          rest->next = NULL;
-          p->nrunning--;
-          fail_broken(p, rest);
-          ppe_task_unref(rest);
-          rest = n;
-        }
+      t->runs++;  /* it ran until its worker died */
+      if (retry(p, w, t)) {
+        t->died_on |= (uint64_t)1 << ((w - p->w) % 64);
+        requeue(p, t);  /* first, running still; the rest behind it */
       }
-      requeue(p, rest);
+      else died_with(p, w, t, pid, status, own);
     }
     w->head = w->tail = NULL;
     w->ninflight = 0;
@@ -1155,7 +1253,7 @@ static int poll_timeout(ppe_pool *p, double now) {
     ** that has room later says so with a reply, which wakes us anyway. */
     if (w->state == W_READY && w->ninflight > 1 && !running_long(w, now) &&
         (first < 0 || w->started + PIPELINE_US * 1e-6 < first) &&
-        (room >= 0 ? room : (room = pick(p, now) != NULL)))
+        (room >= 0 ? room : (room = pick(p, now, 0) != NULL)))
       first = w->started + PIPELINE_US * 1e-6;
   }
   zygote_stuck(p, now, &first, 0);
@@ -1662,6 +1760,8 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   p->idle_timeout = o->idle_timeout;
   if (o->hello != NULL) p->hello = *o->hello;
   p->task_timeout = o->task_timeout;
+  p->retries = o->retries;
+  p->memory_cap = ppe_worker_memory_cap(o->max_memory);
   p->init = o->init;
   o->init.p = NULL;
   o->init.len = o->init.cap = 0;
@@ -1677,7 +1777,8 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
     pool_release(p);
     return r;
   }
-  r = ppe_zygote_attach(o->path, o->cpath, &p->zyg, &p->zfd);
+  r = ppe_zygote_attach(o->path, o->cpath, p->memory_cap, &p->zyg,
+                        &p->zfd);
   if (r == -ENAMETOOLONG)  /* they go to the zygote in one datagram */
     snprintf(o->cause, sizeof(o->cause), "package.path and package.cpath "
              "are too long for the workers (at most %d bytes together)",
@@ -1846,6 +1947,7 @@ static void fail_held(ppe_pool *p, wslot *w, int sig, int how) {
     t->signal = sig;
     t->exit_code = t->own_exit = 0;
     t->how = how;
+    t->runs++;  /* never retried (see retry): it failed here */
     t->keep_req = 1;  /* a worker that lives on a while may read it */
     ppe_task_drop_res(t);
     settle(p, t, PPE_FAILED, PPE_E_DIED);

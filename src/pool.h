@@ -5,6 +5,8 @@
 #ifndef PPE_POOL_H
 #define PPE_POOL_H
 
+#include <stdint.h>
+
 #include "buf.h"
 #include "task.h"
 
@@ -41,6 +43,9 @@ typedef struct ppe_pool_opts {
   double idle_timeout;        /* seconds a worker may idle before it
                               ** leaves, started again when work waits;
                               ** 0: for ever */
+  int retries;                /* runs again of a task whose worker died */
+  uint64_t max_memory;        /* bytes of resident memory over which a
+                              ** worker leaves after its task; 0: none */
   double keep;                /* seconds freed big blocks keep their pages,
                               ** process-wide (ppe_big_set_keep); < 0: the
                               ** default */

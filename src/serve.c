@@ -227,6 +227,9 @@ static void run(lua_State *W, Req *q, ppe_buf *reply) {
   pthread_mutex_unlock(&S.mu);
   if (q->f.type == PPE_F_INIT && type != PPE_F_OK) leave(PPE_EXIT_INIT);
   if (reply->len > (1u << 20)) lua_gc(W, LUA_GCCOLLECT, 0);
+  /* Its reply is out; what waits behind it runs elsewhere. */
+  if (q->f.type != PPE_F_INIT && ppe_worker_over_memory())
+    leave(PPE_EXIT_MEMORY);
 }
 
 /* Sleeps on the condition until woken, or 'secs' seconds at most. */
@@ -310,6 +313,7 @@ static int handshake(lua_State *L, char *why, size_t n) {
   memcpy(&w, pl, sizeof(w));
   ppe_mac_set_key(w.key);
   ppe_worker_set_id(w.id);
+  ppe_worker_set_memory_cap(w.memory_cap);
   return 0;  /* what came after it stays in rd, for the reader thread */
 }
 

@@ -1,8 +1,10 @@
 /* worker.c - the worker process: reads requests from its channel, runs
 ** them on its own lua_State, writes replies; leaves with _exit. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +29,8 @@
 #define IDLE_MS 200
 
 static int worker_id = 0;  /* 0 in the parent */
+static int chan = -1;      /* the channel to the executor, in a worker */
+static uint32_t memory_cap = 0;  /* KiB; 0: none */
 
 static uint64_t sent = 0;  /* replies sent through the channel */
 static uint32_t ntasks = 0;  /* task requests read: the gate's count */
@@ -39,6 +43,45 @@ void ppe_worker_set_id(int id) {
   worker_id = id;
 }
 
+uint32_t ppe_worker_memory_cap(uint64_t bytes) {
+  uint64_t kib = bytes / 1024;
+  if (bytes == 0) return 0;
+  /* Under 1 KiB, every worker is over it, as it is over 1 KiB; past 4 TiB,
+  ** none is. */
+  return kib < 1 ? 1 : kib > UINT32_MAX ? UINT32_MAX : (uint32_t)kib;
+}
+
+void ppe_worker_set_memory_cap(uint32_t kib) {
+  memory_cap = kib;
+}
+
+/* The resident set, in KiB: the second field of /proc/self/statm, in
+** pages. Read afresh each time (a kept descriptor would be one more than
+** a worker holds); 0 if it cannot be read. */
+static uint64_t resident_kib(void) {
+  static long page = 0;
+  char buf[128], *p;
+  unsigned long long pages;
+  ssize_t n;
+  int fd;
+  if (page == 0 && (page = sysconf(_SC_PAGESIZE)) <= 0) page = 4096;
+  do fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return 0;
+  do n = read(fd, buf, sizeof(buf) - 1);
+  while (n < 0 && errno == EINTR);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  strtoull(buf, &p, 10);  /* the size of the address space */
+  pages = strtoull(p, NULL, 10);
+  return (uint64_t)pages * (uint64_t)page / 1024;
+}
+
+int ppe_worker_over_memory(void) {
+  return memory_cap > 0 && resident_kib() > memory_cap;
+}
+
 const char *ppe_worker_exit_meaning(int code) {
   switch (code) {
     case PPE_EXIT_READ:
@@ -46,6 +89,8 @@ const char *ppe_worker_exit_meaning(int code) {
     case PPE_EXIT_NOMEM: return "out of memory";
     case PPE_EXIT_INIT: return "its initializer raised";
     case PPE_EXIT_HOOK: return "the host's worker-init hook raised";
+    case PPE_EXIT_MEMORY:
+      return "its resident memory passed max_memory_per_child";
     default: return NULL;
   }
 }
@@ -105,12 +150,20 @@ void ppe_signal_describe(char *buf, size_t n, int sig) {
   else snprintf(buf, n, "unknown signal");
 }
 
-/* Leaves with one of ppe's own exit codes, and says so in the ring: the
+/* Leaves with one of ppe's own exit codes, and says so in the ring (or,
+** without one, on the channel, where every frame has gone out whole): the
 ** executor then tells it from a task's os.exit with the same code. */
 static void leave(int code) __attribute__((noreturn));
 static void leave(int code) {
   /* Asked now: the child of a fork in a task has no arena. */
   if (ppe_shm_ring() != NULL) ppe_ring_leave(ppe_shm_ring(), code);
+  else if (chan >= 0) {
+    ppe_frame f;
+    memset(&f, 0, sizeof(f));
+    f.type = PPE_F_LEFT;
+    f.aux = (uint32_t)code;
+    ppe_send_all(chan, &f, sizeof(f));
+  }
   _exit(code);
 }
 
@@ -188,6 +241,7 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
   int type;
   uint32_t kind;  /* of request */
   worker_id = id;
+  chan = fd;
   /* Counts of this worker's own: one made by a task of another worker's
   ** (a nested executor's) starts from that worker's copy of them. */
   sent = 0;
@@ -249,5 +303,8 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
     if (f.type == PPE_F_INIT && type != PPE_F_OK)
       leave(PPE_EXIT_INIT);  /* a worker whose initializer raised is
                              ** useless */
+    /* Its reply is out; the tasks sent behind it go elsewhere. */
+    if (f.type != PPE_F_INIT && ppe_worker_over_memory())
+      leave(PPE_EXIT_MEMORY);
   }
 }

@@ -29,12 +29,13 @@ typedef struct ppe_zmsg {
 } ppe_zmsg;
 
 /* The header of an attach message: the lengths of the executor's path and
-** cpath that follow, with their zero bytes (0 for none). */
+** cpath that follow, with their zero bytes (0 for none), and what its
+** workers are given. */
 typedef struct ppe_zattach {
   int32_t type;      /* PPE_Z_ATTACH */
   int32_t lpath;
   int32_t lcpath;
-  int32_t unused;
+  uint32_t memory_cap;  /* max_memory_per_child, in KiB (worker.h); 0 */
 } ppe_zattach;
 
 /* An executor's package.path and package.cpath, with a zero byte each, at

@@ -37,6 +37,7 @@
 typedef struct Client {
   int fds[PPE_ZF_N];   /* PPE_ZF_* */
   char *path, *cpath;  /* its workers' package paths, or NULL */
+  uint32_t memory_cap; /* its workers' max_memory_per_child, KiB; 0 */
 } Client;
 
 /* A worker not yet reaped. c is NULL once its executor has gone: its end
@@ -141,6 +142,7 @@ static void worker_start(Zyg *z, Client *c, int fd, int id, int arena,
     failed = PPE_EXIT_NOMEM;
   else if (ppe_runner_hook(z->L) != 0)
     failed = PPE_EXIT_HOOK;
+  ppe_worker_set_memory_cap(c->memory_cap);
   ppe_worker_main(z->L, fd, id, arena, z->arena, failed);
 }
 
@@ -248,6 +250,7 @@ static int read_attach(Zyg *z, int *fds, int *eof, Client **c) {
   memcpy(*c + 1, s, (size_t)(lp + lc));
   (*c)->path = lp ? (char *)(*c + 1) : NULL;
   (*c)->cpath = lc ? (char *)(*c + 1) + lp : NULL;
+  (*c)->memory_cap = m->memory_cap;
   return 0;
 }
 

@@ -195,8 +195,8 @@ static int stdio_fd(int fd) {
   return open("/dev/null", O_WRONLY | O_CLOEXEC);
 }
 
-int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
-                      int *fd) {
+int ppe_zygote_attach(const char *path, const char *cpath,
+                      uint32_t memory_cap, ppe_zygote **z, int *fd) {
   size_t lp = path != NULL ? strlen(path) + 1 : 0;
   size_t lc = cpath != NULL ? strlen(cpath) + 1 : 0;
   Fit fit;
@@ -209,7 +209,7 @@ int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
   m->type = PPE_Z_ATTACH;
   m->lpath = (int32_t)lp;
   m->lcpath = (int32_t)lc;
-  m->unused = 0;
+  m->memory_cap = memory_cap;
   if (lp) memcpy(m + 1, path, lp);
   if (lc) memcpy((char *)(m + 1) + lp, cpath, lc);
   r = ppe_packet_channel(sv);

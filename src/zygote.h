@@ -9,6 +9,8 @@
 #ifndef PPE_ZYGOTE_H
 #define PPE_ZYGOTE_H
 
+#include <stdint.h>
+
 #include "zmsg.h"
 
 typedef struct ppe_zygote ppe_zygote;
@@ -17,11 +19,12 @@ typedef struct ppe_zygote ppe_zygote;
 ** zygote first if there is none fit for it: none yet, or one forked
 ** before this process was (a fork's child), before the host's worker hook
 ** or the environment changed. Workers forked for it get path and cpath,
-** and the caller's working directory, stdout and stderr as they are now.
-** Returns at once: requests may be sent before the zygote says
-** PPE_Z_READY, which then comes first on the channel. 0 or -errno. */
-int ppe_zygote_attach(const char *path, const char *cpath, ppe_zygote **z,
-                      int *fd);
+** its memory cap (KiB, worker.h; 0 for none), and the caller's working
+** directory, stdout and stderr as they are now. Returns at once: requests
+** may be sent before the zygote says PPE_Z_READY, which then comes first
+** on the channel. 0 or -errno. */
+int ppe_zygote_attach(const char *path, const char *cpath,
+                      uint32_t memory_cap, ppe_zygote **z, int *fd);
 /* After the executor closed its channel. The last one to leave a zygote
 ** that is no longer the current one reaps it. */
 void ppe_zygote_detach(ppe_zygote *z);

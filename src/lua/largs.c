@@ -114,9 +114,9 @@ int lppe_optbool(lua_State *L, int arg, const char *key, int def) {
   return v;
 }
 
-/* An integer option from 1 to max, or def when absent. */
-lua_Integer lppe_optint(lua_State *L, int arg, const char *key,
-                        lua_Integer def, lua_Integer max) {
+/* An integer option from min (0 or 1) to max, or def when absent. */
+static lua_Integer optint(lua_State *L, int arg, const char *key,
+                          lua_Integer def, lua_Integer min, lua_Integer max) {
   lua_Integer v;
   int isint;
   if (lua_getfield(L, arg, key) == LUA_TNIL) {
@@ -124,15 +124,28 @@ lua_Integer lppe_optint(lua_State *L, int arg, const char *key,
     return def;
   }
   v = lua_tointegerx(L, -1, &isint);
-  if (!isint || lua_type(L, -1) != LUA_TNUMBER || v < 1 || v > max) {
+  if (!isint || lua_type(L, -1) != LUA_TNUMBER || v < min || v > max) {
     if (max >= INT32_MAX)
-      luaL_error(L, "option '%s' must be a positive integer, got %s", key,
+      luaL_error(L, "option '%s' must be %s integer, got %s", key,
+                 min > 0 ? "a positive" : "a non-negative",
                  luaL_tolstring(L, -1, NULL));
-    luaL_error(L, "option '%s' must be an integer from 1 to %d, got %s",
-               key, (int)max, luaL_tolstring(L, -1, NULL));
+    luaL_error(L, "option '%s' must be an integer from %d to %d, got %s",
+               key, (int)min, (int)max, luaL_tolstring(L, -1, NULL));
   }
   lua_pop(L, 1);
   return v;
+}
+
+/* An integer option from 1 to max, or def when absent. */
+lua_Integer lppe_optint(lua_State *L, int arg, const char *key,
+                        lua_Integer def, lua_Integer max) {
+  return optint(L, arg, key, def, 1, max);
+}
+
+/* A count, from 0 to max, or def when absent. */
+lua_Integer lppe_optcount(lua_State *L, int arg, const char *key,
+                          lua_Integer def, lua_Integer max) {
+  return optint(L, arg, key, def, 0, max);
 }
 
 /* Seconds, the value at idx: a number >= 0, or > 0 when 'positive'; -1

@@ -26,15 +26,16 @@ static void setint(lua_State *L, const char *field, lua_Integer v) {
 }
 
 /* Replaces the message, traceback and value on the top of the stack with
-** the RemoteError they make, raised on worker pid: a task's, or one item
-** of a map's chunk. */
-void lppe_remote(lua_State *L, lua_Integer pid) {
+** the RemoteError they make, raised on worker pid in the task's run
+** 'attempts': a task's, or one item of a map's chunk. */
+void lppe_remote(lua_State *L, lua_Integer pid, int attempts) {
   lppe_pusherror(L, "RemoteError", lua_tostring(L, -3));
   lua_pushvalue(L, -3);
   lua_setfield(L, -2, "traceback");
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "value");
   setint(L, "pid", pid);
+  if (attempts > 0) setint(L, "attempts", attempts);
   lua_replace(L, -4);
   lua_pop(L, 2);
 }
@@ -48,7 +49,7 @@ static void push_remote(lua_State *L, const ppe_outcome *o) {
     lppe_pusherror(L, "SerializationError", err);
     return;
   }
-  lppe_remote(L, o->pid);
+  lppe_remote(L, o->pid, o->attempts);
 }
 
 /* The message a worker sent as one string. */
@@ -116,6 +117,7 @@ static void failure(lua_State *L, const ppe_outcome *o) {
   if (o->show_pid) setint(L, "pid", o->pid);
   if (o->field == PPE_FIELD_SIGNAL) setint(L, "signal", o->signal);
   else if (o->field == PPE_FIELD_EXIT) setint(L, "exit_code", o->exit_code);
+  if (o->attempts > 0) setint(L, "attempts", o->attempts);
 }
 
 static int error_tostring(lua_State *L) {

@@ -239,7 +239,8 @@ static int e_fileno(lua_State *L) {
 
 static const char *const executor_options[] = {
   "max_workers", "initializer", "initargs", "max_tasks_per_child",
-  "task_timeout", "workers", "host_failures", "idle_timeout", NULL
+  "task_timeout", "workers", "host_failures", "idle_timeout", "retries",
+  "max_memory_per_child", NULL
 };
 
 static const char *const group_options[] = {
@@ -383,6 +384,52 @@ static void groups_option(lua_State *L, int arg, ppe_pool_opts *o) {
   lua_replace(L, list);  /* the anchor, in the list's place */
 }
 
+/* Sizes past this are no memory a machine has: a mistake. */
+#define MAX_SIZE ((uint64_t)1 << 60)
+
+/* A size in bytes: digits, then K, M or G for powers of 1024 ("512M");
+** 0 if s is none, or 0 bytes. */
+static uint64_t tosize(const char *s) {
+  uint64_t v = 0;
+  const char *p = s;
+  int shift = 0;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    v = 10 * v + (uint64_t)(*p - '0');
+    if (v > MAX_SIZE) return 0;
+  }
+  if (p == s) return 0;
+  if (*p == 'K') shift = 10;
+  else if (*p == 'M') shift = 20;
+  else if (*p == 'G') shift = 30;
+  if (shift > 0) p++;
+  if (*p != '\0' || v > MAX_SIZE >> shift) return 0;
+  return v << shift;
+}
+
+/* max_memory_per_child: bytes, an integer > 0, or a size such as "512M";
+** 0 when absent. */
+static uint64_t memoption(lua_State *L, int arg) {
+  static const char key[] = "max_memory_per_child";
+  uint64_t v = 0;
+  int t = lua_getfield(L, arg, key);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (t == LUA_TNUMBER) {
+    int isint;
+    lua_Integer n = lua_tointegerx(L, -1, &isint);
+    if (isint && n > 0 && (uint64_t)n <= MAX_SIZE) v = (uint64_t)n;
+  }
+  else if (t == LUA_TSTRING) v = tosize(lua_tostring(L, -1));
+  if (v == 0)
+    luaL_error(L, "option '%s' must be a number of bytes > 0 or a size "
+               "such as \"512M\" (K, M, G: powers of 1024), got %s", key,
+               luaL_tolstring(L, -1, NULL));
+  lua_pop(L, 1);
+  return v;
+}
+
 /* The initializer's request, left on the stack in a Lua-owned buffer; an
 ** empty buffer when there is none. */
 static ppe_buf *initoption(lua_State *L, int arg) {
@@ -468,6 +515,8 @@ int lppe_executor(lua_State *L) {
   o.task_timeout = lppe_optseconds(L, 1, "task_timeout", 1, 0);
   o.idle_timeout = lppe_optseconds(L, 1, "idle_timeout", 1, 0);
   o.host_failures = (int)lppe_optint(L, 1, "host_failures", 3, 1000);
+  o.retries = (int)lppe_optcount(L, 1, "retries", 0, INT32_MAX);
+  o.max_memory = memoption(L, 1);
   o.keep = keepenv(L);
   init = initoption(L, 1);                  /* stack 2 */
   o.path = pkgpath(L, "path");              /* stack 3 */

@@ -24,6 +24,7 @@ typedef struct MapState {
   lua_Integer cur_item, cur_pos;     /* next item, its place in values */
   lua_Integer nvals;        /* values in the values table */
   pid_t cur_pid;
+  int cur_attempts;         /* its runs (retries) */
   const char *cur_host;     /* its worker's group, if far */
   double deadline;
   ppe_done *done;           /* ordered=false: chunks as they complete */
@@ -204,6 +205,7 @@ static int map_next_chunk(lua_State *L, MapState *m) {
   top = lua_gettop(L);
   ppe_outcome_get(t, &o);  /* t is held till ppe_outcome_done */
   m->cur_pid = o.pid;
+  m->cur_attempts = o.attempts;
   m->cur_host = o.host;
   if (o.kind != PPE_OK) {
     lppe_pushfailure(L, &o);
@@ -257,7 +259,7 @@ static int map_step(lua_State *L) {
   lua_pushinteger(L, m->cur_first + m->cur_item++);
   k = ppe_chunk_item(L, 2, &m->cur_pos, m->packed);
   if (k < 0) {  /* this item raised: message, traceback, value */
-    lppe_remote(L, m->cur_pid);
+    lppe_remote(L, m->cur_pid, m->cur_attempts);
     if (m->cur_host != NULL) {
       lua_pushstring(L, m->cur_host);
       lua_setfield(L, -2, "host");

@@ -49,6 +49,8 @@ void lppe_checkkeys(lua_State *L, int arg, const char *const keys[],
 int lppe_optbool(lua_State *L, int arg, const char *key, int def);
 lua_Integer lppe_optint(lua_State *L, int arg, const char *key,
                         lua_Integer def, lua_Integer max);
+lua_Integer lppe_optcount(lua_State *L, int arg, const char *key,
+                          lua_Integer def, lua_Integer max);
 double lppe_optseconds(lua_State *L, int arg, const char *key, int positive,
                        double def);
 double lppe_deadline(lua_State *L, int arg);
@@ -63,7 +65,7 @@ void lppe_pusherror(lua_State *L, const char *kind, const char *msg);
 int lppe_raise(lua_State *L, const char *kind, const char *msg);
 void lppe_pushfailure(lua_State *L, const ppe_outcome *o);
 int lppe_raise_outcome(lua_State *L, ppe_task *t);
-void lppe_remote(lua_State *L, lua_Integer pid);
+void lppe_remote(lua_State *L, lua_Integer pid, int attempts);
 void lppe_open_errors(lua_State *L, int mts);
 
 /* lfuture.c: futures and their done-callbacks. */
