@@ -12,6 +12,7 @@
 
 #include "forward.h"
 #include "launch.h"
+#include "vgcheck.h"
 #include "transport.h"
 
 extern char **environ;
@@ -27,6 +28,10 @@ struct ppe_launch {
 
 static int pidfd_open(pid_t pid) {
 #ifdef SYS_pidfd_open
+  if (UNDER_VALGRIND) {  /* (vgcheck.h) */
+    errno = ENOSYS;
+    return -1;
+  }
   return (int)syscall(SYS_pidfd_open, pid, 0);
 #else
   (void)pid;

@@ -13,15 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define UNDER_VALGRIND RUNNING_ON_VALGRIND
-#endif
-#endif
-#ifndef UNDER_VALGRIND
-#define UNDER_VALGRIND 0
-#endif
 
 #include "lua.h"
 
@@ -29,6 +20,7 @@
 #include "runner.h"
 #include "shm.h"
 #include "transport.h"
+#include "vgcheck.h"
 #include "worker.h"
 #include "zmsg.h"
 #include "zserver.h"
@@ -328,8 +320,7 @@ static void serve(Zyg *z) {
 static int watch_parent(pid_t parent) {
   int fd = -1;
 #ifdef SYS_pidfd_open
-  /* Valgrind 3.19 knows no pidfd_open, and says so on stderr. */
-  if (!UNDER_VALGRIND) fd = (int)syscall(SYS_pidfd_open, parent, 0);
+  if (!UNDER_VALGRIND)  /* (vgcheck.h) */ fd = (int)syscall(SYS_pidfd_open, parent, 0);
 #endif
   if (fd < 0) die_with_parent(parent);
   else if (getppid() != parent) _exit(0);  /* the pid may be another's */
