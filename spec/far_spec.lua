@@ -592,6 +592,20 @@ describe("far workers that cannot start", function()
     assert.matches("gone now", e.message, 1, true)
   end))
 
+  it("fail only the task that ends a fresh worker: the group goes on",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { host_failures = 1, workers = {
+      { n = 1, launcher = { "env" }, command = command(), name = "far" } } })
+    for _ = 1, 3 do
+      local e = H.failure(ex:submit(function() os.exit(3) end))
+      assert.are.equal("WorkerDied", e.kind)
+      assert.are.equal("far", e.host)
+    end
+    assert.are.equal(5, ex:submit(function() return 5 end):result(T))
+    assert.is_false(ex:stats().groups[1].given_up)
+    assert.are.equal(3, ex:stats().groups[1].restarts)
+  end))
+
   it("say so when the launcher is no command at all",
      H.scoped(function(scope)
     local ex = scope(ppe.executor { host_failures = 1, workers = {

@@ -123,6 +123,64 @@ describe("ex:resize", function()
   end))
 end)
 
+describe("ex:resize, at the edges", function()
+  it("counts no failed start for far workers retired while starting",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { host_failures = 1, workers = {
+      { n = 3, launcher = { "env" }, command = far_command() } } })
+    ex:resize(0)
+    settles(ex, 0)
+    ex:resize(1)
+    assert.are.equal(7, ex:submit(function() return 7 end):result(T))
+    assert.is_false(ex:stats().groups[1].given_up)
+  end))
+
+  it("counts no restart for a slot grown back before its worker left",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 2 })
+    settles(ex, 2)
+    -- The worker retired first is the last one: stopped, it cannot
+    -- leave before the group grows back.
+    local pid
+    for _ = 1, 50 do
+      local fs = {}
+      for i = 1, 4 do
+        fs[i] = ex:submit(function()
+          os.execute("sleep 0.05")
+          return ppe.worker_id(), (require("helpers").whoami())
+        end)
+      end
+      for i = 1, 4 do
+        local id, p = fs[i]:result(T)
+        if id == 2 then pid = p end
+      end
+      if pid then break end
+    end
+    assert.is_number(pid)
+    os.execute("kill -STOP " .. pid)
+    ex:resize(1)
+    settles(ex, 1)
+    ex:resize(2)
+    H.sleep_pid(0.2)
+    os.execute("kill -CONT " .. pid)
+    settles(ex, 2)
+    assert.is_true(H.wait_until(function() return not H.alive(pid) end, T))
+    assert.are.equal(0, ex:stats().restarts)
+  end))
+
+  it("to 0 before shutdown: the work left fails, and shutdown says so",
+     function()
+    local ex = ppe.executor { max_workers = 1 }
+    ex:resize(0)
+    settles(ex, 0)
+    local f = ex:submit(function() return 1 end)
+    assert.is_false(ex:shutdown())
+    local e = H.failure(f, 0)
+    assert.are.equal("BrokenExecutor", e.kind)
+    assert.matches("no worker was left to run it", e.message, 1, true)
+  end)
+end)
+
 describe("idle_timeout", function()
   it("lets idle workers leave, and starts them again for work",
      H.scoped(function(scope)
@@ -130,7 +188,8 @@ describe("idle_timeout", function()
     settles(ex, 2)
     local before = ex:submit(H.whoami):result(T)
     settles(ex, 0)
-    assert.is_false(H.alive(before))
+    assert.is_true(H.wait_until(function() return not H.alive(before) end,
+                                T))
     local fs = {}
     for i = 1, 4 do fs[i] = ex:submit(function(x) return x + 1 end, i) end
     for i = 1, 4 do assert.are.equal(i + 1, fs[i]:result(T)) end
@@ -154,6 +213,23 @@ describe("idle_timeout", function()
     assert.is_true(H.wait_until(function() return not H.alive(before) end,
                                 T))
     assert.are_not.equal(before, ex:submit(H.whoami):result(T))
+  end))
+
+  it("starts a parked worker of a group that is up, not one given up",
+     H.scoped(function(scope)
+    -- The far group's first start works, every later one fails; once
+    -- all are parked, the task must get the local worker.
+    local once = os.tmpname()
+    os.remove(once)
+    local ex = scope(ppe.executor { idle_timeout = 0.3, host_failures = 1,
+      workers = {
+        { n = 2, name = "far", command = far_command(), launcher = {
+          "sh", "-c", 'mkdir "$0" 2>/dev/null && exec "$@"; exit 3', once } },
+        { n = 1 } } })
+    assert.is_true(H.wait_until(function()
+      return ex:stats().groups[1].given_up and workers(ex) == 0 end, T))
+    assert.are.equal(42, ex:submit(function() return 42 end):result(T))
+    os.remove(once)
   end))
 
   it("refuses what is not a number of seconds > 0", function()

@@ -6,6 +6,8 @@ require "fixtures.bad_util"  -- first: puts spec/fixtures on cpath
 local ppe = require "ppe"
 local H = require "helpers"
 
+local T = 30  -- seconds: a loose bound for what takes a moment
+
 -- A task that runs until it is killed, ignoring SIGTERM if told to.
 local function forever(ignore_term)
   if ignore_term then require("evil").ignore(15) end
@@ -93,6 +95,55 @@ describe("shutdown{ timeout }", function()
     assert.is_false(ok)
     assert.is_true(took < 5, ("it took %.1f s"):format(took))
     assert.are.equal("WorkerDied", H.failure(running, 0).kind)
+  end)
+
+  it("is bounded while a worker runs its initializer", function()
+    local ex = ppe.executor { max_workers = 1,
+      initializer = function() os.execute("sleep 20") end }
+    local f = ex:submit(function() return 1 end)
+    local t0 = H.now()
+    local ok = ex:shutdown { timeout = 0.5 }
+    local took = H.now() - t0
+    ex:close()
+    assert.is_false(ok)
+    assert.is_true(took < 5, ("it took %.1f s"):format(took))
+    assert.is_true(f:done())
+  end)
+
+  it("cancels tasks taken back from a busy worker, not running them after",
+     function()
+    local ex = ppe.executor { max_workers = 2 }
+    local warm = {}
+    for i = 1, 200 do warm[i] = ex:submit(function() return 1 end) end
+    for i = 1, 200 do warm[i]:result(T) end
+    -- Tiny tasks measured: several go to a worker at once, and those
+    -- behind a long one are taken back to the queue, where they wait
+    -- (running) for a worker.
+    local long = function() os.execute("sleep 3") return "long" end
+    local fs = {}
+    for i, fn in ipairs({ long, function() return "q" end, long, long,
+                          long }) do
+      fs[i] = ex:submit(fn)
+    end
+    H.sleep_pid(0.5)
+    local t0 = H.now()
+    assert.is_false(ex:shutdown { timeout = 0.3 })
+    local took = H.now() - t0
+    ex:close()
+    assert.is_true(took < 2.5, ("it took %.1f s"):format(took))
+    for i, f in ipairs(fs) do
+      if i ~= 2 then
+        assert.is_true(f:cancelled() or f:state() == "failed",
+                       "long task " .. i .. " is " .. f:state())
+      end
+    end
+  end)
+
+  it("with math.huge waits for ever, and the work finishes", function()
+    local ex = ppe.executor { max_workers = 1 }
+    local f = ex:submit(function() os.execute("sleep 0.3") return "done" end)
+    assert.is_true(ex:shutdown { timeout = math.huge })
+    assert.are.equal("done", f:result(0))
   end)
 
   it("is ignored with wait = false: the work goes on", function()

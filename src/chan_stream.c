@@ -328,9 +328,12 @@ static int s_take_back(ppe_chan *ch, ppe_task *t) {
   return PPE_BACK_ASKED;
 }
 
+/* One that stopped at a reply whose lines are out now (written by
+** whoever flushed them, maybe another executor's thread) is taken at
+** once: its descriptor may never tell. */
 static int s_sleep(ppe_chan *ch) {
-  (void)ch;
-  return 0;
+  const stream *c = (const stream *)ch;
+  return c->held && !unwritten(c);
 }
 
 static void s_wake(ppe_chan *ch) {

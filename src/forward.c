@@ -31,8 +31,8 @@ enum {
 
 typedef struct sink {
   int fd;            /* 1 or 2 */
-  int to;            /* what is written: fd, or our own opening of it
-                     ** while bytes wait; -1 when none is chosen */
+  int to;            /* what is written: fd, or our own opening of it,
+                     ** kept while executors are (ppe_fwd_use); -1 */
   int how;           /* W_* */
   dev_t dev;         /* what fd was when 'to' was chosen: a caller that */
   ino_t ino;         /* puts another file there (dup2) is followed */
@@ -45,6 +45,8 @@ typedef struct sink {
 static sink sinks[2] = {{1, -1, W_PLAIN, 0, 0, PPE_BUF_INIT, 0, 0, 0},
                         {2, -1, W_PLAIN, 0, 0, PPE_BUF_INIT, 0, 0, 0}};
 static pthread_mutex_t fwd_lock = PTHREAD_MUTEX_INITIALIZER;
+static int users = 0;  /* executors: while there are, what 'to' is stays
+                       ** open, for an I/O thread may be polling it */
 
 static sink *sink_of(int fd) {
   return &sinks[fd == 2];
@@ -136,13 +138,7 @@ static void drain(sink *s) {
     s->qpos += (size_t)r;
     s->out += (uint64_t)r;
   }
-  if (s->qpos == s->q.len) {
-    s->q.len = s->qpos = 0;
-    /* Our own opening lives only while bytes wait: the process holds no
-    ** descriptor of ours for good. */
-    if (s->to >= 0 && s->to != s->fd) close(s->to);
-    s->to = -1;
-  }
+  if (s->qpos == s->q.len) s->q.len = s->qpos = 0;
   else if (s->qpos >= s->q.len / 2) {  /* room at the end, not the start */
     memmove(s->q.p, s->q.p + s->qpos, s->q.len - s->qpos);
     s->q.len -= s->qpos;
@@ -186,6 +182,21 @@ int ppe_fwd_pollfd(int fd) {
   to = s->qpos < s->q.len ? s->to : -1;
   pthread_mutex_unlock(&fwd_lock);
   return to;
+}
+
+void ppe_fwd_use(int delta) {
+  int i;
+  pthread_mutex_lock(&fwd_lock);
+  users += delta;
+  for (i = 0; i < 2 && users <= 0; i++) {
+    sink *s = &sinks[i];
+    s->out += s->q.len - s->qpos;  /* nobody is left to write them */
+    ppe_buf_free(&s->q);
+    s->qpos = 0;
+    if (s->to >= 0 && s->to != s->fd) close(s->to);
+    s->to = -1;
+  }
+  pthread_mutex_unlock(&fwd_lock);
 }
 
 void ppe_fwd_flush(void) {

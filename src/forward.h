@@ -28,5 +28,9 @@ size_t ppe_fwd_pending(int fd);
 int ppe_fwd_pollfd(int fd);
 /* Writes what each queue's descriptor takes now. */
 void ppe_fwd_flush(void);
+/* An executor begins (1) or ends (-1) to use these: once none does,
+** bytes still queued are dropped (nobody would write them) and the
+** descriptors ppe opened are closed. */
+void ppe_fwd_use(int delta);
 
 #endif

@@ -109,7 +109,7 @@ void ppe_launch_fds(const ppe_launch *l, int *pidfd, int *errfd) {
   *pidfd = l->reaped ? -1 : l->pidfd;
   /* Not read while our stderr has not taken what came before: the
   ** launcher waits instead. */
-  *errfd = ppe_fwd_pending(2) < PPE_FWD_MAX ? l->errfd : -1;
+  *errfd = l->reaped || ppe_fwd_pending(2) < PPE_FWD_MAX ? l->errfd : -1;
 }
 
 /* Keeps the last PPE_LAUNCH_TAIL bytes seen. */
@@ -131,7 +131,9 @@ static void keep(ppe_launch *l, const char *p, size_t n) {
 static void pass_stderr(ppe_launch *l) {
   char buf[4096];
   ssize_t n;
-  while (l->errfd >= 0 && ppe_fwd_pending(2) < PPE_FWD_MAX) {
+  /* Once it has ended, what is left is read whatever is queued: its tail
+  ** tells why it failed, and nothing more comes from it. */
+  while (l->errfd >= 0 && (l->reaped || ppe_fwd_pending(2) < PPE_FWD_MAX)) {
     n = read(l->errfd, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;

@@ -97,8 +97,10 @@ typedef struct group {
   const char *name;    /* kept for the process's life: tasks name it */
   char **argv;         /* launcher and command; NULL: forked here */
   int n;
-  int fails;           /* failed starts in a row: a worker that ends
-                       ** before its first reply is one */
+  int fails;           /* failed starts in a row; a handshake resets it */
+  int early;           /* far workers in a row that ended after their
+                       ** handshake, before any reply and holding no
+                       ** task; their first reply resets it */
   double hello_wait;   /* a far worker that has not said hello this long
                        ** after its launcher started is a failed start */
   int given_up;
@@ -117,6 +119,8 @@ typedef struct wslot {
   int replied;         /* it has answered once: it works */
   int off;             /* OFF_PARKED or OFF_RETIRED: not started again */
   int retiring;        /* retired while busy: it leaves once it is idle */
+  int regrown;         /* back in its group before its worker had left:
+                       ** the one that follows is no restart */
   double idle_since;   /* W_READY with nothing to do since then; 0 */
   int bad;             /* it sent what no worker of ours sends */
   int exited;          /* far: its launcher was reaped, with 'status'; */
@@ -188,6 +192,7 @@ struct ppe_pool {
   double task_timeout;
   double idle_timeout;  /* 0: workers stay */
   int resized;          /* some group's 'want' waits to be applied */
+  int dropped;          /* work was left queued at the end: it failed */
   int retries;         /* runs again of a task whose worker died */
   uint32_t memory_cap; /* max_memory_per_child, KiB (worker.h); 0 */
   ppe_buf init;        /* initializer request, sent to every new worker */
@@ -670,7 +675,7 @@ static void on_reply(void *ud, ppe_reply *r) {
   }
   if (!w->replied) {
     w->replied = 1;
-    p->g[w->g].fails = 0;
+    p->g[w->g].early = 0;
   }
   if (r->skipped) {  /* it never ran: another worker will */
     if (give_back(p, w, f->id) != 0) kill_worker(p, w, SIGKILL);
@@ -766,17 +771,19 @@ static int replace_workers(const ppe_pool *p) {
 
 /* A group of far workers whose starts all fail is given up; an executor
 ** whose every group is given up is broken, with the last one's cause. */
-static void start_failed(ppe_pool *p, wslot *w, const char *why) {
+static void start_failed(ppe_pool *p, wslot *w, const char *why,
+                         int early) {
   group *g = &p->g[w->g];
-  int i;
+  int i, *n = early ? &g->early : &g->fails;
   w->state = W_NONE;
-  /* A start under way when its group was given up, or one ended because
-  ** nothing is left to do, is no failure of the group's. */
-  if (g->given_up || !replace_workers(p)) return;
+  /* A start under way when its group was given up or its slot retired or
+  ** parked, or one ended because nothing is left to do, is no failure of
+  ** the group's. */
+  if (g->given_up || w->off || !replace_workers(p)) return;
   snprintf(g->why, sizeof(g->why), "%s", why);
-  if (++g->fails < p->host_failures) {
+  if (++*n < p->host_failures) {
     double wait = BACKOFF;
-    for (i = 1; i < g->fails && wait < BACKOFF_MAX; i++) wait *= 2;
+    for (i = 1; i < *n && wait < BACKOFF_MAX; i++) wait *= 2;
     w->state = W_WAITING;
     w->due = ppe_now() + (wait < BACKOFF_MAX ? wait : BACKOFF_MAX);
     return;
@@ -807,7 +814,7 @@ static void launch(ppe_pool *p, wslot *w) {
   if (r < 0) {
     snprintf(why, sizeof(why), "cannot start the launcher of '%s': %s",
              g->name, strerror(-r));
-    start_failed(p, w, why);
+    start_failed(p, w, why, 0);
     return;
   }
   w->pid = ppe_launch_pid(w->far);
@@ -815,9 +822,9 @@ static void launch(ppe_pool *p, wslot *w) {
   w->due = ppe_now() + g->hello_wait;
 }
 
-/* Its hello came and matched: it gets work. It counts as started at its
-** first reply (on_reply): one that ends before is a failed start. */
+/* Its hello came and matched: it counts as started, and gets work. */
 static void greeted(ppe_pool *p, wslot *w) {
+  p->g[w->g].fails = 0;
   w->greeted = 1;
   if (p->init.len > 0) {
     w->state = W_INIT;
@@ -840,11 +847,14 @@ static int start_worker(ppe_pool *p, wslot *w) {
 }
 
 static void respawn(ppe_pool *p, wslot *w) {
+  int regrown = w->regrown;
+  w->regrown = 0;
   if (w->off || !replace_workers(p) || p->g[w->g].given_up ||
       start_worker(p, w) != 0) {
     w->state = W_NONE;
     return;
   }
+  if (regrown) return;
   p->nrestarts++;
   p->g[w->g].restarts++;
 }
@@ -941,7 +951,7 @@ static void far_failed(ppe_pool *p, wslot *w, int status) {
   w->pid = 0;
   w->kill_at = 0;
   w->late = w->bad = 0;
-  start_failed(p, w, why);
+  start_failed(p, w, why, 0);
 }
 
 /* A far worker's launcher has ended (reaped): a start that failed, or a
@@ -1022,15 +1032,14 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     /* A worker that left over max_memory_per_child did so once its last
     ** reply was out, and started nothing after it (worker.h). */
     over = w->ch != NULL && ppe_chan_left(w->ch) == PPE_EXIT_MEMORY;
-    /* A far worker that ends unasked before its first reply is a failed
-    ** start like one that never said hello (a task it held fails as
-    ** usual): one that greets and dies at once is not started again and
-    ** again at once, and its group is given up after host_failures. Not
-    ** when the task it ran had ended a worker before: that death is the
-    ** task's doing, and a task retried on fresh workers would otherwise
-    ** have their group given up. */
+    /* A far worker that ends unasked after its hello but before any
+    ** reply, holding no task, counts toward host_failures (in a count of
+    ** its own, which a handshake does not reset): one that greets and
+    ** dies at once is not started again and again at once. One that held
+    ** a task died of it, or with it: that task fails (or is retried), as
+    ** on a local worker, and the group goes on. */
     early = w->far != NULL && !w->replied && !w->signalled &&
-            !w->initing && !w->timed_out && !(t != NULL && t->runs > 0);
+            !w->initing && !w->timed_out && t == NULL;
     if (early && w->bad)
       snprintf(why, sizeof(why), "workers of '%s' cannot start: one sent "
                "what no ppe worker sends, after its hello", p->g[w->g].name);
@@ -1079,7 +1088,7 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     w->ntasks = 0;
     w->replied = w->bad = w->retiring = 0;
     w->idle_since = 0;
-    if (early && !w->off) start_failed(p, w, why);
+    if (early && !w->off) start_failed(p, w, why, 1);
     else respawn(p, w);
   }
 }
@@ -1368,6 +1377,7 @@ static void resize_group(ppe_pool *p, int g, int want) {
     if (w->g != g || w->off != OFF_RETIRED) continue;
     w->off = w->retiring = 0;
     if (w->state == W_NONE && start_worker(p, w) != 0) w->state = W_NONE;
+    else if (w->state != W_NONE) w->regrown = 1;  /* its next: no restart */
     have++;
   }
   if (have < want && add_slots(p, g, want - have) == 0)
@@ -1400,14 +1410,27 @@ static void apply_sizes(ppe_pool *p) {
 /* Work waits: workers parked for idleness start again, one per task
 ** waiting, as far as there are some. */
 static void unpark(ppe_pool *p) {
-  const ppe_task *t = p->qhead;
-  int i;
-  for (i = 0; i < p->nw && t != NULL; i++) {
+  const ppe_task *t;
+  int i, want = 0;
+  for (t = p->qhead; t != NULL && want < p->nw; t = t->next)
+    if (!ppe_task_final(t)) want++;
+  /* Less those that a worker idle, or one on its way, will take. */
+  for (i = 0; i < p->nw && want > 0; i++) {
+    const wslot *w = &p->w[i];
+    if (w->off || w->retiring) continue;
+    if ((w->state == W_READY && w->ninflight == 0) ||
+        w->state == W_SPAWNING || w->state == W_HELLO ||
+        w->state == W_INIT || w->state == W_WAITING)
+      want--;
+  }
+  for (i = 0; i < p->nw && want > 0; i++) {
     wslot *w = &p->w[i];
-    if (w->off != OFF_PARKED || w->state != W_NONE) continue;
+    if (w->off != OFF_PARKED || w->state != W_NONE ||
+        p->g[w->g].given_up)
+      continue;
     w->off = 0;
-    if (p->g[w->g].given_up || start_worker(p, w) != 0) w->state = W_NONE;
-    t = t->next;
+    if (start_worker(p, w) != 0) w->state = W_NONE;
+    want--;
   }
 }
 
@@ -1537,6 +1560,7 @@ static void *io_main(void *arg) {
   take_side(p);
   if (p->cause[0] == '\0' && work_queued(p))
     snprintf(p->cause, sizeof(p->cause), "no worker was left to run it");
+  p->dropped = work_queued(p);
   fail_queue(p);
   ppe_unlock();
   /* Every worker is reaped: we leave the zygote here, not at a join that
@@ -1617,6 +1641,7 @@ static void pool_release(ppe_pool *p) {
   free(p->w);
   free(p);
   ppe_big_keep(-1);
+  ppe_fwd_use(-1);
 }
 
 /* Waits, at construction, until the zygote has attached the executor and
@@ -1753,6 +1778,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   /* Before the zygote is forked: workers inherit the keep time. */
   ppe_big_set_keep(o->keep);
   ppe_big_keep(1);  /* the I/O thread trims the kept mappings when idle */
+  ppe_fwd_use(1);
   pthread_mutex_init(&p->side_lock, NULL);
   p->zfd = p->wakefd = p->notifyfd = -1;
   p->max_tasks = o->max_tasks_per_child;
@@ -1891,11 +1917,24 @@ static void cut_short(ppe_pool *p) {
   int i;
   ppe_lock();
   take_side(p);
-  for (t = p->qhead; t != NULL; t = t->next) ppe_task_cancel(t);
+  while ((t = dequeue(p)) != NULL) {  /* taken back or retried: running */
+    if (t->state == PPE_RUNNING) {
+      p->nrunning--;
+      settle(p, t, PPE_CANCELLED, 0);
+    }
+    else {
+      ppe_task_cancel(t);
+      p->ncompleted++;  /* as queued() counts one it drops */
+    }
+    ppe_task_unref(t);
+  }
+  /* Busy workers, and those still starting or in their initializer: an
+  ** idle one is closed as the pool closes. */
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (w->pid <= 0 || w->head == NULL || w->signalled) continue;
-    fail_held(p, w, SIGTERM, PPE_HOW_SHUTDOWN);
+    if (w->pid <= 0 || w->signalled) continue;
+    if (w->head != NULL) fail_held(p, w, SIGTERM, PPE_HOW_SHUTDOWN);
+    else if (!w->initing && w->state != W_HELLO) continue;
     kill_worker(p, w, SIGTERM);
     kill_by(w, now + SIGNAL_GRACE);
   }
@@ -1916,10 +1955,11 @@ int ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures,
   ppe_unlock();
   wake(p);
   if (!wait) return 1;
-  if (timeout >= 0 && join_by(p, ppe_now() + timeout)) return 1;
+  if (timeout > 1e9) timeout = -1;  /* (math.huge: for ever) */
+  if (timeout >= 0 && join_by(p, ppe_now() + timeout)) return !p->dropped;
   if (timeout >= 0) cut_short(p);
   join(p);
-  return timeout < 0;
+  return timeout < 0 && !p->dropped;
 }
 
 /* Fails at once what worker w holds, as it is signalled to end ('how'):
@@ -1938,8 +1978,12 @@ static void fail_held(ppe_pool *p, wslot *w, int sig, int how) {
     if (t != w->head &&
         (!ppe_chan_takes_back(w->ch) ||
          ppe_chan_take_back(w->ch, t) != PPE_BACK_STARTED)) {
+      p->g[w->g].completed++;
       if (how == PPE_HOW_SHUTDOWN) settle(p, t, PPE_CANCELLED, 0);
-      else fail_broken(p, t);
+      else {
+        p->g[w->g].failed++;
+        fail_broken(p, t);
+      }
       continue;
     }
     t->pid = w->far != NULL ? ppe_chan_stream_pid(w->ch) : w->pid;
@@ -1948,6 +1992,8 @@ static void fail_held(ppe_pool *p, wslot *w, int sig, int how) {
     t->exit_code = t->own_exit = 0;
     t->how = how;
     t->runs++;  /* never retried (see retry): it failed here */
+    p->g[w->g].completed++;
+    p->g[w->g].failed++;
     t->keep_req = 1;  /* a worker that lives on a while may read it */
     ppe_task_drop_res(t);
     settle(p, t, PPE_FAILED, PPE_E_DIED);
