@@ -371,12 +371,7 @@ describe("far workers through a launcher", function()
     os.execute("kill -9 " .. caller)
     h:close()
     os.remove(prog)
-    assert.is_true(H.wait_until(function()
-      for _, p in ipairs(pids) do
-        if H.alive(p) then return false end
-      end
-      return true
-    end, 1.5), "left alive of " .. line)
+    assert.is_true(H.none_alive(pids, 1.5), "left alive of " .. line)
   end)
 
   it("hold none of the caller's descriptors, and block no signal",

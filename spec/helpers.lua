@@ -39,6 +39,17 @@ function M.failure(f, timeout)
   return e
 end
 
+-- True once none of the processes 'pids' lives (zombies are the
+-- system's to reap), within 'timeout' seconds.
+function M.none_alive(pids, timeout)
+  return M.wait_until(function()
+    for _, p in ipairs(pids) do
+      if M.alive(p) then return false end
+    end
+    return true
+  end, timeout)
+end
+
 -- The error of ex:submit(fn, ...): raised by submit itself when ex is
 -- known broken by then, else its future's failure (as M.failure).
 function M.submit_failure(ex, fn, ...)

@@ -234,12 +234,8 @@ describe("far workers through ssh, when the link fails #novalgrind",
     os.execute("kill -9 " .. caller)
     h:close()
     os.remove(prog)
-    assert.is_true(H.wait_until(function()
-      for _, p in ipairs(pids) do
-        if H.alive(p) then return false end
-      end
-      return true
-    end, 1.5), "left alive of " .. table.concat(pids, " "))
+    assert.is_true(H.none_alive(pids, 1.5),
+                   "left alive of " .. table.concat(pids, " "))
   end)
 end)
 
