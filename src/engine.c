@@ -59,6 +59,10 @@ int ppe_cancel(ppe_task *t) {
   return ok;
 }
 
+int ppe_cancel_force(ppe_task *t) {
+  return ppe_pool_cancel(t);
+}
+
 
 /*
 ** {======================================================

@@ -71,6 +71,16 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o);
 ** a broken pool fails t at once with PPE_E_BROKEN and returns 0. */
 int ppe_pool_submit(ppe_pool *p, ppe_task *t);
 
+/* Cancels t even if it runs (cancel{force}): a worker running it is
+** killed and replaced; one it was sent to that has not started it skips
+** it. 1 if t is cancelled, now or before; 0 if it finished or failed,
+** before or just now: its reply was on its way (t is final then). A far
+** worker is asked, and its answer waited for (PPE_FORCE_WAIT at most;
+** then it is killed). A task never submitted is cancelled if pending. */
+int ppe_pool_cancel(ppe_task *t);
+
+#define PPE_FORCE_WAIT 1.0
+
 /* No more submits; cancel_futures cancels what has not started. With
 ** wait, returns once every task is final and every worker is reaped. */
 void ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures);
