@@ -236,6 +236,28 @@ describe("cancel{force=true}", function()
     assert.are.equal(1, st.groups[1].restarts)
   end))
 
+  it("cancels a task of a stopped worker: killed, here at once, and far "
+     .. "once it has not answered for a second", H.scoped(function(scope)
+    for _, workers in ipairs { { { n = 1 } }, { far(1) } } do
+      local ex = scope(ppe.executor { workers = workers })
+      local pid0 = ex:submit(H.pid):result(T)
+      local path = tmpname("stopped")
+      local f = ex:submit(forever, path)
+      assert.are.equal(pid0, started(path))
+      assert.is_true(os.execute("kill -STOP " .. pid0) ~= false)
+      local t0 = H.now()
+      assert.is_true(f:cancel { force = true })
+      local took = H.now() - t0
+      assert.is_true(took < 10, ("cancel took %.1f s"):format(took))
+      assert.is_true(f:cancelled())
+      assert.is_true(H.wait_until(function() return not H.alive(pid0) end, T),
+                     "the stopped worker lives on")
+      assert.are_not.equal(pid0, ex:submit(H.pid):result(T))
+      assert.are.equal(0, ex:stats().failed)
+      ex:close()
+    end
+  end))
+
   it("takes back a task sent behind a long one on a far worker, killing "
      .. "nobody", H.scoped(function(scope)
     behind(scope(ppe.executor { workers = { far(1) } }))

@@ -59,9 +59,6 @@ int ppe_cancel(ppe_task *t) {
   return ok;
 }
 
-int ppe_cancel_force(ppe_task *t) {
-  return ppe_pool_cancel(t);
-}
 
 
 /*
@@ -116,6 +113,28 @@ static int many_done(void *ud) {
       return 1;
   }
   return done == m->n;
+}
+
+typedef struct Force {
+  ppe_task *t;
+  double until;  /* a worker silent until then is killed */
+  int r;
+} Force;
+
+/* Asked again at every completion until the worker has answered. */
+static int forced(void *ud) {
+  Force *x = (Force *)ud;
+  x->r = ppe_pool_force(x->t, ppe_now() >= x->until);
+  return x->r >= 0;
+}
+
+int ppe_cancel_force(ppe_task *t) {
+  Force x;
+  x.t = t;
+  x.until = ppe_deadline(PPE_FORCE_WAIT);
+  x.r = 0;
+  wait_until(forced, &x, x.until);
+  return x.r == 1;
 }
 
 void ppe_await_many(ppe_task *const *ts, int n, int mode, double deadline) {

@@ -1765,10 +1765,9 @@ static wslot *holder(ppe_pool *p, const ppe_task *t, ppe_task **prev) {
   return NULL;
 }
 
-/* cancel{force} of t, not final (lock held): 1 once cancelled; -1 while
-** the answer is awaited, of its worker or of the gate (its reply comes,
-** or the worker's word that it skipped or stopped it). With 'now', the
-** worker is not asked: it is killed. */
+/* cancel{force} of t, not final: 1 once cancelled; -1 while an answer
+** is awaited: its reply, as the gate said, or its far worker's word. With
+** 'now', the worker is not asked again: it is killed. */
 static int force(ppe_pool *p, ppe_task *t, int now) {
   ppe_task *prev;
   wslot *w;
@@ -1794,6 +1793,7 @@ static int force(ppe_pool *p, ppe_task *t, int now) {
     case PPE_BACK_ASKED:
       t->forcing = 1;
       ppe_chan_push(w->ch);
+      wake(p);  /* the I/O thread sends the rest of the question */
       return -1;
     case PPE_BACK_STOPPED:  /* nothing after it starts */
       cut(p, w, t, PPE_CUT_STOPPED);
@@ -1806,27 +1806,15 @@ static int force(ppe_pool *p, ppe_task *t, int now) {
   }
 }
 
-int ppe_pool_cancel(ppe_task *t) {
+int ppe_pool_force(ppe_task *t, int now) {
   ppe_pool *p = t->pool;
-  double until = -1;
-  int r, acted = 0;
-  ppe_lock();
+  if (ppe_task_final(t)) return t->state == PPE_CANCELLED;
+  if (p == NULL) return ppe_task_cancel(t);  /* never submitted */
   /* A pool lives as long as a task of its is not final. */
-  while (p != NULL && !ppe_task_final(t)) {
-    acted = 1;
-    if (force(p, t, until >= 0 && ppe_now() >= until) > 0) break;
-    if (until < 0) {
-      until = ppe_now() + PPE_FORCE_WAIT;
-      wake(p);  /* the I/O thread sends the rest of the question */
-    }
-    ppe_wait_completion(until);
-  }
-  if (p == NULL) ppe_task_cancel(t);  /* never submitted */
-  if (acted) dispatch(p, 1);  /* what went back to the queue runs */
-  r = t->state == PPE_CANCELLED;
-  ppe_unlock();
-  if (acted) wake(p);
-  return r;
+  if (force(p, t, now) < 0) return -1;
+  dispatch(p, 1);  /* what went back to the queue runs */
+  wake(p);  /* and the I/O thread sends the rest, the kill included */
+  return 1;
 }
 
 static void join(ppe_pool *p) {
