@@ -319,9 +319,8 @@ static const ppe_chan_ops local_ops = {
   .send = l_send, .send_init = l_send_init, .push = l_push,
   .unsent = l_unsent, .stop = l_stop, .read = l_read, .take = l_take,
   .takes_back = l_takes_back, .take_back = l_take_back, .cancel = l_cancel,
-  .sleep = l_sleep,
-  .wake = l_wake, .holding = l_holding, .left = l_left, .end = l_end,
-  .free = l_free
+  .sleep = l_sleep, .wake = l_wake, .holding = l_holding, .left = l_left,
+  .end = l_end, .free = l_free
 };
 
 /* The arena is mapped here first: a worker whose arena we could not map

@@ -393,9 +393,8 @@ static const ppe_chan_ops stream_ops = {
   .send = s_send, .send_init = s_send_init, .push = s_push,
   .unsent = s_unsent, .stop = s_stop, .read = s_read, .take = s_take,
   .takes_back = s_takes_back, .take_back = s_take_back, .cancel = s_cancel,
-  .sleep = s_sleep,
-  .wake = s_wake, .holding = s_holding, .left = s_left, .end = s_end,
-  .free = s_free
+  .sleep = s_sleep, .wake = s_wake, .holding = s_holding, .left = s_left,
+  .end = s_end, .free = s_free
 };
 
 ppe_chan *ppe_chan_stream_new(int fd, const ppe_hello *mine, int id) {

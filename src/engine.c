@@ -60,7 +60,6 @@ int ppe_cancel(ppe_task *t) {
 }
 
 
-
 /*
 ** {======================================================
 ** Waits: one loop, many questions

@@ -123,7 +123,6 @@ static int gate_move(ppe_ring *r, uint32_t n, int from, int to) {
                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
 
-
 void ppe_gate_use(ppe_ring *r) {
   STORE(&r->gated, 1);
 }
@@ -146,7 +145,6 @@ int ppe_gate_pass(ppe_ring *r, uint32_t n) {
   ** takes a task back: anything goes. */
   return LOAD(&r->opened) ? -1 : 1;
 }
-
 
 int ppe_gate_stop(ppe_ring *r, uint32_t n) {
   uint16_t v;
