@@ -310,7 +310,9 @@ local function hammer(workers, n, seed, span)
   end
   local fs, said = {}, {}
   for i = 1, n do
-    fs[i] = ex:submit(task, i, math.random() * span, record)
+    -- Most short, so that several wait in each worker's pipeline.
+    local secs = math.random() * span * (math.random() < 0.7 and 0.05 or 1)
+    fs[i] = ex:submit(task, i, secs, record)
     -- A few in flight at most: the last ones are queued, sent, running,
     -- returning or done, whichever the moment makes them.
     if i > 6 then assert.is_true(fs[i - 6]:wait(T)) end
