@@ -156,7 +156,7 @@ static void deliver(local *c, ppe_reply *r, ppe_reply_fn fn, void *ud) {
 
 static void copied(ppe_reply *r, const ppe_frame *f, const char *pl) {
   r->f = *f;
-  r->skipped = 0;
+  r->skipped = r->stopped = 0;
   r->payload = pl;
   r->held = PPE_HELD_COPY;
 }
@@ -166,7 +166,7 @@ static void copied(ppe_reply *r, const ppe_frame *f, const char *pl) {
 static int lent(local *c, const ppe_frame *f, const char *pl, ppe_reply *r) {
   char *m = ppe_peer_message(c->peer, f, pl, &r->f);
   if (m == NULL) return -1;
-  r->skipped = 0;
+  r->skipped = r->stopped = 0;
   r->payload = m + sizeof(r->f);
   r->held = PPE_HELD_LENT;
   r->lent = m;
@@ -254,6 +254,28 @@ static int l_take_back(ppe_chan *ch, ppe_task *t) {
              ? PPE_BACK_SKIPPED : PPE_BACK_STARTED;
 }
 
+/* 1 if t's request is not wholly sent yet. */
+static int unsent(const local *c, const ppe_task *t) {
+  const ppe_task *u;
+  for (u = c->sending; u != NULL; u = u->next)
+    if (u == t) return 1;
+  return 0;
+}
+
+/* The gate settles it (ring.h). A task not wholly sent yet that the
+** worker will skip still goes out whole: the worker counts it. */
+static int l_cancel(ppe_chan *ch, ppe_task *t) {
+  local *c = L(ch);
+  if (c->ring.r == NULL) return PPE_BACK_STARTED;
+  switch (ppe_gate_stop(c->ring.r, t->gate)) {
+    case PPE_GATE_BARRED:
+      return unsent(c, t) ? PPE_BACK_BARRED : PPE_BACK_SKIPPED;
+    case PPE_GATE_STOPPED: return PPE_BACK_STOPPED;
+    case PPE_GATE_DONE: return PPE_BACK_DONE;
+    default: return PPE_BACK_STARTED;
+  }
+}
+
 /* Workers ring the bell only while we may be asleep. */
 static int l_sleep(ppe_chan *ch) {
   return ppe_ring_sleep(&L(ch)->ring);
@@ -304,9 +326,9 @@ static void l_free(ppe_chan *ch) {
 static const ppe_chan_ops local_ops = {
   .send = l_send, .send_init = l_send_init, .push = l_push,
   .unsent = l_unsent, .stop = l_stop, .read = l_read, .take = l_take,
-  .takes_back = l_takes_back, .take_back = l_take_back, .sleep = l_sleep,
-  .wake = l_wake, .holding = l_holding, .left = l_left, .end = l_end,
-  .free = l_free
+  .takes_back = l_takes_back, .take_back = l_take_back, .cancel = l_cancel,
+  .sleep = l_sleep, .wake = l_wake, .holding = l_holding, .left = l_left,
+  .end = l_end, .free = l_free
 };
 
 /* The arena is mapped here first: a worker whose arena we could not map

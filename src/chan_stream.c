@@ -269,6 +269,9 @@ static int s_take(ppe_chan *ch, ppe_reply_fn fn, void *ud) {
       case PPE_F_SKIPPED:
         r.skipped = 1;
         break;
+      case PPE_F_STOPPED:
+        r.stopped = 1;
+        break;
       case PPE_F_OK: case PPE_F_ERR: case PPE_F_SERR: case PPE_F_INITERR:
         print(c, NULL, 0, 1);  /* its lines before its reply */
         if (unwritten(c)) goto hold;
@@ -328,6 +331,24 @@ static int s_take_back(ppe_chan *ch, ppe_task *t) {
   return PPE_BACK_ASKED;
 }
 
+/* A task none of whose request has gone is not sent at all: the worker
+** never hears of it. One sent, or on its way, is the worker's to settle,
+** asked after its request (control frames go between requests): it
+** skips it if it waits, and stops if it runs. */
+static int s_cancel(ppe_chan *ch, ppe_task *t) {
+  stream *c = S(ch);
+  const ppe_task *u;
+  if (!c->greeted || ch->fd < 0) return PPE_BACK_STARTED;
+  for (u = c->sending; u != NULL && u != t; u = u->next)
+    ;
+  if (u != NULL && (t != c->sending || c->sendpos == 0)) {
+    if (t == c->sending) c->sending = t->next;
+    return PPE_BACK_SKIPPED;
+  }
+  if (control(c, PPE_F_CANCEL, t->id, NULL, 0) != 0) return PPE_BACK_STARTED;
+  return PPE_BACK_ASKED;
+}
+
 /* One that stopped at a reply whose lines are out now (written by
 ** whoever flushed them, maybe another executor's thread) is taken at
 ** once: its descriptor may never tell. */
@@ -376,9 +397,9 @@ static void s_free(ppe_chan *ch) {
 static const ppe_chan_ops stream_ops = {
   .send = s_send, .send_init = s_send_init, .push = s_push,
   .unsent = s_unsent, .stop = s_stop, .read = s_read, .take = s_take,
-  .takes_back = s_takes_back, .take_back = s_take_back, .sleep = s_sleep,
-  .wake = s_wake, .holding = s_holding, .left = s_left, .end = s_end,
-  .free = s_free
+  .takes_back = s_takes_back, .take_back = s_take_back, .cancel = s_cancel,
+  .sleep = s_sleep, .wake = s_wake, .holding = s_holding, .left = s_left,
+  .end = s_end, .free = s_free
 };
 
 ppe_chan *ppe_chan_stream_new(int fd, const ppe_hello *mine, int id,

@@ -62,6 +62,10 @@ int ppe_chan_take_back(ppe_chan *ch, ppe_task *t) {
   return ch->ops->take_back(ch, t);
 }
 
+int ppe_chan_cancel(ppe_chan *ch, ppe_task *t) {
+  return ch->ops->cancel(ch, t);
+}
+
 int ppe_chan_sleep(ppe_chan *ch) {
   return ch->ops->sleep(ch);
 }

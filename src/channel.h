@@ -43,6 +43,10 @@ typedef struct ppe_reply {
   int skipped;            /* no reply: task f.id, asked back
                           ** (PPE_BACK_ASKED), was skipped; nothing more
                           ** below is set */
+  int stopped;            /* no reply: task f.id, asked to be cancelled
+                          ** (ppe_chan_cancel), was running and is
+                          ** stopped; the worker sends nothing more, and
+                          ** nothing below is set */
   const char *payload;    /* f.len bytes */
   int held;               /* PPE_HELD_* */
   char *lent;             /* LENT: the whole message, header first */
@@ -57,8 +61,8 @@ int ppe_reply_keep(ppe_reply *r, ppe_task *t);
 void ppe_reply_drop(ppe_reply *r);
 
 /* Given every reply, in the order the worker sent them; it calls
-** ppe_reply_keep or ppe_reply_drop, once, for each that is not
-** 'skipped'. */
+** ppe_reply_keep or ppe_reply_drop, once, for each that is neither
+** 'skipped' nor 'stopped'. */
 typedef void (*ppe_reply_fn)(void *ud, ppe_reply *r);
 
 /* }====================================================== */
@@ -87,6 +91,7 @@ typedef struct ppe_chan_ops {
   int (*take)(ppe_chan *ch, ppe_reply_fn fn, void *ud);
   int (*takes_back)(const ppe_chan *ch);
   int (*take_back)(ppe_chan *ch, ppe_task *t);
+  int (*cancel)(ppe_chan *ch, ppe_task *t);
   int (*sleep)(ppe_chan *ch);
   void (*wake)(ppe_chan *ch);
   int (*holding)(const ppe_chan *ch);
@@ -142,21 +147,35 @@ int ppe_chan_read(ppe_chan *ch);
 ** may end the channel, not free it. */
 int ppe_chan_take(ppe_chan *ch, ppe_reply_fn fn, void *ud);
 
-/* What ppe_chan_take_back says of a task. */
+/* What ppe_chan_take_back and ppe_chan_cancel say of a task. */
 enum {
   PPE_BACK_STARTED,  /* the worker may have started it: its reply comes */
   PPE_BACK_SKIPPED,  /* the worker will skip it: it is as if never sent,
                      ** and the caller unlinks it */
-  PPE_BACK_ASKED     /* the worker was asked to skip it: its reply comes,
+  PPE_BACK_ASKED,    /* the worker was asked to skip it: its reply comes,
                      ** or, in its place, one that says it was skipped
-                     ** (ppe_reply's 'skipped'); asked again, the channel
-                     ** says so again, at no cost */
+                     ** (ppe_reply's 'skipped'), or, for ppe_chan_cancel,
+                     ** one that says it was stopped ('stopped'); asked
+                     ** again, the channel says so again, at no cost */
+  PPE_BACK_STOPPED,  /* ppe_chan_cancel: it had started and is stopped:
+                     ** no reply of it comes, nor of anything after it;
+                     ** the worker waits to be killed */
+  PPE_BACK_DONE,     /* ppe_chan_cancel: it had returned: its reply
+                     ** comes */
+  PPE_BACK_BARRED    /* ppe_chan_cancel: the worker will skip it, but its
+                     ** request, not wholly sent, goes out whole first:
+                     ** the caller unlinks it once nothing is unsent */
 };
 
 /* 1 if tasks sent can be taken back at all. */
 int ppe_chan_takes_back(const ppe_chan *ch);
 /* t, wholly sent, is to be taken back: PPE_BACK_*. */
 int ppe_chan_take_back(ppe_chan *ch, ppe_task *t);
+/* t, sent or not yet wholly, is cancelled even if it runs (cancel{force}):
+** how it stands, PPE_BACK_*; STARTED when the channel cannot tell. This
+** is the one place that settles a task finishing at that instant: it is
+** either done, its reply on its way, or it never runs or is stopped. */
+int ppe_chan_cancel(ppe_chan *ch, ppe_task *t);
 
 /* Around the I/O thread's poll: before it (lock held), 1 if replies have
 ** arrived that no descriptor will tell of, so it must not sleep; after it

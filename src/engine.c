@@ -131,6 +131,31 @@ static int many_done(void *ud) {
   return done == m->n;
 }
 
+typedef struct Force {
+  ppe_task *t;
+  double until;  /* a worker silent until then is killed */
+  int r;
+} Force;
+
+/* Asked again at every completion until the worker has answered. */
+static int forced(void *ud) {
+  Force *x = (Force *)ud;
+  x->r = ppe_pool_force(x->t, ppe_now() >= x->until);
+  return x->r >= 0;
+}
+
+int ppe_cancel_force(ppe_task *t) {
+  Force x;
+  x.t = t;
+  x.until = ppe_deadline(PPE_FORCE_WAIT);
+  x.r = 0;
+  /* (done-callbacks run after: this wait is not theirs) */
+  while (wait_until(forced, &x, x.until, ppe_task_watched()) ==
+         PPE_CALLBACKS)
+    ;
+  return x.r == 1;
+}
+
 int ppe_await_many(ppe_task *const *ts, int n, int mode, double deadline,
                    uint64_t mark) {
   Many m;

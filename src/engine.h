@@ -38,6 +38,9 @@ int ppe_state(const ppe_task *t);
 uint64_t ppe_completion(const ppe_task *t);
 /* 1 if t had not started and is (now or already) cancelled. */
 int ppe_cancel(ppe_task *t);
+/* cancel{force}: 1 if t is (now or already) cancelled, even if it ran;
+** 0 if it finished or failed. t is final on return (ppe_pool_force). */
+int ppe_cancel_force(ppe_task *t);
 
 /* The deadline 'secs' seconds from now, on the clock of every wait. */
 double ppe_deadline(double secs);

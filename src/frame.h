@@ -40,8 +40,12 @@ enum {
                     ** started */
   PPE_F_SKIPPED,    /* worker -> parent, in the place of task 'id''s
                     ** reply: it was skipped, as asked */
-  PPE_F_LEFT        /* worker -> parent, last: it leaves with ppe's own
+  PPE_F_LEFT,       /* worker -> parent, last: it leaves with ppe's own
                     ** exit code 'aux' (worker.h) */
+  PPE_F_CANCEL,     /* parent -> worker: task 'id' is cancelled: skip it
+                    ** if it waits (SKIPPED), stop if it runs (STOPPED) */
+  PPE_F_STOPPED     /* worker -> parent, last: task 'id' was running and
+                    ** is stopped, as asked; no reply of it comes */
 };
 
 /* A PPE_F_REF frame and its payload: the offset of a whole message

@@ -27,6 +27,17 @@ enum {
   PPE_HOW_SHUTDOWN /* shutdown's timeout passed: it was terminated */
 };
 
+/* Why a task still in its worker's list is final already: cancel{force}
+** cancelled it there (pool.c). */
+enum {
+  PPE_CUT_NONE,
+  PPE_CUT_SKIPPED,  /* before it started: the worker skips it and says
+                    ** nothing; its request, not wholly sent then, goes
+                    ** out whole, and it leaves the list after */
+  PPE_CUT_STOPPED   /* while it ran, or may have: a reply of it, if one
+                    ** comes, is dropped; it leaves with its worker */
+};
+
 struct ppe_task {
   uint64_t id;
   uint32_t type;        /* of its request frame: PPE_F_TASK, ... */
@@ -62,6 +73,11 @@ struct ppe_task {
   int keep_req;         /* its worker may still read the request: it goes
                         ** with the task, not at completion */
   int watched;          /* it has done-callbacks (ppe_task_watched) */
+  int cut;              /* PPE_CUT_*: cancelled while its worker held it */
+  int forcing;          /* cancel{force} asked its far worker to cancel it,
+                        ** and waits for the answer */
+  struct ppe_pool *pool;  /* the pool it was submitted to; used only while
+                        ** it is not final, when the pool is alive */
   uint64_t seq;         /* completion order, from 1; 0 while not final */
   uint32_t gate;        /* its number among the tasks sent to its worker
                         ** (ring.h's gate) */

@@ -143,6 +143,15 @@ typedef struct wslot {
   double killed;       /* when SIGKILL was first sent for it; 0 */
   int signalled;       /* terminate/kill: what it held has failed already,
                        ** and no reply of its is taken */
+  int forced;          /* killed to stop a task of its that cancel{force}
+                       ** cancelled: the one place its end's cause is
+                       ** known. That end is no task's failure, nor a
+                       ** cause to run one again: the cancelled task is
+                       ** final, and what it held besides goes back to the
+                       ** queue as never started. Its replacement counts
+                       ** as a restart */
+  int ncut;            /* tasks of its list cut before their requests
+                       ** were out (PPE_CUT_SKIPPED) */
   long ntasks;
 } wslot;
 
@@ -307,6 +316,52 @@ static void take_side(ppe_pool *p) {
   if (p->broken) fail_queue(p);
 }
 
+/* The task at the head of w's list starts now, as far as we know. */
+static void next_starts(ppe_pool *p, wslot *w) {
+  w->started = ppe_now();
+  if (p->task_timeout > 0) w->deadline = w->started + p->task_timeout;
+}
+
+/* Unlinks t, after prev (NULL: t is the head), from w's list. */
+static void unlink_task(ppe_pool *p, wslot *w, ppe_task *prev, ppe_task *t) {
+  if (prev != NULL) prev->next = t->next;
+  else w->head = t->next;
+  if (w->tail == t) w->tail = prev;
+  t->next = NULL;
+  w->ninflight--;
+  if (prev == NULL && w->head != NULL) next_starts(p, w);
+}
+
+/* Lets go of a final task that a worker held, and of its request, which
+** the worker may have read until now. */
+static void let_go(ppe_task *t) {
+  if (t->keep_req) {
+    t->keep_req = 0;
+    ppe_task_drop_req(t);
+  }
+  ppe_task_unref(t);
+}
+
+/* Puts the tasks a dead worker held but never started back at the front
+** of the queue, in their order: they lose nothing. One being retried
+** stays running (see retry). */
+static void requeue(ppe_pool *p, ppe_task *first) {
+  ppe_task *t, *last = NULL;
+  for (t = first; t != NULL; t = t->next) {
+    if (t->runs == 0) {
+      PPE_SET_STATE(t, PPE_PENDING);
+      p->nrunning--;
+    }
+    t->pid = 0;
+    t->forcing = 0;
+    last = t;
+  }
+  if (last == NULL) return;
+  last->next = p->qhead;
+  p->qhead = first;
+  if (p->qtail == NULL) p->qtail = last;
+}
+
 static void set_broken(ppe_pool *p, const char *cause) {
   if (p->broken) return;
   __atomic_store_n(&p->broken, 1, __ATOMIC_RELEASE);  /* submit reads it */
@@ -411,7 +466,7 @@ static wslot *pick(ppe_pool *p, double now, uint64_t avoid) {
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     int b;
-    if (w->state != W_READY || w->signalled || w->retiring ||
+    if (w->state != W_READY || w->signalled || w->retiring || w->forced ||
         w->ninflight >= depth(p, w))
       continue;
     if (w->ninflight > 0 && running_long(w, now)) continue;
@@ -460,7 +515,7 @@ static ppe_task *passed(ppe_pool *p, const ppe_task *first, int i) {
 ** they go back to the front of the queue, in the order they were
 ** submitted, so the worker free first runs them, as with a queue shared
 ** by all. The worker skips them (its channel sees to it); a channel that
-** has to ask the worker gives each back once skipped (give_back).
+** has to ask the worker gives each back once skipped (answered).
 ** Not while its requests are still being sent: a frame goes out whole.
 ** They stay running, as the contract has it of a task once handed to a
 ** worker: not cancellable, counted as running. */
@@ -477,7 +532,7 @@ static void take_back(ppe_pool *p, double now) {
     if (!held_back(w, now)) continue;
     prev = w->head;
     while ((t = prev->next) != NULL) {
-      if (ppe_chan_take_back(w->ch, t) != PPE_BACK_SKIPPED) {
+      if (t->cut || ppe_chan_take_back(w->ch, t) != PPE_BACK_SKIPPED) {
         prev = t;  /* started, or asked: its reply, or word, will come */
         continue;
       }
@@ -501,6 +556,22 @@ static void take_back(ppe_pool *p, double now) {
   if (p->qtail == NULL) p->qtail = last;
 }
 
+/* Tasks cancelled before they started, whose requests had to go out
+** whole first: out now, they leave the list. */
+static void sweep_cut(ppe_pool *p, wslot *w) {
+  ppe_task *prev = NULL, *t = w->head;
+  while (t != NULL) {
+    ppe_task *next = t->next;
+    if (t->cut == PPE_CUT_SKIPPED) {
+      unlink_task(p, w, prev, t);
+      w->ncut--;
+      let_go(t);
+    }
+    else prev = t;
+    t = next;
+  }
+}
+
 /* Hands queued tasks to workers. With 'direct' (the caller's thread), a
 ** worker that was idle gets its one task sent at once, the shortest path;
 ** the rest is left to the I/O thread, which sends in batches. Returns 1 if
@@ -509,6 +580,9 @@ static int dispatch(ppe_pool *p, int direct) {
   int i, need = 0;
   double now = ppe_now();
   ppe_task *t;
+  for (i = 0; i < p->nw; i++)
+    if (p->w[i].ncut > 0 && !ppe_chan_unsent(p->w[i].ch))
+      sweep_cut(p, &p->w[i]);
   take_back(p, now);
   while ((t = queued(p)) != NULL) {
     wslot *w = pick(p, now, t->died_on);
@@ -637,22 +711,73 @@ typedef struct taker {
   wslot *w;
 } taker;
 
-/* Task 'id', which worker w was asked to give back, was skipped there:
-** it goes to the front of the queue, in its order, as take_back's do.
-** -1 if w holds no such task. */
-static int give_back(ppe_pool *p, wslot *w, uint64_t id) {
-  ppe_task **at = &w->head, *prev = NULL, *t;
-  while ((t = *at) != NULL && t->id != id) {
-    prev = t;
-    at = &t->next;
+/* Cancels t (cancel{force}) as it stands in w's list: final now, it stays
+** there, cut, as 'how' says (PPE_CUT_*); its request too, which the
+** worker may still read, or which is still being sent. */
+static void cut(ppe_pool *p, wslot *w, ppe_task *t, int how) {
+  p->nrunning--;
+  t->cut = how;
+  t->forcing = 0;
+  t->keep_req = 1;
+  if (how == PPE_CUT_SKIPPED) w->ncut++;
+  p->g[w->g].completed++;
+  settle(p, t, PPE_CANCELLED, PPE_E_NONE);
+}
+
+/* Worker w is to be killed for t, which it runs and which is cut
+** (PPE_CUT_STOPPED): its end is no failure (w->forced). With 'behind',
+** the worker is known to start nothing after t: what it was sent behind
+** t goes back to the queue now, as the queue's; else at its end. */
+static void stop_worker(ppe_pool *p, wslot *w, ppe_task *t, int behind) {
+  ppe_task *rest = t->next, *back = NULL, **at = &back;
+  w->forced = 1;
+  kill_worker(p, w, SIGKILL);
+  if (!behind) return;
+  ppe_chan_stop(w->ch);  /* nothing more goes to it */
+  t->next = NULL;
+  w->tail = t;
+  while (rest != NULL) {
+    ppe_task *next = rest->next;
+    rest->next = NULL;
+    w->ninflight--;
+    if (rest->cut) {  /* skipped already: nothing to run */
+      w->ncut -= rest->cut == PPE_CUT_SKIPPED;
+      let_go(rest);
+    }
+    else {
+      *at = rest;
+      at = &rest->next;
+    }
+    rest = next;
   }
+  requeue(p, back);
+  if (p->broken) fail_queue(p);
+}
+
+/* Task 'id', which worker w was asked to give back or to cancel, was
+** skipped there (it goes to the front of the queue, in its order, as
+** take_back's do; or is cancelled, if that was asked), or was stopped as
+** it ran (the worker ends: it is killed, and what it held behind goes
+** back to the queue). -1 if w holds no such task. */
+static int answered(ppe_pool *p, wslot *w, uint64_t id, int stopped) {
+  ppe_task **at, *prev = NULL, *t;
+  for (t = w->head; t != NULL && t->id != id; t = t->next) prev = t;
   if (t == NULL) return -1;
-  *at = t->next;
-  if (w->tail == t) w->tail = prev;
-  w->ninflight--;
-  if (prev == NULL && w->head != NULL) {  /* the next one starts now */
-    w->started = ppe_now();
-    if (p->task_timeout > 0) w->deadline = w->started + p->task_timeout;
+  if (stopped) {
+    if (!t->cut) cut(p, w, t, PPE_CUT_STOPPED);
+    stop_worker(p, w, t, 1);
+    return 0;
+  }
+  unlink_task(p, w, prev, t);
+  if (t->cut) {  /* cut meanwhile, its worker given up on: moot now */
+    let_go(t);
+    return 0;
+  }
+  if (t->forcing) {
+    p->nrunning--;
+    p->g[w->g].completed++;
+    finish(p, t, PPE_CANCELLED, PPE_E_NONE);
+    return 0;
   }
   t->pid = 0;
   for (at = &p->qhead; *at != NULL && (*at)->id < t->id; at = &(*at)->next)
@@ -670,15 +795,15 @@ static void on_reply(void *ud, ppe_reply *r) {
   ppe_task *t = w->head;
   int state = PPE_FINISHED, err = PPE_E_NONE;
   if (w->signalled) {  /* too late: what it held has failed */
-    if (!r->skipped) ppe_reply_drop(r);
+    if (!r->skipped && !r->stopped) ppe_reply_drop(r);
     return;
   }
   if (!w->replied) {
     w->replied = 1;
     p->g[w->g].early = 0;
   }
-  if (r->skipped) {  /* it never ran: another worker will */
-    if (give_back(p, w, f->id) != 0) kill_worker(p, w, SIGKILL);
+  if (r->skipped || r->stopped) {  /* it never ran, or is stopped */
+    if (answered(p, w, f->id, r->stopped) != 0) kill_worker(p, w, SIGKILL);
     return;
   }
   if (w->state == W_INIT) {
@@ -692,26 +817,32 @@ static void on_reply(void *ud, ppe_reply *r) {
     ppe_reply_drop(r);
     return;
   }
+  /* Replies come in the order of requests: tasks cut before this one
+  ** get none (skipped, or stopped where this one could not run). */
+  while (t != NULL && t->cut && t->id != f->id) {
+    unlink_task(p, w, NULL, t);
+    w->ncut -= t->cut == PPE_CUT_SKIPPED;
+    let_go(t);
+    t = w->head;
+  }
   if (t == NULL || f->id != t->id || w->state != W_READY) {
     kill_worker(p, w, SIGKILL);  /* a worker out of step is not trusted */
     ppe_reply_drop(r);
     return;
   }
-  /* Replies come in the order of requests: this is the running task. */
-  w->head = t->next;
-  if (w->head == NULL) w->tail = NULL;
-  t->next = NULL;
-  w->ninflight--;
-  p->nrunning--;
+  /* This is the running task. */
+  unlink_task(p, w, NULL, t);
   w->ntasks++;
   t->runs++;
   p->ewma_us = p->ewma_us > 0 ? 0.8 * p->ewma_us + 0.2 * (f->aux + 1.0)
                               : f->aux + 1.0;
-  if (w->head != NULL) {  /* the next one starts now */
-    w->started = ppe_now();
-    if (p->task_timeout > 0) w->deadline = w->started + p->task_timeout;
+  if (t->cut) {  /* cancelled as it returned, where no gate settles it */
+    ppe_reply_drop(r);
+    let_go(t);
+    return;
   }
-  else w->idle_since = ppe_now();
+  p->nrunning--;
+  if (w->head == NULL) w->idle_since = ppe_now();
   if (f->type == PPE_F_ERR) { state = PPE_FAILED; err = PPE_E_REMOTE; }
   else if (f->type != PPE_F_OK) { state = PPE_FAILED; err = PPE_E_SERIAL; }
   if (ppe_reply_keep(r, t) != 0) {
@@ -859,25 +990,6 @@ static void respawn(ppe_pool *p, wslot *w) {
   p->g[w->g].restarts++;
 }
 
-/* Puts the tasks a dead worker held but never started back at the front
-** of the queue, in their order: they lose nothing. One being retried
-** stays running (see retry). */
-static void requeue(ppe_pool *p, ppe_task *first) {
-  ppe_task *t, *last = NULL;
-  for (t = first; t != NULL; t = t->next) {
-    if (t->runs == 0) {
-      PPE_SET_STATE(t, PPE_PENDING);
-      p->nrunning--;
-    }
-    t->pid = 0;
-    last = t;
-  }
-  if (last == NULL) return;
-  last->next = p->qhead;
-  p->qhead = first;
-  if (p->qtail == NULL) p->qtail = last;
-}
-
 /* Why a worker that ended before its initializer returned did, for the
 ** cause of its broken executor. */
 static void init_died(ppe_pool *p, int status, int own) {
@@ -981,7 +1093,7 @@ static void far_exited(ppe_pool *p, wslot *w) {
 ** worker is one of those too. Nor once the pool is broken (its zygote
 ** gone, say): nothing would run it. */
 static int retry(const ppe_pool *p, const wslot *w, const ppe_task *t) {
-  if (w->timed_out || w->signalled || p->broken) return 0;
+  if (w->timed_out || w->signalled || w->forced || p->broken) return 0;
   return t->runs <= p->retries;
 }
 
@@ -1017,6 +1129,30 @@ static void died_with(ppe_pool *p, wslot *w, ppe_task *t, pid_t pid,
   requeue(p, rest);
 }
 
+/* Worker w has ended, its replies taken: the tasks cut in its list go,
+** and one whose cancel{force} it was asked to settle is cancelled if it
+** was the one running, as it would have been (w->forced then). */
+static void ended_forced(ppe_pool *p, wslot *w) {
+  ppe_task *prev = NULL, *t = w->head;
+  while (t != NULL) {
+    ppe_task *next = t->next;
+    if (t->cut) {
+      unlink_task(p, w, prev, t);
+      let_go(t);
+    }
+    else prev = t;
+    t = next;
+  }
+  w->ncut = 0;
+  if ((t = w->head) != NULL && t->forcing) {
+    unlink_task(p, w, NULL, t);
+    p->nrunning--;
+    p->g[w->g].completed++;
+    finish(p, t, PPE_CANCELLED, PPE_E_NONE);
+    w->forced = 1;
+  }
+}
+
 /* Worker w has ended with 'status': what it held fails or goes back to
 ** the queue, and another is started in its place. */
 static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
@@ -1028,6 +1164,7 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
       ppe_chan_read(w->ch);
       take_replies(p, w);
     }
+    if (!w->signalled) ended_forced(p, w);
     t = w->head;
     /* A worker that left over max_memory_per_child did so once its last
     ** reply was out, and started nothing after it (worker.h). */
@@ -1039,7 +1176,7 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     ** a task died of it, or with it: that task fails (or is retried), as
     ** on a local worker, and the group goes on. */
     early = w->far != NULL && !w->replied && !w->signalled &&
-            !w->initing && !w->timed_out && t == NULL;
+            !w->initing && !w->timed_out && !w->forced && t == NULL;
     if (early && w->bad)
       snprintf(why, sizeof(why), "workers of '%s' cannot start: one sent "
                "what no ppe worker sends, after its hello", p->g[w->g].name);
@@ -1057,13 +1194,14 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
       while (t != NULL) {
         ppe_task *n = t->next;
         t->next = NULL;
-        if (t->keep_req) {  /* nobody reads it now */
-          t->keep_req = 0;
-          ppe_task_drop_req(t);
-        }
-        ppe_task_unref(t);
+        let_go(t);  /* nobody reads its request now */
         t = n;
       }
+    }
+    else if (t != NULL && w->forced) {  /* no failure: they run again */
+      w->head = NULL;
+      requeue(p, t);
+      if (p->broken) fail_queue(p);
     }
     else if (over) requeue(p, t);  /* none of them started */
     else if (t != NULL) {
@@ -1076,6 +1214,7 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     }
     w->head = w->tail = NULL;
     w->ninflight = 0;
+    w->ncut = 0;
     ppe_chan_free(w->ch);  /* replies it lent stay with their tasks */
     w->ch = NULL;
     w->kill_at = w->asked = w->killed = 0;
@@ -1083,7 +1222,7 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     ppe_launch_free(w->far);  /* reaped already */
     w->far = NULL;
     w->greeted = 0;
-    w->signalled = 0;
+    w->signalled = w->forced = 0;
     w->pid = 0;
     w->ntasks = 0;
     w->replied = w->bad = w->retiring = 0;
@@ -1227,7 +1366,8 @@ static void check_timeouts(ppe_pool *p, double now) {
   if (p->task_timeout <= 0) return;
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (w->head != NULL && !w->timed_out && now >= w->deadline) {
+    if (w->head != NULL && !w->head->cut && !w->timed_out &&
+        now >= w->deadline) {
       w->timed_out = 1;
       kill_worker(p, w, SIGKILL);
     }
@@ -1239,8 +1379,8 @@ static int poll_timeout(ppe_pool *p, double now) {
   int i, room = -1;  /* another worker has room: asked only if needed */
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
-    if (p->task_timeout > 0 && w->head != NULL && !w->timed_out &&
-        (first < 0 || w->deadline < first))
+    if (p->task_timeout > 0 && w->head != NULL && !w->head->cut &&
+        !w->timed_out && (first < 0 || w->deadline < first))
       first = w->deadline;
     if (w->state != W_NONE && w->kill_at > 0 &&
         (first < 0 || w->kill_at < first))
@@ -1846,6 +1986,7 @@ static int submit_side(ppe_pool *p, ppe_task *t) {
 
 int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
   int partial;
+  t->pool = p;  /* not shared yet: no lock needed */
   /* shutdown is set by the caller's own thread: reading it here is safe.
   ** After it, or once broken, the lock is taken to raise below. */
   if (p->shutdown || __atomic_load_n(&p->broken, __ATOMIC_ACQUIRE))
@@ -1880,6 +2021,73 @@ int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
   ppe_unlock();
   if (partial) wake(p);
   return 0;
+}
+
+/* Where t, running, is: in the list of the worker returned, after *prev
+** (NULL: at its head); or, NULL returned, in the queue, taken back. */
+static wslot *holder(ppe_pool *p, const ppe_task *t, ppe_task **prev) {
+  int i;
+  for (i = 0; i < p->nw; i++) {
+    ppe_task *u;
+    *prev = NULL;
+    for (u = p->w[i].head; u != NULL; u = u->next) {
+      if (u == t) return &p->w[i];
+      *prev = u;
+    }
+  }
+  return NULL;
+}
+
+/* cancel{force} of t, not final: 1 once cancelled; -1 while an answer
+** is awaited: its reply, as the gate said, or its far worker's word. With
+** 'now', the worker is not asked again: it is killed. */
+static int force(ppe_pool *p, ppe_task *t, int now) {
+  ppe_task *prev;
+  wslot *w;
+  if (t->state == PPE_PENDING) return ppe_task_cancel(t);
+  if ((w = holder(p, t, &prev)) == NULL) {  /* taken back, queued */
+    p->nrunning--;
+    ppe_task_complete(t, PPE_CANCELLED, PPE_E_NONE);  /* dequeue drops it */
+    return 1;
+  }
+  if (t->forcing && !now) return -1;  /* asked already */
+  switch (now ? PPE_BACK_STARTED : ppe_chan_cancel(w->ch, t)) {
+    case PPE_BACK_SKIPPED:  /* as if never sent */
+      unlink_task(p, w, prev, t);
+      p->nrunning--;
+      p->g[w->g].completed++;
+      finish(p, t, PPE_CANCELLED, PPE_E_NONE);
+      return 1;
+    case PPE_BACK_BARRED:  /* its request goes out whole first */
+      cut(p, w, t, PPE_CUT_SKIPPED);
+      return 1;
+    case PPE_BACK_DONE:  /* its reply is on its way */
+      return -1;
+    case PPE_BACK_ASKED:
+      t->forcing = 1;
+      ppe_chan_push(w->ch);
+      wake(p);  /* the I/O thread sends the rest of the question */
+      return -1;
+    case PPE_BACK_STOPPED:  /* nothing after it starts */
+      cut(p, w, t, PPE_CUT_STOPPED);
+      stop_worker(p, w, t, 1);
+      return 1;
+    default:  /* it may run: what is behind goes back once it has ended */
+      cut(p, w, t, PPE_CUT_STOPPED);
+      stop_worker(p, w, t, 0);
+      return 1;
+  }
+}
+
+int ppe_pool_force(ppe_task *t, int now) {
+  ppe_pool *p = t->pool;
+  if (ppe_task_final(t)) return t->state == PPE_CANCELLED;
+  if (p == NULL) return ppe_task_cancel(t);  /* never submitted */
+  /* A pool lives as long as a task of its is not final. */
+  if (force(p, t, now) < 0) return -1;
+  dispatch(p, 1);  /* what went back to the queue runs */
+  wake(p);  /* and the I/O thread sends the rest, the kill included */
+  return 1;
 }
 
 static void join(ppe_pool *p) {
@@ -1974,6 +2182,7 @@ int ppe_pool_shutdown(ppe_pool *p, int wait, int cancel_futures,
 static void fail_held(ppe_pool *p, wslot *w, int sig, int how) {
   ppe_task *t;
   for (t = w->head; t != NULL; t = t->next) {
+    if (t->cut) continue;  /* cancelled already */
     p->nrunning--;
     if (t != w->head &&
         (!ppe_chan_takes_back(w->ch) ||
@@ -2059,7 +2268,7 @@ void ppe_pool_group_stats(ppe_pool *p, int g, ppe_group_stats *gs) {
     if (w->g != g) continue;
     if (LIVE(w)) gs->workers++;
     for (t = w->head; t != NULL && !w->signalled; t = t->next)
-      gs->running++;
+      gs->running += !t->cut;
   }
   ppe_unlock();
 }

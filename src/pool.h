@@ -81,6 +81,19 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o);
 ** the caller to raise. -ESHUTDOWN after shutdown. */
 int ppe_pool_submit(ppe_pool *p, ppe_task *t);
 
+/* One step of cancelling t even if it runs (cancel{force}), lock held
+** (lock.h's): engine.c asks it again at every completion while it says
+** -1, and with 'now' once PPE_FORCE_WAIT seconds have passed. 1 if t is
+** cancelled, now or before: a worker running it is killed and replaced,
+** one it was sent to that has not started it skips it. 0 if it finished
+** or failed, before or just now. -1 while an answer is awaited: the reply
+** of a task that has just returned, or a far worker's word (asked by
+** message). With 'now' the worker is not waited for: it is killed. A task
+** never submitted is cancelled if pending. */
+int ppe_pool_force(ppe_task *t, int now);
+
+#define PPE_FORCE_WAIT 1.0
+
 /* No more submits; cancel_futures cancels what has not started. With
 ** wait, returns once every task is final and every worker is reaped: 1.
 ** With a timeout >= 0 too (seconds), what is not done by then is cut

@@ -107,16 +107,19 @@ int ppe_ring_left(const ppe_ring *r) {
   return code <= 255 ? (int)code : 0;
 }
 
-/* A gate word: the task's number (its low 14 bits, enough to tell a
+/* A gate word: the task's number (its low 13 bits, enough to tell a
 ** task from the one a lap of PPE_GATES before), and its state in the low
-** bits. */
-enum { G_OPEN = 1, G_STARTED = 2, G_BARRED = 3 };
-#define GATE(n, state) ((uint16_t)(((n) << 2) | (state)))
+** three bits. */
+enum { G_OPEN = 1, G_STARTED, G_BARRED, G_DONE, G_STOPPED };
+#define GATE(n, state) ((uint16_t)(((n) << 3) | (state)))
 #define SLOT(r, n) (&(r)->gate[(n) % PPE_GATES])
 
-static int gate_swap(ppe_ring *r, uint32_t n, uint16_t to) {
-  uint16_t expect = GATE(n, G_OPEN);
-  return __atomic_compare_exchange_n(SLOT(r, n), &expect, to, 0,
+typedef char gate_laps[(1 << 13) > PPE_GATES ? 1 : -1];
+
+/* Moves task n's gate from state 'from' to 'to', if it is there. */
+static int gate_move(ppe_ring *r, uint32_t n, int from, int to) {
+  uint16_t expect = GATE(n, from);
+  return __atomic_compare_exchange_n(SLOT(r, n), &expect, GATE(n, to), 0,
                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
 
@@ -130,16 +133,41 @@ void ppe_gate_open(ppe_ring *r, uint32_t n) {
 }
 
 int ppe_gate_bar(ppe_ring *r, uint32_t n) {
-  return LOAD(&r->gated) && gate_swap(r, n, GATE(n, G_BARRED));
+  return LOAD(&r->gated) && gate_move(r, n, G_OPEN, G_BARRED);
 }
 
 int ppe_gate_pass(ppe_ring *r, uint32_t n) {
   uint16_t v;
-  if (gate_swap(r, n, GATE(n, G_STARTED))) return 1;
+  if (gate_move(r, n, G_OPEN, G_STARTED)) return 1;
   v = LOAD(SLOT(r, n));
   if (v == GATE(n, G_BARRED)) return 0;
   /* An executor that opens no gate (it could not map our arena) never
   ** takes a task back: anything goes. */
+  return LOAD(&r->opened) ? -1 : 1;
+}
+
+int ppe_gate_stop(ppe_ring *r, uint32_t n) {
+  uint16_t v;
+  if (!LOAD(&r->gated)) return PPE_GATE_UNKNOWN;
+  /* Each move fails only if the worker moved first: then the next one
+  ** is tried, and the worker moves the word forward only. */
+  if (gate_move(r, n, G_OPEN, G_BARRED)) return PPE_GATE_BARRED;
+  if (gate_move(r, n, G_STARTED, G_STOPPED)) return PPE_GATE_STOPPED;
+  v = LOAD(SLOT(r, n));
+  if ((v & ~7) != GATE(n, 0)) return PPE_GATE_UNKNOWN;  /* not its word */
+  switch (v & 7) {
+    case G_DONE: return PPE_GATE_DONE;
+    case G_BARRED: return PPE_GATE_BARRED;
+    case G_STOPPED: return PPE_GATE_STOPPED;
+    default: return PPE_GATE_UNKNOWN;
+  }
+}
+
+int ppe_gate_finish(ppe_ring *r, uint32_t n) {
+  uint16_t v;
+  if (gate_move(r, n, G_STARTED, G_DONE)) return 1;
+  v = LOAD(SLOT(r, n));
+  if (v == GATE(n, G_STOPPED)) return 0;
   return LOAD(&r->opened) ? -1 : 1;
 }
 

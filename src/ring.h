@@ -103,4 +103,26 @@ int ppe_gate_bar(ppe_ring *r, uint32_t n);
 ** another task there (the two count differently: nothing to trust). */
 int ppe_gate_pass(ppe_ring *r, uint32_t n);
 
+/* A task cancelled even while it runs (cancel{force}) is settled at the
+** same gate, which has two more states: the worker, once task n has
+** returned and before its reply goes out, marks it done; the executor,
+** to cancel a task that runs, marks it stopped. Whichever comes first
+** holds: a task is either finished, its reply on its way, or stopped,
+** and then the worker sends no reply and starts nothing more, and waits
+** for the end its executor sends it. */
+
+/* What ppe_gate_stop found. */
+enum {
+  PPE_GATE_BARRED,   /* not started: the worker will skip it */
+  PPE_GATE_STOPPED,  /* started, and now stopped: kill the worker */
+  PPE_GATE_DONE,     /* it has returned: its reply comes */
+  PPE_GATE_UNKNOWN   /* the worker does not use the gate */
+};
+
+/* Executor: task n is to end now, whether it runs or not: PPE_GATE_*. */
+int ppe_gate_stop(ppe_ring *r, uint32_t n);
+/* Worker: task n has returned. 1 if its reply is to go out; 0 if the
+** executor stopped it; -1 if the gate holds another task's word. */
+int ppe_gate_finish(ppe_ring *r, uint32_t n);
+
 #endif

@@ -55,6 +55,7 @@ typedef struct Serve {
   Req *head, *tail;
   int ended;                /* the channel reached its end */
   int busy;                 /* a task runs */
+  uint64_t running;         /* which one, while busy */
   ppe_reader rd;            /* the handshake's, then the reader's */
 } Serve;
 
@@ -85,10 +86,6 @@ static void leave(int code) {
   _exit(code);
 }
 
-/* The reader: queues requests, answers for those taken back while they
-** wait (the executor runs them elsewhere), and at the end of
-** the channel ends the process if a task runs (its result has nobody to
-** go to), or wakes the main thread to return. */
 /* A request: a copy of the frame at pl, or the reader's whole buffer
 ** when the frame is large and alone in it (its pages are not touched
 ** again, and the buffer goes back to the kept blocks once run). */
@@ -117,6 +114,13 @@ static void free_request(Req *q) {
   free(q);
 }
 
+/* The reader: queues requests, answers for those taken back or
+** cancelled while they wait (the executor runs them elsewhere, or not
+** at all), ends the process when the task it runs is cancelled, and at
+** the end of the channel ends the process if a task runs (its result has
+** nobody to go to), or wakes the main thread to return. Under the lock,
+** which a reply is sent under: a task cancelled is either skipped,
+** stopped, or answered already. */
 static void *reader_main(void *arg) {
   ppe_reader *rd = &S.rd;
   (void)arg;
@@ -128,7 +132,8 @@ static void *reader_main(void *arg) {
     while (start = rd->pos, (r = ppe_reader_next(rd, &f, &pl)) == 1) {
       Req *q;
       pthread_mutex_lock(&S.mu);
-      if (f.type == PPE_F_TAKEBACK) {  /* answered at once, if queued */
+      if (f.type == PPE_F_TAKEBACK || f.type == PPE_F_CANCEL) {
+        /* Answered at once, if queued. */
         Req **at = &S.head, *prev = NULL;
         while ((q = *at) != NULL && q->f.id != f.id) {
           prev = q;
@@ -139,6 +144,12 @@ static void *reader_main(void *arg) {
           if (S.tail == q) S.tail = prev;
           put(PPE_F_SKIPPED, 0, q->f.id, NULL, 0);
           free_request(q);
+        }
+        else if (f.type == PPE_F_CANCEL && S.busy && S.running == f.id) {
+          /* It runs: nothing more goes out, and this process ends here,
+          ** as its executor has its launcher killed. */
+          put(PPE_F_STOPPED, 0, f.id, NULL, 0);
+          _exit(0);
         }
         pthread_mutex_unlock(&S.mu);
         continue;
@@ -260,6 +271,7 @@ static Req *next_request(void) {
     S.head = q->next;
     if (S.head == NULL) S.tail = NULL;
     S.busy = 1;
+    S.running = q->f.id;
   }
   pthread_mutex_unlock(&S.mu);
   return q;

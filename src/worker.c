@@ -194,14 +194,26 @@ static void reply_out(int fd, const char *m, size_t n) {
   }
 }
 
+/* The executor stopped the task that just returned (cancel{force}): no
+** reply goes out and nothing more starts; the executor has this worker
+** killed. It waits for that, or for the end of its channel. */
+static void stopped(int fd) __attribute__((noreturn));
+static void stopped(int fd) {
+  char b[4096];
+  for (;;) {
+    ssize_t n = read(fd, b, sizeof(b));
+    if (n == 0 || (n < 0 && errno != EINTR)) _exit(0);
+  }
+}
+
 /* Runs one request and puts its reply out (in the ring or the channel)
 ** before anything else runs: if the next task kills the worker, no
 ** finished task's result dies with it, and the parent knows the oldest
 ** unanswered task as the one that was running. Requests still arrive
-** several at a time. Returns the reply's type (the reply itself may have
-** been lent to the parent). */
+** several at a time. 'gate' is the task's gate, or -1 for none. Returns
+** the reply's type (the reply itself may have been lent to the parent). */
 static int serve_one(lua_State *L, int fd, const ppe_frame *f,
-                     const char *payload, ppe_buf *reply) {
+                     const char *payload, ppe_buf *reply, long gate) {
   struct timespec t0;
   ppe_ref ref;
   const char *out;
@@ -218,6 +230,12 @@ static int serve_one(lua_State *L, int fd, const ppe_frame *f,
   n = reply->len;
   fflush(stdout);  /* print's output reaches a pipe though _exit skips */
   fflush(stderr);  /* stdio, and before the reply that reports the task */
+  /* Its reply goes out only if the executor has not stopped it first. */
+  if (gate >= 0 && ppe_shm_ring() != NULL) {
+    int go = ppe_gate_finish(ppe_shm_ring(), (uint32_t)gate);
+    if (go < 0) leave(PPE_EXIT_READ);  /* out of step */
+    if (go == 0) stopped(fd);
+  }
   big = f->len > BIG_MESSAGE || reply->len > BIG_MESSAGE;
   if (ppe_buf_ref(&ref, reply)) {
     /* The parent reads it where it is, and says when it is done; the
@@ -239,6 +257,7 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
   ppe_buf reply = PPE_BUF_INIT;  /* made shared below */
   char *shared;  /* the request, when it is in the caller's arena */
   int type;
+  long gate;      /* of the task request: its number, or -1 */
   uint32_t kind;  /* of request */
   worker_id = id;
   chan = fd;
@@ -284,8 +303,10 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
       leave(PPE_EXIT_READ);
     /* A task the executor took back runs elsewhere: no reply. Its
     ** request is not looked at: in the caller's arena, it may be gone. */
+    gate = -1;
     if (kind != PPE_F_INIT && ppe_shm_ring() != NULL) {
-      int pass = ppe_gate_pass(ppe_shm_ring(), ntasks++);
+      int pass = ppe_gate_pass(ppe_shm_ring(), ntasks);
+      gate = ntasks++;
       if (pass < 0) leave(PPE_EXIT_READ);  /* out of step */
       if (pass == 0) continue;
     }
@@ -298,7 +319,7 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
       payload = shared + sizeof(in);
       if (f.type != kind) leave(PPE_EXIT_READ);
     }
-    type = serve_one(L, fd, &f, payload, &reply);
+    type = serve_one(L, fd, &f, payload, &reply, gate);
     if (shared != NULL) ppe_peer_done(shared, sizeof(f) + (size_t)f.len);
     if (f.type == PPE_F_INIT && type != PPE_F_OK)
       leave(PPE_EXIT_INIT);  /* a worker whose initializer raised is

@@ -314,8 +314,15 @@ static int f_cancelled(lua_State *L) {
   return 1;
 }
 
+static const char *const cancel_options[] = {"force", NULL};
+
+/* f:cancel([opts]): with force = true, a running task too. */
 static int f_cancel(lua_State *L) {
-  int ok = ppe_cancel(TASK(checkfuture(L, 1)));
+  ppe_task *t = TASK(checkfuture(L, 1));
+  int ok, force;
+  lppe_options(L, 2, cancel_options, "cancel");
+  force = lppe_optbool(L, 2, "force", 0);
+  ok = force ? ppe_cancel_force(t) : ppe_cancel(t);
   lppe_run_callbacks(L);
   lua_pushboolean(L, ok);
   return 1;
