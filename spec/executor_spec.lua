@@ -230,6 +230,13 @@ describe("results", function()
     assert.are.equal(3, ex:submit(get):result(10))
   end)
 
+  it("see each closure's own upvalue, however hot the function "
+     .. "(LuaJIT compiles it)", function()
+    local fs = {}
+    for i = 1, 400 do fs[i] = ex:submit(function() return i end) end
+    for i = 1, 400 do assert.are.equal(i, fs[i]:result(10)) end
+  end)
+
   it("come from a dotted name in the standard library", function()
     assert.are.equal("ababab", ex:submit("string.rep", "ab", 3):result(10))
   end)

@@ -13,6 +13,7 @@
 #include "compat.h"
 
 #include "mac.h"
+#include "vm.h"
 #include "wire.h"
 
 /* Tags. Small non-negative integers and short strings carry their value or
@@ -951,9 +952,11 @@ static int dec_claimed(Dec *d, long k) {
 ** of bytecode, layout. With PPE_DEC_FNCACHE, a cached closure serves once
 ** per message: two closures of one function in a message (two counters
 ** made by one factory, say) each need their own upvalues, so a second
-** copy is loaded anew. */
+** copy is loaded anew. Under LuaJIT one with upvalues ('nups') is always
+** loaded anew: its compiled traces may hold an upvalue's value as a
+** constant, which lua_setupvalue does not undo. */
 static int dec_closure(Dec *d, uint64_t tag, const char *p, size_t n,
-                       size_t blen) {
+                       size_t blen, uint64_t nups) {
   lua_State *L = d->L;
   FnCache *c = NULL;
   long k = -1;
@@ -962,7 +965,7 @@ static int dec_closure(Dec *d, uint64_t tag, const char *p, size_t n,
     c = fncache(L);
     tab = lua_gettop(L);
     k = fncache_find(c, tag, p, n);
-    if (k >= 0 && !dec_claimed(d, k)) {
+    if (k >= 0 && !(nups > 0 && ppe_luajit()) && !dec_claimed(d, k)) {
       lua_rawgeti(L, tab, 2 * k + 2);
       lua_remove(L, tab);
       return 0;
@@ -1056,7 +1059,7 @@ static int dec_lfunc(Dec *d) {
   for (i = 0; i < nups; i++)
     if (dec_skipkind(d)) return -1;
   if (dec_closure(d, tag, p, (size_t)((const char *)d->s + d->pos - p),
-                  blen))
+                  blen, nups))
     return -1;
   f = lua_gettop(L);
   dec_register(d, f);
