@@ -508,10 +508,11 @@ end)
 
 -- A Lua program run as a child of the spec: creates an executor, starts a
 -- long task, prints its own, the zygote's and the workers' pids, then ends
--- as told ("wait": blocks in result; "exit": os.exit without closing;
--- "fork": first forks a child that sleeps, holding a copy of every
--- descriptor, whose pid ends the line, then waits).
-local function child_script(mode)
+-- as told ("wait": blocks in result; "exit": os.exit without closing, once
+-- the file 'go' exists, so that the pids are looked at first; "fork":
+-- first forks a child that sleeps, holding a copy of every descriptor,
+-- whose pid ends the line, then waits).
+local function child_script(mode, go)
   return ([[
 package.cpath = %q .. "?.so;" .. %q .. ";./spec/fixtures/?.so"
 local ppe = require "ppe"
@@ -532,13 +533,22 @@ local line = me .. " " .. z .. " " .. table.concat(kids(z), " ")
 if %q == "fork" then line = line .. " " .. require("evil").sleeper(30) end
 io.write(line, "\n")
 io.flush()
-if %q == "exit" then os.exit(0, false) end
+if %q == "exit" then
+  for _ = 1, 600 do
+    local g = io.open(%q)
+    if g then g:close() break end
+    os.execute("sleep 0.05")
+  end
+  os.exit(0, false)
+end
 fut:wait(30)
-]]):format(PPE_DIR, package.cpath, mode, mode)
+]]):format(PPE_DIR, package.cpath, mode, mode, go)
 end
 
 local function orphan_check(mode)
-  local script = child_script(mode)
+  local go = os.tmpname()
+  os.remove(go)
+  local script = child_script(mode, go)
   local h = assert(io.popen("exec " .. LUA .. " -e '" ..
                             script:gsub("'", "'\\''") .. "'", "r"))
   local line = h:read("*l")
@@ -560,6 +570,7 @@ local function orphan_check(mode)
   H.sleep(0.1)
   local t0 = H.now()
   if mode ~= "exit" then os.execute("kill -9 " .. lua) end
+  assert(io.open(go, "w")):close()
   local gone = H.wait_until(function()
     for i = 2, 4 do if ours_alive(pids[i]) then return false end end
     return true
@@ -573,6 +584,7 @@ local function orphan_check(mode)
   end
   if pids[5] then os.execute("kill -9 " .. pids[5]) end
   h:close()
+  os.remove(go)
   assert.is_true(gone, "still alive after " .. (H.now() - t0) .. " s: " ..
                  table.concat(left, " "))
 end
