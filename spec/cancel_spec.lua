@@ -105,7 +105,13 @@ local function behind(ex)
     assert.are.equal(pid0, long:result(T))
     os.remove(go)
   end
-  assert.is_number(handed, "no task was ever sent behind the long one")
+  if not handed then
+    -- (A machine too busy to submit two tasks within a millisecond, 30
+    -- times over, never pipelines one behind: that is no fault of
+    -- cancel's, and nothing was checked.)
+    return pending("no task was sent behind the long one in 30 tries: "
+                   .. "the machine is too busy for a pipeline")
+  end
   assert.is_true(long:running())
   local short = shorts[handed]
   assert.is_true(short:cancel { force = true })
