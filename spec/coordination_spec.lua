@@ -131,6 +131,117 @@ describe("ppe.as_completed", function()
   end)
 end)
 
+-- Every wait on many futures reads a completion list of its own, which the
+-- engine fills as tasks complete: a future may be in many at once, and a
+-- wait costs what was given and what completed, not a look at every
+-- future at each completion.
+describe("completion lists", function()
+  local ex
+  before_each(function() ex = ppe.executor { max_workers = 3 } end)
+  after_each(function() ex:close() end)
+
+  it("yields futures done before as_completed began in the order they " ..
+     "completed, not the order given", function()
+    local a = ex:submit(spin, 0.45, "a")
+    local b = ex:submit(spin, 0.05, "b")
+    local c = ex:submit(spin, 0.25, "c")
+    assert.are.equal(3, #ppe.wait({ a, b, c }, 10))
+    local got = {}
+    for f in ppe.as_completed({ a, b, c }, 0) do got[#got + 1] = f:result() end
+    assert.are.same({ "b", "c", "a" }, got)
+  end)
+
+  it("serves two as_completed, a wait and callbacks on the same futures " ..
+     "at once, each every future once", function()
+    local fs, called = {}, {}
+    for i = 1, 12 do
+      fs[i] = ex:submit(spin, 0.01 * ((i * 7) % 5), i)
+      fs[i]:add_done_callback(function(f)
+        local v = f:result()  -- (may run the other callbacks first)
+        called[#called + 1] = v
+      end)
+    end
+    local one, two = ppe.as_completed(fs, 10), ppe.as_completed(fs, 10)
+    local got1, got2 = {}, {}
+    for _ = 1, 12 do
+      got1[#got1 + 1] = one():result()
+      local done = ppe.wait(fs, 10, "FIRST_COMPLETED")
+      assert.is_true(#done >= 1)
+      got2[#got2 + 1] = two():result()
+    end
+    assert.is_nil(one())
+    assert.is_nil(two())
+    assert.are.same(got1, got2)  -- both in the order of completion
+    local done, not_done = ppe.wait(fs, 10)
+    assert.are.equal(12, #done)
+    assert.are.equal(0, #not_done)
+    ex:poll()
+    for _, seen in ipairs { got1, called } do
+      table.sort(seen)
+      assert.are.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 }, seen)
+    end
+  end)
+
+  it("keeps a future given twice to wait in both places", function()
+    local f = ex:submit(spin, 0.05, 1)
+    local g = ex:submit(spin, 0, 2)
+    local done, not_done = ppe.wait({ f, g, f }, 10)
+    assert.are.same({ f, g, f }, done)
+    assert.are.equal(0, #not_done)
+    done = ppe.wait({ f, f }, 10, "FIRST_COMPLETED")
+    assert.are.same({ f, f }, done)
+    assert.are.same({ {}, {} }, { ppe.wait({}, 0, "FIRST_COMPLETED") })
+  end)
+
+  it("lets go of an as_completed left early: its futures go on", function()
+    local fs = {}
+    for i = 1, 20 do fs[i] = ex:submit(spin, 0.01, i) end
+    for _ = 1, 50 do
+      for f in ppe.as_completed(fs, 10) do
+        assert.is_number(f:result())
+        break
+      end
+    end
+    collectgarbage()
+    collectgarbage()
+    local sum = 0
+    for f in ppe.as_completed(fs, 10) do sum = sum + f:result() end
+    assert.are.equal(210, sum)
+  end)
+
+  it("#novalgrind collects 100,000 futures through as_completed, wait and " ..
+     "poll, each once", function()
+    local n = 100000
+    local function many()
+      local fs = {}
+      for i = 1, n do fs[i] = ex:submit(spin, 0, i) end
+      return fs
+    end
+    local seen, k = {}, 0
+    for f in ppe.as_completed(many(), 60) do
+      local v = f:result()
+      assert.is_nil(seen[v])
+      seen[v], k = true, k + 1
+    end
+    assert.are.equal(n, k)
+    local left, rounds, sum = many(), 0, 0
+    repeat
+      local done
+      done, left = ppe.wait(left, 60, "FIRST_COMPLETED")
+      for _, f in ipairs(done) do sum = sum + f:result() end
+      rounds = rounds + 1
+    until #left == 0 or rounds > n
+    assert.are.equal(n * (n + 1) / 2, sum)
+    local fs, called = many(), 0
+    for _, f in ipairs(fs) do
+      f:add_done_callback(function() called = called + 1 end)
+    end
+    local t0 = now()
+    while called < n and now() - t0 < 60 do ex:poll() end
+    assert.are.equal(n, called)
+  end)
+end)
+
 describe("ex:map", function()
   local ex
   before_each(function() ex = ppe.executor { max_workers = 2 } end)

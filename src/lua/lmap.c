@@ -82,7 +82,8 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
     t = lppe_submit(L, e, b, PPE_REQ_CHUNK, "map");
     m->qtail++;
     /* (one that is final already goes in at once) */
-    if (m->done != NULL) ppe_done_add(m->done, t, m->qtail);
+    if (m->done != NULL && ppe_done_add(m->done, t, m->qtail) != 0)
+      luaL_error(L, "not enough memory");
     lua_getiuservalue(L, 1, 4);
     lua_insert(L, -2);
     lua_rawseti(L, -2, 3 * m->qtail - 2);
@@ -285,10 +286,7 @@ static int map_close(lua_State *L) {
 
 static int map_gc(lua_State *L) {
   MapState *m = (MapState *)lua_touserdata(L, 1);
-  if (m->done != NULL) {
-    ppe_done_close(m->done);
-    m->done = NULL;
-  }
+  lppe_closedone(&m->done);
   return 0;
 }
 
