@@ -788,6 +788,19 @@ static int answered(ppe_pool *p, wslot *w, uint64_t id, int stopped) {
   return 0;
 }
 
+/* The host's worker-init hook raised in a worker, which leaves: the pool
+** is broken, with the hook's words (what was sent to that worker fails
+** with it, see slot_ended). */
+static void hook_raised(ppe_pool *p, ppe_reply *r) {
+  char why[PPE_CAUSE];
+  size_t n = (size_t)r->f.len < PPE_HOOK_WHY ? (size_t)r->f.len
+                                             : PPE_HOOK_WHY;
+  snprintf(why, sizeof(why), "the host's worker-init hook raised: %.*s",
+           (int)n, r->payload);
+  ppe_reply_drop(r);
+  set_broken(p, why);
+}
+
 static void on_reply(void *ud, ppe_reply *r) {
   ppe_pool *p = ((taker *)ud)->p;
   wslot *w = ((taker *)ud)->w;
@@ -796,6 +809,10 @@ static void on_reply(void *ud, ppe_reply *r) {
   int state = PPE_FINISHED, err = PPE_E_NONE;
   if (w->signalled) {  /* too late: what it held has failed */
     if (!r->skipped && !r->stopped) ppe_reply_drop(r);
+    return;
+  }
+  if (f->type == PPE_F_HOOKERR) {  /* every worker would fail so */
+    hook_raised(p, r);
     return;
   }
   if (!w->replied) {
@@ -1190,6 +1207,16 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
           ppe_worker_exit_meaning(WEXITSTATUS(status)) != NULL;
     if (w->initing) init_died(p, status, own);
     w->initing = 0;
+    /* Its hook raised before it read anything: what it held never ran,
+    ** and fails as the rest of the queue of a broken pool does. */
+    if (own && WEXITSTATUS(status) == PPE_EXIT_HOOK && !w->signalled) {
+      w->head = NULL;
+      requeue(p, t);
+      set_broken(p, "a worker exited with code 6 (the host's worker-init "
+                 "hook raised)");
+      fail_queue(p);
+      t = NULL;
+    }
     if (w->signalled) {  /* those failed when it was signalled */
       while (t != NULL) {
         ppe_task *n = t->next;
