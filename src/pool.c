@@ -16,6 +16,7 @@
 #include "chan_local.h"
 #include "chan_stream.h"
 #include "channel.h"
+#include "debug.h"
 #include "forward.h"
 #include "future.h"
 #include "hello.h"
@@ -162,6 +163,8 @@ enum {
 };
 
 struct ppe_pool {
+  int serial;          /* this process's executor number, from 1, that
+                       ** PPE_DEBUG's lines name */
   int nw;
   wslot *w;
   int ng;
@@ -236,7 +239,19 @@ static void notify(ppe_pool *p) {
 }
 
 /* Makes t final, counted; whoever held it keeps its reference. */
+static int serials = 0;  /* executors made in this process */
+
+/* The failures a task's debug line names (a broken pool's are told
+** once, by set_broken). */
+static const char *const failure_kinds[] = {
+  "", "RemoteError", "WorkerDied", "TaskTimeout", "SerializationError",
+  "BrokenExecutor"
+};
+
 static void settle(ppe_pool *p, ppe_task *t, int state, int err) {
+  if (state == PPE_FAILED && err != PPE_E_BROKEN)
+    PPE_DEBUG(("executor %d: task %llu failed: %s (worker pid %d)",
+               p->serial, (unsigned long long)t->id, failure_kinds[err], (int)t->pid));
   notify(p);
   p->ncompleted++;
   if (state == PPE_FAILED) p->nfailed++;
@@ -367,6 +382,7 @@ static void set_broken(ppe_pool *p, const char *cause) {
   __atomic_store_n(&p->broken, 1, __ATOMIC_RELEASE);  /* submit reads it */
   p->closing = 1;
   if (cause != NULL) snprintf(p->cause, sizeof(p->cause), "%s", cause);
+  PPE_DEBUG(("executor %d: broken: %s", p->serial, p->cause));
   fail_queue(p);
 }
 
@@ -929,6 +945,8 @@ static void start_failed(ppe_pool *p, wslot *w, const char *why,
   ** the group's. */
   if (g->given_up || w->off || !replace_workers(p)) return;
   snprintf(g->why, sizeof(g->why), "%s", why);
+  PPE_DEBUG(("executor %d: worker %d of '%s' did not start: %s",
+             p->serial, (int)(w - p->w) + 1, g->name, why));
   if (++*n < p->host_failures) {
     double wait = BACKOFF;
     for (i = 1; i < *n && wait < BACKOFF_MAX; i++) wait *= 2;
@@ -972,6 +990,8 @@ static void launch(ppe_pool *p, wslot *w) {
 
 /* Its hello came and matched: it counts as started, and gets work. */
 static void greeted(ppe_pool *p, wslot *w) {
+  PPE_DEBUG(("executor %d: worker %d of '%s' started: pid %d on its "
+             "machine", p->serial, (int)(w - p->w) + 1, p->g[w->g].name, (int)w->pid));
   p->g[w->g].fails = 0;
   w->greeted = 1;
   if (p->init.len > 0) {
@@ -1005,6 +1025,8 @@ static void respawn(ppe_pool *p, wslot *w) {
   if (regrown) return;
   p->nrestarts++;
   p->g[w->g].restarts++;
+  PPE_DEBUG(("executor %d: worker %d restarting (its restart %ld)",
+             p->serial, (int)(w - p->w) + 1, (long)p->nrestarts));
 }
 
 /* Why a worker that ended before its initializer returned did, for the
@@ -1172,6 +1194,40 @@ static void ended_forced(ppe_pool *p, wslot *w) {
 
 /* Worker w has ended with 'status': what it held fails or goes back to
 ** the queue, and another is started in its place. */
+/* PPE_DEBUG's line for a worker's end: how it ended, and why ppe ended
+** it when it did. */
+static void debug_end(const ppe_pool *p, const wslot *w, pid_t pid,
+                      int status, int own, int over) {
+  char how[96], sig[64];
+  const char *why = w->signalled ? " (terminate_workers or kill_workers)"
+                  : w->timed_out && w->head != NULL
+                      ? " (its task ran past task_timeout)"
+                  : w->forced ? " (cancel{force} or shutdown's timeout)"
+                  : w->retiring ? " (retired: resize or idle_timeout)"
+                  : over ? " (over max_memory_per_child)"
+                  : p->max_tasks > 0 && w->ntasks >= p->max_tasks
+                      ? " (it ran max_tasks_per_child tasks)"
+                  : p->closing ? " (its executor closed)" : "";
+  if (WIFSIGNALED(status)) {
+    ppe_signal_describe(sig, sizeof(sig), WTERMSIG(status));
+    snprintf(how, sizeof(how), "killed by signal %d (%s)", WTERMSIG(status),
+             sig);
+  }
+  else if (own)
+    snprintf(how, sizeof(how), "exited with code %d (%s)",
+             WEXITSTATUS(status),
+             ppe_worker_exit_meaning(WEXITSTATUS(status)));
+  else if (WEXITSTATUS(status) != 0 && w->head != NULL)
+    snprintf(how, sizeof(how), "exited with code %d (the task called "
+             "os.exit)", WEXITSTATUS(status));
+  else snprintf(how, sizeof(how), "exited with code %d",
+                WEXITSTATUS(status));
+  PPE_DEBUG(("executor %d: worker %d%s%s%s ended: pid %d %s%s",
+             p->serial, (int)(w - p->w) + 1,
+             w->far ? " of '" : "", w->far ? p->g[w->g].name : "",
+             w->far ? "'" : "", (int)pid, how, why));
+}
+
 static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
   {
     char why[PPE_CAUSE + PPE_LAUNCH_TAIL];
@@ -1205,6 +1261,7 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     own = WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
           ppe_chan_left(w->ch) == WEXITSTATUS(status) &&
           ppe_worker_exit_meaning(WEXITSTATUS(status)) != NULL;
+    if (ppe_debug_on()) debug_end(p, w, pid, status, own, over);
     if (w->initing) init_died(p, status, own);
     w->initing = 0;
     /* Its hook raised before it read anything: what it held never ran,
@@ -1268,6 +1325,8 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   w = &p->w[id - 1];
   w->asked = 0;
   w->pid = pid;
+  PPE_DEBUG(("executor %d: worker %d started: pid %d", p->serial, id,
+             (int)pid));
   if (ppe_chan_local_open(w->ch, fd, p->shared) != 0 ||
       !replace_workers(p)) {
     close_channel(w);
@@ -1949,6 +2008,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   pthread_mutex_init(&p->side_lock, NULL);
   p->zfd = p->wakefd = p->notifyfd = -1;
   p->max_tasks = o->max_tasks_per_child;
+  p->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
   p->host_failures = o->host_failures > 0 ? o->host_failures : 3;
   p->idle_timeout = o->idle_timeout;
   if (o->hello != NULL) p->hello = *o->hello;
