@@ -17,10 +17,11 @@ int ppe_request_begin(ppe_buf *b) {
   return ppe_buf_add(b, &f, sizeof(f));
 }
 
-ppe_task *ppe_request_task(ppe_buf *b, int kind) {
+ppe_task *ppe_request_task(ppe_buf *b, int kind, int items) {
   static const uint32_t types[] = { PPE_F_TASK, PPE_F_CHUNK, PPE_F_INIT };
   ppe_task *t = ppe_task_new(b, types[kind]);
   if (t == NULL) b->len = 0;
+  else t->items = items;
   return t;
 }
 
@@ -49,6 +50,18 @@ int ppe_state(const ppe_task *t) {
 ** once it reads final, its sequence number is there. */
 uint64_t ppe_completion(const ppe_task *t) {
   return ppe_state(t) >= PPE_FINISHED ? t->seq : 0;
+}
+
+pid_t ppe_ran_on(ppe_task *t, const char **host) {
+  pid_t pid = 0;
+  *host = NULL;
+  ppe_lock();
+  if (ppe_task_final(t) && t->state != PPE_CANCELLED) {
+    pid = t->pid;
+    *host = t->host;
+  }
+  ppe_unlock();
+  return pid;
 }
 
 int ppe_cancel(ppe_task *t) {

@@ -22,9 +22,10 @@ enum { PPE_REQ_TASK, PPE_REQ_CHUNK, PPE_REQ_INIT };
 int ppe_request_begin(ppe_buf *b);
 
 /* A new task for the request in b (ppe_request_begin, then the message),
-** which it takes: b is left empty for reuse. One reference, the
+** which it takes: b is left empty for reuse; 'items' is what it counts
+** for in stats() (a map's chunk, its items). One reference, the
 ** caller's. NULL without memory (b is emptied then too). */
-ppe_task *ppe_request_task(ppe_buf *b, int kind);
+ppe_task *ppe_request_task(ppe_buf *b, int kind, int items);
 
 /* Lets go of the caller's reference of t; with 'cancel', cancels it
 ** first if it has not started (a map's chunk that nobody will read). */
@@ -38,6 +39,10 @@ int ppe_state(const ppe_task *t);
 uint64_t ppe_completion(const ppe_task *t);
 /* 1 if t had not started and is (now or already) cancelled. */
 int ppe_cancel(ppe_task *t);
+/* The pid of the worker that ran final task t (as a far worker's machine
+** numbers it; its group in *host then, else NULL), or 0: not final, or
+** never run. */
+pid_t ppe_ran_on(ppe_task *t, const char **host);
 /* cancel{force}: 1 if t is (now or already) cancelled, even if it ran;
 ** 0 if it finished or failed. t is final on return (ppe_pool_force). */
 int ppe_cancel_force(ppe_task *t);

@@ -34,6 +34,7 @@ ppe_task *ppe_task_new(ppe_buf *req, uint32_t type) {
   t->type = type;
   t->state = PPE_PENDING;
   t->refs = 1;
+  t->items = 1;
   if (inl) {
     memcpy(t + 1, req->p, req->len);
     t->req.p = (char *)(t + 1);

@@ -65,6 +65,8 @@ struct ppe_task {
   int own_exit;         /* exit_code is one of ppe's own (worker.h), not a
                         ** task's os.exit */
   int how;              /* PPE_E_DIED: PPE_HOW_* */
+  int items;            /* what it counts for in the pool's figures: 1,
+                        ** or a map chunk's items */
   int runs;             /* times a worker ran it: replies, and deaths while
                         ** it was the running task (retries) */
   uint64_t died_on;     /* the worker slots where it was running when they

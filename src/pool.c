@@ -154,6 +154,7 @@ typedef struct wslot {
   int ncut;            /* tasks of its list cut before their requests
                        ** were out (PPE_CUT_SKIPPED) */
   long ntasks;
+  long ndone;          /* items its process finished (stats' rows) */
 } wslot;
 
 /* Why a slot holds no worker and none is started for it (wslot.off). */
@@ -253,8 +254,8 @@ static void settle(ppe_pool *p, ppe_task *t, int state, int err) {
     PPE_DEBUG(("executor %d: task %llu failed: %s (worker pid %d)",
                p->serial, (unsigned long long)t->id, failure_kinds[err], (int)t->pid));
   notify(p);
-  p->ncompleted++;
-  if (state == PPE_FAILED) p->nfailed++;
+  p->ncompleted += t->items;
+  if (state == PPE_FAILED) p->nfailed += t->items;
   ppe_task_complete(t, state, err);
 }
 
@@ -287,7 +288,7 @@ static ppe_task *queued(ppe_pool *p) {
     p->qhead = t->next;
     if (p->qhead == NULL) p->qtail = NULL;
     t->next = NULL;
-    p->ncompleted++;  /* final, and now dropped */
+    p->ncompleted += t->items;  /* final, and now dropped */
     ppe_task_unref(t);
   }
   return t;
@@ -305,7 +306,7 @@ static ppe_task *dequeue(ppe_pool *p) {
 static void fail_queue(ppe_pool *p) {
   ppe_task *t;
   while ((t = dequeue(p)) != NULL) {
-    if (t->state == PPE_RUNNING) p->nrunning--;
+    if (t->state == PPE_RUNNING) p->nrunning -= t->items;
     fail_broken(p, t);
     ppe_task_unref(t);
   }
@@ -365,7 +366,7 @@ static void requeue(ppe_pool *p, ppe_task *first) {
   for (t = first; t != NULL; t = t->next) {
     if (t->runs == 0) {
       PPE_SET_STATE(t, PPE_PENDING);
-      p->nrunning--;
+      p->nrunning -= t->items;
     }
     t->pid = 0;
     t->forcing = 0;
@@ -436,7 +437,7 @@ static int depth(ppe_pool *p, const wslot *w) {
 
 static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   ppe_request_frame(&t->req, t->type, t->id);
-  if (t->state != PPE_RUNNING) p->nrunning++;  /* else counted already */
+  if (t->state != PPE_RUNNING) p->nrunning += t->items;  /* else counted already */
   PPE_SET_STATE(t, PPE_RUNNING);
   t->pid = w->far != NULL ? ppe_chan_stream_pid(w->ch) : w->pid;
   t->host = w->far != NULL ? p->g[w->g].name : NULL;
@@ -731,12 +732,12 @@ typedef struct taker {
 ** there, cut, as 'how' says (PPE_CUT_*); its request too, which the
 ** worker may still read, or which is still being sent. */
 static void cut(ppe_pool *p, wslot *w, ppe_task *t, int how) {
-  p->nrunning--;
+  p->nrunning -= t->items;
   t->cut = how;
   t->forcing = 0;
   t->keep_req = 1;
   if (how == PPE_CUT_SKIPPED) w->ncut++;
-  p->g[w->g].completed++;
+  p->g[w->g].completed += t->items;
   settle(p, t, PPE_CANCELLED, PPE_E_NONE);
 }
 
@@ -790,8 +791,8 @@ static int answered(ppe_pool *p, wslot *w, uint64_t id, int stopped) {
     return 0;
   }
   if (t->forcing) {
-    p->nrunning--;
-    p->g[w->g].completed++;
+    p->nrunning -= t->items;
+    p->g[w->g].completed += t->items;
     finish(p, t, PPE_CANCELLED, PPE_E_NONE);
     return 0;
   }
@@ -874,7 +875,7 @@ static void on_reply(void *ud, ppe_reply *r) {
     let_go(t);
     return;
   }
-  p->nrunning--;
+  p->nrunning -= t->items;
   if (w->head == NULL) w->idle_since = ppe_now();
   if (f->type == PPE_F_ERR) { state = PPE_FAILED; err = PPE_E_REMOTE; }
   else if (f->type != PPE_F_OK) { state = PPE_FAILED; err = PPE_E_SERIAL; }
@@ -882,8 +883,9 @@ static void on_reply(void *ud, ppe_reply *r) {
     state = PPE_FAILED;
     err = PPE_E_SERIAL;
   }
-  p->g[w->g].completed++;
-  if (state == PPE_FAILED) p->g[w->g].failed++;
+  p->g[w->g].completed += t->items;
+  w->ndone += t->items;
+  if (state == PPE_FAILED) p->g[w->g].failed += t->items;
   finish(p, t, state, err);
   if (p->max_tasks > 0 && w->ntasks >= p->max_tasks && w->ninflight == 0)
     close_channel(w);  /* it leaves on end of stream; a new one follows */
@@ -1151,15 +1153,15 @@ static void died_with(ppe_pool *p, wslot *w, ppe_task *t, pid_t pid,
   t->own_exit = own;
   t->how = p->zdead ? PPE_HOW_ZYGOTE : PPE_HOW_ENDED;
   ppe_task_drop_res(t);
-  p->nrunning--;
-  p->g[w->g].completed++;
-  p->g[w->g].failed++;
+  p->nrunning -= t->items;
+  p->g[w->g].completed += t->items;
+  p->g[w->g].failed += t->items;
   finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
   if (p->broken) {  /* nowhere to run them now */
     while (rest != NULL) {
       ppe_task *n = rest->next;
       rest->next = NULL;
-      p->nrunning--;
+      p->nrunning -= rest->items;
       fail_broken(p, rest);
       ppe_task_unref(rest);
       rest = n;
@@ -1185,8 +1187,8 @@ static void ended_forced(ppe_pool *p, wslot *w) {
   w->ncut = 0;
   if ((t = w->head) != NULL && t->forcing) {
     unlink_task(p, w, NULL, t);
-    p->nrunning--;
-    p->g[w->g].completed++;
+    p->nrunning -= t->items;
+    p->g[w->g].completed += t->items;
     finish(p, t, PPE_CANCELLED, PPE_E_NONE);
     w->forced = 1;
   }
@@ -1308,7 +1310,7 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     w->greeted = 0;
     w->signalled = w->forced = 0;
     w->pid = 0;
-    w->ntasks = 0;
+    w->ntasks = w->ndone = 0;
     w->replied = w->bad = w->retiring = 0;
     w->idle_since = 0;
     if (early && !w->off) start_failed(p, w, why, 1);
@@ -2133,7 +2135,7 @@ static int force(ppe_pool *p, ppe_task *t, int now) {
   wslot *w;
   if (t->state == PPE_PENDING) return ppe_task_cancel(t);
   if ((w = holder(p, t, &prev)) == NULL) {  /* taken back, queued */
-    p->nrunning--;
+    p->nrunning -= t->items;
     ppe_task_complete(t, PPE_CANCELLED, PPE_E_NONE);  /* dequeue drops it */
     return 1;
   }
@@ -2141,8 +2143,8 @@ static int force(ppe_pool *p, ppe_task *t, int now) {
   switch (now ? PPE_BACK_STARTED : ppe_chan_cancel(w->ch, t)) {
     case PPE_BACK_SKIPPED:  /* as if never sent */
       unlink_task(p, w, prev, t);
-      p->nrunning--;
-      p->g[w->g].completed++;
+      p->nrunning -= t->items;
+      p->g[w->g].completed += t->items;
       finish(p, t, PPE_CANCELLED, PPE_E_NONE);
       return 1;
     case PPE_BACK_BARRED:  /* its request goes out whole first */
@@ -2214,12 +2216,12 @@ static void cut_short(ppe_pool *p) {
   take_side(p);
   while ((t = dequeue(p)) != NULL) {  /* taken back or retried: running */
     if (t->state == PPE_RUNNING) {
-      p->nrunning--;
+      p->nrunning -= t->items;
       settle(p, t, PPE_CANCELLED, 0);
     }
     else {
       ppe_task_cancel(t);
-      p->ncompleted++;  /* as queued() counts one it drops */
+      p->ncompleted += t->items;  /* as queued() counts one it drops */
     }
     ppe_task_unref(t);
   }
@@ -2270,14 +2272,14 @@ static void fail_held(ppe_pool *p, wslot *w, int sig, int how) {
   ppe_task *t;
   for (t = w->head; t != NULL; t = t->next) {
     if (t->cut) continue;  /* cancelled already */
-    p->nrunning--;
+    p->nrunning -= t->items;
     if (t != w->head &&
         (!ppe_chan_takes_back(w->ch) ||
          ppe_chan_take_back(w->ch, t) != PPE_BACK_STARTED)) {
-      p->g[w->g].completed++;
+      p->g[w->g].completed += t->items;
       if (how == PPE_HOW_SHUTDOWN) settle(p, t, PPE_CANCELLED, 0);
       else {
-        p->g[w->g].failed++;
+        p->g[w->g].failed += t->items;
         fail_broken(p, t);
       }
       continue;
@@ -2288,8 +2290,8 @@ static void fail_held(ppe_pool *p, wslot *w, int sig, int how) {
     t->exit_code = t->own_exit = 0;
     t->how = how;
     t->runs++;  /* never retried (see retry): it failed here */
-    p->g[w->g].completed++;
-    p->g[w->g].failed++;
+    p->g[w->g].completed += t->items;
+    p->g[w->g].failed += t->items;
     t->keep_req = 1;  /* a worker that lives on a while may read it */
     ppe_task_drop_res(t);
     settle(p, t, PPE_FAILED, PPE_E_DIED);
@@ -2355,7 +2357,33 @@ void ppe_pool_group_stats(ppe_pool *p, int g, ppe_group_stats *gs) {
     if (w->g != g) continue;
     if (LIVE(w)) gs->workers++;
     for (t = w->head; t != NULL && !w->signalled; t = t->next)
-      gs->running += !t->cut;
+      gs->running += t->cut ? 0 : t->items;
+  }
+  ppe_unlock();
+}
+
+int ppe_pool_nslots(ppe_pool *p) {
+  return p->nw;
+}
+
+void ppe_pool_worker_stats(ppe_pool *p, int i, ppe_worker_stats *ws) {
+  static const char *const states[] = {
+    "down", "starting", "starting", "idle", "ending", "starting", "down"
+  };
+  const wslot *w = &p->w[i];
+  memset(ws, 0, sizeof(*ws));
+  ppe_lock();
+  ws->group = p->g[w->g].name;
+  ws->far = w->far != NULL;
+  ws->state = w->off == OFF_PARKED ? "parked"
+            : w->off == OFF_RETIRED ? "retired" : states[w->state];
+  if (w->state != W_NONE && w->state != W_WAITING && w->state != W_SPAWNING)
+    ws->pid = w->far != NULL && w->ch != NULL && w->greeted
+                ? ppe_chan_stream_pid(w->ch) : w->pid;
+  ws->done = w->ndone;
+  if (w->state == W_READY && w->head != NULL && !w->head->cut) {
+    ws->state = "busy";
+    ws->age = ppe_now() - w->started;
   }
   ppe_unlock();
 }
@@ -2369,9 +2397,9 @@ void ppe_pool_stats(ppe_pool *p, ppe_stats *st) {
   for (i = 0; i < p->nw; i++)
     if (LIVE(&p->w[i])) st->workers++;
   for (t = p->qhead; t != NULL; t = t->next) {
-    if (t->state == PPE_PENDING) st->pending++;
+    if (t->state == PPE_PENDING) st->pending += t->items;
     else if (t->state != PPE_RUNNING)  /* (taken back: counted as such) */
-      st->completed++;  /* cancelled, not yet dropped from the queue */
+      st->completed += t->items;  /* cancelled, not yet dropped from the queue */
   }
   st->running = p->nrunning;
   st->completed += p->ncompleted;

@@ -40,6 +40,33 @@ static void push_groups(lua_State *L, ppe_pool *p) {
   }
 }
 
+/* Pushes stats().per_worker: a row per worker, by its id. */
+static void push_workers(lua_State *L, ppe_pool *p) {
+  int i, n = ppe_pool_nslots(p);
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    ppe_worker_stats ws;
+    ppe_pool_worker_stats(p, i, &ws);
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, i + 1); lua_setfield(L, -2, "id");
+    if (ws.pid > 0) {
+      lua_pushinteger(L, ws.pid);
+      lua_setfield(L, -2, "pid");
+    }
+    if (ws.far) {
+      lua_pushstring(L, ws.group);
+      lua_setfield(L, -2, "host");
+    }
+    lua_pushstring(L, ws.state); lua_setfield(L, -2, "state");
+    lua_pushinteger(L, ws.done); lua_setfield(L, -2, "done");
+    if (ws.age > 0) {
+      lua_pushnumber(L, ws.age);
+      lua_setfield(L, -2, "age");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
 /* Waits for all work, reaps the workers and releases every resource; the
 ** figures stay, for stats() afterwards (the groups' in user value 1 of
 ** the executor at 1). */
@@ -54,12 +81,12 @@ static void release(lua_State *L, Executor *e) {
   e->pool = NULL;
 }
 
-/* Submits the request in b (lppe_request) as a task of 'kind' and pushes
-** its future, which holds it; 'what' names the call for the error after
-** a shutdown. */
+/* Submits the request in b (lppe_request) as a task of 'kind', of
+** 'items' items (a map's chunk), and pushes its future, which holds it;
+** 'what' names the call for the error after a shutdown. */
 ppe_task *lppe_submit(lua_State *L, Executor *e, ppe_buf *b, int kind,
-                      const char *what) {
-  ppe_task *t = ppe_request_task(b, kind);
+                      int items, const char *what) {
+  ppe_task *t = ppe_request_task(b, kind, items);
   int r;
   if (t == NULL) luaL_error(L, "not enough memory");
   if ((r = ppe_pool_submit(e->pool, t)) == -EPIPE) {
@@ -81,7 +108,7 @@ static int e_submit(lua_State *L) {
   if (e->shut || e->pool == NULL)
     return lppe_raise(L, "ShutdownError", "cannot submit after shutdown");
   b = lppe_request(L, 2, lua_gettop(L) - 1, "argument", 1);
-  lppe_submit(L, e, b, PPE_REQ_TASK, "submit");
+  lppe_submit(L, e, b, PPE_REQ_TASK, 1, "submit");
   lppe_run_callbacks(L);
   return 1;
 }
@@ -206,6 +233,9 @@ static int e_stats(lua_State *L) {
     lua_newtable(L);
   }
   lua_setfield(L, -2, "groups");
+  if (e->pool != NULL) push_workers(L, e->pool);
+  else lua_newtable(L);  /* no worker is left */
+  lua_setfield(L, -2, "per_worker");
   return 1;
 }
 

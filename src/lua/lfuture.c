@@ -337,6 +337,17 @@ static int f_state(lua_State *L) {
   return 1;
 }
 
+/* The worker that ran it: its pid (and far group), once it is done. */
+static int f_pid(lua_State *L) {
+  const char *host;
+  pid_t pid = ppe_ran_on(TASK(checkfuture(L, 1)), &host);
+  if (pid <= 0) return 0;
+  lua_pushinteger(L, pid);
+  if (host == NULL) return 1;
+  lua_pushstring(L, host);
+  return 2;
+}
+
 static int f_tostring(lua_State *L) {
   Future *f = checkfuture(L, 1);
   lua_pushfstring(L, "ppe.future: %p (%s)", (void *)f,
@@ -516,6 +527,7 @@ static const luaL_Reg future_methods[] = {
   {"cancelled", f_cancelled},
   {"cancel", f_cancel},
   {"state", f_state},
+  {"pid", f_pid},
   {"add_done_callback", f_add_done_callback},
   {NULL, NULL}
 };

@@ -79,7 +79,7 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
     got = map_read(L, m, top + 1, (int)want);
     if (got == 0) { lua_settop(L, top); break; }
     b = lppe_request(L, top + 2, got + 2, "item", (int)first - 2);
-    t = lppe_submit(L, e, b, PPE_REQ_CHUNK, "map");
+    t = lppe_submit(L, e, b, PPE_REQ_CHUNK, got, "map");
     m->qtail++;
     /* (one that is final already goes in at once) */
     if (m->done != NULL && ppe_done_add(m->done, t, m->qtail) != 0)

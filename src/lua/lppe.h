@@ -91,7 +91,7 @@ typedef struct Executor {
 
 Executor *lppe_toexecutor(lua_State *L, int arg);
 ppe_task *lppe_submit(lua_State *L, Executor *e, ppe_buf *b, int kind,
-                      const char *what);
+                      int items, const char *what);
 int lppe_executor(lua_State *L);
 void lppe_open_executors(lua_State *L, int mts);
 
