@@ -54,8 +54,8 @@ describe("PPE_DEBUG", function()
     assert.equal("RemoteError", k2)
     local lines = {}
     for line in err:gmatch("[^\n]+") do
-      local pid, clock, text = line:match(
-        "^ppe%[(%d+)%] (%d%d:%d%d:%d%d%.%d%d%d) (.*)$")
+      local pid, text = line:match(
+        "^ppe%[(%d+)%] %d%d:%d%d:%d%d%.%d%d%d (.*)$")
       assert.is_not_nil(pid, "not a debug line: " .. line)
       assert.equal(me, pid)
       lines[#lines + 1] = text

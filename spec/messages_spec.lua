@@ -129,7 +129,8 @@ describe("a worker that exits", function()
       local err = H.expect_error("WorkerDied", f.result, f, T)
       assert.equal(code, err.exit_code)
       assert.is_nil(err.signal)
-      assert.equal(("worker %d exited with code %d"):format(err.pid, code),
+      assert.equal(("worker %d exited with code %d (the task called " ..
+                    "os.exit)"):format(err.pid, code),
                    err.message)
     end
   end))

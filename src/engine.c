@@ -303,8 +303,8 @@ static void died(ppe_outcome *o, const ppe_task *t) {
     snprintf(m, sz, "worker %d exited with code %d (%s)", (int)t->pid,
              t->exit_code, ppe_worker_exit_meaning(t->exit_code));
   else
-    snprintf(m, sz, "worker %d exited with code %d", (int)t->pid,
-             t->exit_code);
+    snprintf(m, sz, "worker %d exited with code %d (the task called "
+             "os.exit)", (int)t->pid, t->exit_code);
 }
 
 static void classify(ppe_outcome *o, const ppe_task *t) {

@@ -252,7 +252,8 @@ static const char *const failure_kinds[] = {
 static void settle(ppe_pool *p, ppe_task *t, int state, int err) {
   if (state == PPE_FAILED && err != PPE_E_BROKEN)
     PPE_DEBUG(("executor %d: task %llu failed: %s (worker pid %d)",
-               p->serial, (unsigned long long)t->id, failure_kinds[err], (int)t->pid));
+               p->serial, (unsigned long long)t->id, failure_kinds[err],
+               (int)t->pid));
   notify(p);
   p->ncompleted += t->items;
   if (state == PPE_FAILED) p->nfailed += t->items;
@@ -437,7 +438,8 @@ static int depth(ppe_pool *p, const wslot *w) {
 
 static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   ppe_request_frame(&t->req, t->type, t->id);
-  if (t->state != PPE_RUNNING) p->nrunning += t->items;  /* else counted already */
+  if (t->state != PPE_RUNNING)  /* else counted already */
+    p->nrunning += t->items;
   PPE_SET_STATE(t, PPE_RUNNING);
   t->pid = w->far != NULL ? ppe_chan_stream_pid(w->ch) : w->pid;
   t->host = w->far != NULL ? p->g[w->g].name : NULL;
@@ -993,7 +995,8 @@ static void launch(ppe_pool *p, wslot *w) {
 /* Its hello came and matched: it counts as started, and gets work. */
 static void greeted(ppe_pool *p, wslot *w) {
   PPE_DEBUG(("executor %d: worker %d of '%s' started: pid %d on its "
-             "machine", p->serial, (int)(w - p->w) + 1, p->g[w->g].name, (int)w->pid));
+             "machine", p->serial, (int)(w - p->w) + 1, p->g[w->g].name,
+             (int)w->pid));
   p->g[w->g].fails = 0;
   w->greeted = 1;
   if (p->init.len > 0) {
@@ -2399,7 +2402,7 @@ void ppe_pool_stats(ppe_pool *p, ppe_stats *st) {
   for (t = p->qhead; t != NULL; t = t->next) {
     if (t->state == PPE_PENDING) st->pending += t->items;
     else if (t->state != PPE_RUNNING)  /* (taken back: counted as such) */
-      st->completed += t->items;  /* cancelled, not yet dropped from the queue */
+      st->completed += t->items;  /* cancelled, not yet dropped */
   }
   st->running = p->nrunning;
   st->completed += p->ncompleted;

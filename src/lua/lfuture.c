@@ -1,5 +1,6 @@
 /* lfuture.c - ppe.Future: the futures' slots, their outcomes, their
 ** methods, and the done-callbacks run in the caller's state. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -266,11 +267,17 @@ static int await(lua_State *L, Future *f, int arg) {
   return ok;
 }
 
+/* The TimeoutError of a wait of the seconds at arg that ran out. */
+static int timed_out(lua_State *L, int arg) {
+  lua_pushfstring(L, "the future is not done within %s s",
+                  lua_tostring(L, arg));
+  return lppe_raise(L, "TimeoutError", lua_tostring(L, -1));
+}
+
 static int f_result(lua_State *L) {
   Future *f = checkfuture(L, 1);
   int i, n, ok = await(L, f, 2);
-  if (!ok)
-    return lppe_raise(L, "TimeoutError", "the future is not done in time");
+  if (!ok) return timed_out(L, 2);
   switch (outcome(L, 1, f, 0)) {
     case F_FAIL: return lua_error(L);
     case F_ONE: return 1;
@@ -285,8 +292,7 @@ static int f_result(lua_State *L) {
 static int f_exception(lua_State *L) {
   Future *f = checkfuture(L, 1);
   int ok = await(L, f, 2);
-  if (!ok)
-    return lppe_raise(L, "TimeoutError", "the future is not done in time");
+  if (!ok) return timed_out(L, 2);
   if (outcome(L, 1, f, 0) != F_FAIL) lua_pushnil(L);
   else if (ppe_state(TASK(f)) == PPE_CANCELLED) return lua_error(L);
   return 1;
@@ -384,9 +390,10 @@ static int tostring_value(lua_State *L) {
   return 1;
 }
 
-/* Reports the error on the top (left there) through warn: a callback's
-** failure must not break the call that happened to run it, nor keep the
-** other callbacks from running. The value's text comes from a protected
+/* Reports the error on the top (left there) on stderr, in one line, as
+** Python's pool logs a raising callback: a callback's failure must not
+** break the call that happened to run it, nor keep the other callbacks
+** from running, nor go unseen. The value's text comes from a protected
 ** call: a __tostring may raise, or return what is not a string. */
 static void warn_callback(lua_State *L) {
   const char *msg;
@@ -395,17 +402,16 @@ static void warn_callback(lua_State *L) {
   lua_pushvalue(L, -2);
   ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
   msg = lua_tostring(L, -1);
-  lua_warning(L, "ppe: error in a done-callback: ", 1);
-  if (ok && msg != NULL) lua_warning(L, msg, 0);
-  else {
-    lua_warning(L, luaL_typename(L, -2), 1);
-    lua_warning(L, ok ? " value (its __tostring gave no string)"
-                      : " value (its __tostring raised: ", !ok);
-    if (!ok) {
-      lua_warning(L, msg != NULL ? msg : luaL_typename(L, -1), 1);
-      lua_warning(L, ")", 0);
-    }
-  }
+  if (ok && msg != NULL)
+    fprintf(stderr, "ppe: error in a done-callback: %s\n", msg);
+  else if (ok)
+    fprintf(stderr, "ppe: error in a done-callback: %s value (its "
+            "__tostring gave no string)\n", luaL_typename(L, -2));
+  else
+    fprintf(stderr, "ppe: error in a done-callback: %s value (its "
+            "__tostring raised: %s)\n", luaL_typename(L, -2),
+            msg != NULL ? msg : luaL_typename(L, -1));
+  fflush(stderr);
   lua_pop(L, 1);
 }
 

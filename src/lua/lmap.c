@@ -27,6 +27,7 @@ typedef struct MapState {
   int cur_attempts;         /* its runs (retries) */
   const char *cur_host;     /* its worker's group, if far */
   double deadline;
+  lua_Number timeout;       /* the seconds it was given */
   ppe_done *done;           /* ordered=false: chunks as they complete */
 } MapState;
 
@@ -113,6 +114,12 @@ static lua_Integer map_field(lua_State *L, lua_Integer k, int which) {
   return v;
 }
 
+/* The TimeoutError of a map whose timeout ran out. */
+static int map_timed_out(lua_State *L, MapState *m) {
+  lua_pushfstring(L, "map did not complete within %f s", m->timeout);
+  return lppe_raise(L, "TimeoutError", lua_tostring(L, -1));
+}
+
 /* The next chunk to yield: the oldest, or with ordered=false the first to
 ** complete, from the map's completion list. Waits for it; raises
 ** TimeoutError past the map's deadline. */
@@ -126,7 +133,7 @@ static lua_Integer map_pick(lua_State *L, MapState *m) {
                                          lppe_callbacks(L));
     while (best == PPE_CALLBACKS);
     if (best == 0)
-      lppe_raise(L, "TimeoutError", "map did not complete within timeout");
+      map_timed_out(L, m);
     return best;
   }
   /* The oldest chunk not dropped: see map_drop. */
@@ -141,7 +148,7 @@ static lua_Integer map_pick(lua_State *L, MapState *m) {
   while (ok == PPE_CALLBACKS);
   lua_pop(L, 1);
   if (!ok)
-    lppe_raise(L, "TimeoutError", "map did not complete within timeout");
+    map_timed_out(L, m);
   return k;
 }
 
@@ -320,6 +327,7 @@ int lppe_map(lua_State *L) {
   m->spread = lppe_optbool(L, 4, "unpack", 0);
   secs = lppe_optseconds(L, 4, "timeout", 0, -1);
   m->deadline = secs >= 0 ? ppe_deadline(secs) : -1;
+  m->timeout = (lua_Number)secs;
   m->total = lua_istable(L, 3) ? luaL_len(L, 3) : -1;
   /* From here on, __gc frees what it has. */
   luaL_setmetatable(L, m->ordered ? PPE_MAP : PPE_UMAP);

@@ -48,6 +48,10 @@ void lppe_options(lua_State *L, int arg, const char *const keys[],
                   const char *what);
 void lppe_checkkeys(lua_State *L, int arg, const char *const keys[],
                     const char *what);
+/* Raises a ValueError: the formatted message, err.option 'key', and
+** err.value the value at the absolute index idx (0: none). */
+int lppe_option_error(lua_State *L, const char *key, int idx,
+                      const char *fmt, ...);
 int lppe_optbool(lua_State *L, int arg, const char *key, int def);
 lua_Integer lppe_optint(lua_State *L, int arg, const char *key,
                         lua_Integer def, lua_Integer max);

@@ -93,6 +93,7 @@ int lppe_wait(lua_State *L) {
 typedef struct Completion {
   ppe_done *d;
   double deadline;
+  lua_Number timeout;  /* the seconds it was given */
 } Completion;
 
 static int as_completed_step(lua_State *L) {
@@ -101,9 +102,10 @@ static int as_completed_step(lua_State *L) {
   if (c->d == NULL) return 0;
   do tag = ppe_done_next(c->d, c->deadline, lppe_callbacks(L));
   while (tag == PPE_CALLBACKS);
-  if (tag == 0)
-    return lppe_raise(L, "TimeoutError",
-                      "futures not completed within the timeout");
+  if (tag == 0) {
+    lua_pushfstring(L, "futures not completed within %f s", c->timeout);
+    return lppe_raise(L, "TimeoutError", lua_tostring(L, -1));
+  }
   if (tag < 0) {  /* every one was yielded: the list goes now */
     lppe_closedone(&c->d);
     return 0;
@@ -144,6 +146,7 @@ int lppe_as_completed(lua_State *L) {
   distinct(L, 1);  /* 3 */
   c = (Completion *)lppe_newdone(L, sizeof(Completion) - sizeof(ppe_done *));
   c->deadline = deadline;
+  c->timeout = lua_tonumber(L, 2);
   addfutures(L, 3, c->d, &n);
   lua_pushvalue(L, 3);
   lua_setiuservalue(L, -2, 1);
