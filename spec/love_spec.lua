@@ -46,10 +46,13 @@ local CLEAN_ENV = "env -u LD_PRELOAD -u PPE_HOST_ALLOC -u PPE_KEEP_SECONDS "
 
 -- The game for 'frames' frames, with more arguments: its report as a table
 -- of its "key value" lines, its whole output, and LÖVE's exit status.
+-- The time limit is LÖVE's own (xvfb-run stops its X server only when it
+-- ends by itself): SIGTERM, which LÖVE takes for a quit, then SIGKILL;
+-- the outer one is for an X server that never starts.
 local function play(frames, more)
-  local out = shell(CLEAN_ENV .. "timeout 300 xvfb-run -a love examples/love "
-                    .. "--frames " .. frames .. (more or "")
-                    .. " 2>&1; echo \"exit=$?\"")
+  local out = shell(CLEAN_ENV .. "timeout -k 10 300 xvfb-run -a "
+                    .. "timeout -k 10 240 love examples/love --frames "
+                    .. frames .. (more or "") .. " 2>&1; echo \"exit=$?\"")
   local report = {}
   for line in out:gmatch("[^\n]+") do
     local k, v = line:match("^([%w_]+) (.*)$")
