@@ -635,19 +635,21 @@ describe("ppe.decode robustness", function()
       serr(ppe.decode, message(1, "\8" .. varint(4) .. "abc"))
       -- 2^60 values.
       serr(ppe.decode, message(pow2(60), "\0"))
-      -- A table of 2^60 array items, then one of 2^32-1 pairs.
+      -- A table of 2^60 array items, then one of up to 2^62 pairs (the
+      -- count byte 0x80 + 62), and one whose count byte is beyond that.
       serr(ppe.decode, message(1, "\9" .. varint(pow2(60)) .. "\0\0\0\0"))
-      serr(ppe.decode, message(1, "\9\0\255\255\255\255" .. "\0\0"))
+      serr(ppe.decode, message(1, "\9\0\190" .. "\1\1"))
+      serr(ppe.decode, message(1, "\9\0\255" .. "\0\0"))
       -- A varint that never ends.
       serr(ppe.decode, message(1, "\8" .. string.rep("\255", 20)))
       -- Tables nested inside each other, each claiming the whole message.
-      local body = string.rep("\9" .. varint(30000) .. "\0\0\0\0", 100)
+      local body = string.rep("\9" .. varint(30000) .. "\0", 100)
       serr(ppe.decode, message(1, body .. string.rep("\0", 30000)))
     end)
   end)
 
   it("refuses nesting deeper than MAX_DEPTH", function()
-    local link, leaf = "\9\1\0\0\0\0", "\9\0\0\0\0\0"
+    local link, leaf = "\9\1\0", "\9\0\0"
     local ok = message(1, string.rep(link, ppe.MAX_DEPTH - 1) .. leaf)
     assert.are.equal(ppe.MAX_DEPTH, depth_of(ppe.decode(ok)))
     serr(ppe.decode, message(1, string.rep(link, ppe.MAX_DEPTH) .. leaf))
@@ -655,11 +657,17 @@ describe("ppe.decode robustness", function()
   end)
 
   it("refuses malformed tables and references", function()
-    serr(ppe.decode, message(1, "\9\0\1\0\0\0" .. "\0\1"))   -- nil key
-    serr(ppe.decode, message(1, "\9\0\1\0\0\0" .. "\7" ..    -- NaN key
+    serr(ppe.decode, message(1, "\9\0\1" .. "\0\1"))   -- nil key
+    serr(ppe.decode, message(1, "\9\0\1" .. "\7" ..    -- NaN key
                                 bits(0/0) .. "\1"))
-    serr(ppe.decode, message(1, "\10\0"))                   -- no table yet
-    serr(ppe.decode, message(1, "\9\1\0\0\0\0\10\1"))        -- id 1 of 1
+    serr(ppe.decode, message(1, "\10\0"))             -- no table yet
+    -- A table at offset 8 holding a reference to itself: its tag must
+    -- say it is shared (15) for the reference to hold.
+    serr(ppe.decode, message(1, "\9\1\0\10\8"))
+    local t = ppe.decode(message(1, "\15\1\0\10\8"))
+    assert.are.equal(t, t[1])
+    serr(ppe.decode, message(1, "\15\1\0\10\7"))      -- not its offset
+    serr(ppe.decode, message(1, "\15\1\0\10\9"))
     serr(ppe.decode, message(1, "\255\0"))                  -- 2 values, 1
     serr(ppe.decode, message(1, "\31"))                     -- unknown tag
   end)

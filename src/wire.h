@@ -15,7 +15,7 @@
 
 #include "buf.h"
 
-#define PPE_WIRE_VERSION 2
+#define PPE_WIRE_VERSION 3
 
 /* Tables and functions nested deeper than this are refused, both ways. */
 #define PPE_MAXDEPTH 1000
