@@ -304,14 +304,15 @@ static int enc_str(Enc *e, int idx) {
 ** record's name say, costs the decoder nothing more. A slot in use goes
 ** to another string only once strings other than its own have taken as
 ** many turns at it as its own lately did, so that strings sharing a pair
-** of entries do not take it from each other at every turn. */
+** of entries do not take it from each other at every turn. Addresses are
+** stable while encoding, as the map's are (see seen_grow). */
 static int enc_string(Enc *e, int idx) {
   size_t len;
   const char *s = lua_tolstring(e->L, idx, &len);
   uint64_t h = (uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ULL;
   int i = (int)(h >> 59) * 2;  /* the top 5 bits: SLOTS / 2 pairs */
   Kept *k = &e->kept[i];
-  if ((e->kvalid >> i & 3) != 3) {  /* a free entry */
+  if ((e->kvalid >> i & 3) != 3) {  /* a free entry: first ones first */
     if (e->kvalid >> i & 1) {
       if (k->s == s) goto found;
       k++, i++;
@@ -874,7 +875,7 @@ typedef struct Dec {
   const unsigned char *s;
   size_t len, pos;
   size_t budget;   /* table slots we may still preallocate on trust */
-  int refs;        /* stack slot of the offset -> shared object table, or nil */
+  int refs;        /* stack slot of the shared objects by offset, or nil */
   int slots;       /* stack slot of the string slots, or nil */
   int depth, flags;
   int nclaims;
