@@ -7,19 +7,7 @@ local H = require "helpers"
 
 local T = 30  -- seconds: a loose bound for work that takes a moment
 
--- The far side's command: this interpreter, with this process's paths
--- (the far side's own, on another machine), serving.
-local function command(extra)
-  return { H.interpreter(), "-e", ("package.cpath = %q; package.path = %q; %s"
-    .. "require('ppe').serve()"):format(package.cpath, package.path,
-                                        extra or "") }
-end
-
-local function far(n, opts)
-  local g = { n = n, launcher = { "env" }, command = command() }
-  for k, v in pairs(opts or {}) do g[k] = v end
-  return g
-end
+local command, far = H.far_command, H.far
 
 describe("far workers through a launcher", function()
   it("run functions by value and by name, with their results",
