@@ -206,6 +206,8 @@ struct ppe_pool {
   double idle_timeout;  /* 0: workers stay */
   int resized;          /* some group's 'want' waits to be applied */
   int dropped;          /* work was left queued at the end: it failed */
+  int nparked;          /* slots parked by idle_timeout (OFF_PARKED): a
+                        ** submit wakes the I/O thread to start one */
   int retries;         /* runs again of a task whose worker died */
   uint32_t memory_cap; /* max_memory_per_child, KiB (worker.h); 0 */
   ppe_buf init;        /* initializer request, sent to every new worker */
@@ -1379,6 +1381,13 @@ static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
 
 static void zygote_gone(ppe_pool *p);
 
+
+/* Sets why slot w is off (wslot.off), keeping count of those parked. */
+static void set_off(ppe_pool *p, wslot *w, int off) {
+  p->nparked += (off == OFF_PARKED) - (w->off == OFF_PARKED);
+  w->off = off;
+}
+
 /* Whether the zygote still serves, once the pool is closing (see
 ** ZYGOTE_GRACE): 1 if it is to be given up; otherwise, if it is to be
 ** asked, the ping is sent; the time of the next look goes in *due, if
@@ -1434,7 +1443,7 @@ static void check_timeouts(ppe_pool *p, double now) {
     if (w->idle_since == 0) w->idle_since = now;
     if (p->idle_timeout > 0 && !p->closing &&
         now - w->idle_since >= p->idle_timeout) {
-      w->off = OFF_PARKED;
+      set_off(p, w, OFF_PARKED);
       close_channel(w);
     }
   }
@@ -1588,7 +1597,7 @@ static int group_size(const ppe_pool *p, int g) {
 /* Worker w leaves the group: at once if it has nothing to do, else once
 ** it has done what it holds (the tasks it was handed run to their end). */
 static void retire(ppe_pool *p, wslot *w) {
-  w->off = OFF_RETIRED;
+  set_off(p, w, OFF_RETIRED);
   if (w->state == W_WAITING) w->state = W_NONE;
   else if (w->state == W_HELLO) {  /* nothing to wait for */
     close_channel(w);
@@ -1606,7 +1615,8 @@ static void resize_group(ppe_pool *p, int g, int want) {
   for (i = 0; i < p->nw && have < want; i++) {
     wslot *w = &p->w[i];
     if (w->g != g || w->off != OFF_RETIRED) continue;
-    w->off = w->retiring = 0;
+    set_off(p, w, 0);
+    w->retiring = 0;
     if (w->state == W_NONE && start_worker(p, w) != 0) w->state = W_NONE;
     else if (w->state != W_NONE) w->regrown = 1;  /* its next: no restart */
     have++;
@@ -1659,7 +1669,7 @@ static void unpark(ppe_pool *p) {
     if (w->off != OFF_PARKED || w->state != W_NONE ||
         p->g[w->g].given_up)
       continue;
-    w->off = 0;
+    set_off(p, w, 0);
     if (start_worker(p, w) != 0) w->state = W_NONE;
     want--;
   }
@@ -2106,8 +2116,8 @@ int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
   p->qtail = t;
   /* The I/O thread must wake for what is left to send, and for the
   ** deadline of a task started here: it may be asleep with none. */
-  /* (and, with idle_timeout, to start a parked worker if need be) */
-  partial = (dispatch(p, 1) || p->task_timeout > 0 || p->idle_timeout > 0)
+  /* (and, a worker parked by idle_timeout, to start it if need be) */
+  partial = (dispatch(p, 1) || p->task_timeout > 0 || p->nparked > 0)
             && !p->wake_pending;
   if (partial) p->wake_pending = 1;  /* one wake-up serves a burst */
   ppe_unlock();
