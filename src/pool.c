@@ -1381,7 +1381,6 @@ static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
 
 static void zygote_gone(ppe_pool *p);
 
-
 /* Sets why slot w is off (wslot.off), keeping count of those parked. */
 static void set_off(ppe_pool *p, wslot *w, int off) {
   p->nparked += (off == OFF_PARKED) - (w->off == OFF_PARKED);
