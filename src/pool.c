@@ -306,13 +306,20 @@ static ppe_task *dequeue(ppe_pool *p) {
   return t;
 }
 
-static void fail_queue(ppe_pool *p) {
+/* Ends every task of the queue (one taken back, or being retried, is
+** running): cancelled with 'cancel', else failed as a broken pool's. */
+static void empty_queue(ppe_pool *p, int cancel) {
   ppe_task *t;
   while ((t = dequeue(p)) != NULL) {
     if (t->state == PPE_RUNNING) p->nrunning -= t->items;
-    fail_broken(p, t);
+    if (cancel) settle(p, t, PPE_CANCELLED, 0);
+    else fail_broken(p, t);
     ppe_task_unref(t);
   }
+}
+
+static void fail_queue(ppe_pool *p) {
+  empty_queue(p, 0);
 }
 
 /* Moves the tasks submitted while the lock was busy to the queue, in their
@@ -2222,21 +2229,10 @@ static void fail_held(ppe_pool *p, wslot *w, int sig, int how);
 ** WorkerDied as their workers are terminated (killed a grace later). */
 static void cut_short(ppe_pool *p) {
   double now = ppe_now();
-  ppe_task *t;
   int i;
   ppe_lock();
   take_side(p);
-  while ((t = dequeue(p)) != NULL) {  /* taken back or retried: running */
-    if (t->state == PPE_RUNNING) {
-      p->nrunning -= t->items;
-      settle(p, t, PPE_CANCELLED, 0);
-    }
-    else {
-      ppe_task_cancel(t);
-      p->ncompleted += t->items;  /* as queued() counts one it drops */
-    }
-    ppe_task_unref(t);
-  }
+  empty_queue(p, 1);
   /* Busy workers, and those still starting or in their initializer: an
   ** idle one is closed as the pool closes. */
   for (i = 0; i < p->nw; i++) {
