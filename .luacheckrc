@@ -10,3 +10,5 @@ files["spec/**"] = {
 }
 files["bench/**"] = { ignore = { "212" } }  -- unused arguments of peers
 exclude_files = { "fuzz/corpus*/**" }
+-- The LÖVE example runs in LÖVE's LuaJIT, its callbacks set on 'love'.
+files["examples/love/**"] = { std = "luajit+love" }

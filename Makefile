@@ -24,7 +24,7 @@ OBJ = $(SRC:.c=.o)
 HDR = ppe.h $(wildcard src/*.h src/lua/*.h)
 
 .PHONY: all deps bench-deps demo test bench fuzz install clean check-asan \
-  check-valgrind host test-compat
+  check-valgrind host test-compat examples
 
 # The specs again under AddressSanitizer and UndefinedBehaviorSanitizer:
 # the module built apart, the runtimes preloaded into the interpreter (and
@@ -82,6 +82,22 @@ bench-deps:
 demo: deps all
 	$(LUA) examples/process_pool.lua
 	$(LUA) examples/context_manager.lua
+
+# Every example under every Lua, each with its own Lua's build: run in
+# build/<lua>/, whose ppe.so the examples' './?.so' finds, 60 s at most
+# each; one marked "Lua 5.4 only" under lua5.4 alone. Its output is shown
+# when it fails.
+EXAMPLE_LUAS = lua5.4 $(COMPAT_LUAS)
+
+examples: $(foreach l,$(EXAMPLE_LUAS),build/$(l)/ppe.so)
+	@for l in $(EXAMPLE_LUAS); do for e in examples/*.lua; do \
+	  if [ $$l != lua5.4 ] && grep -q '^-- Lua 5.4 only' $$e; then \
+	    echo "skipped  $$l $$e (Lua 5.4 only)"; continue; fi; \
+	  t0=$$(date +%s%N); \
+	  if (cd build/$$l && timeout 60 $$l ../../$$e) >build/example.log 2>&1; \
+	  then echo "ok       $$l $$e ($$((($$(date +%s%N) - t0) / 1000000)) ms)"; \
+	  else echo "FAILED   $$l $$e:"; cat build/example.log; exit 1; fi; \
+	done; done
 
 # C modules the specs use to misbehave on purpose (spec/fixtures/*.c).
 TEST_MODS = $(patsubst %.c,%.so,$(wildcard spec/fixtures/*.c))

@@ -126,6 +126,7 @@ PPE_API int luaopen_ppe(lua_State *L) {
   lppe_open_buffers(L, mts);
   lppe_open_executors(L, mts);
   lppe_open_maps(L, mts);
+  lppe_open_waits(L, mts);
   lua_createtable(L, 0, sizeof(ppe_funcs) / sizeof(ppe_funcs[0]) - 1);
   lppe_setfuncs(L, ppe_funcs, mts);
   lppe_open_errors(L, mts);

@@ -20,12 +20,17 @@ PPE_API int luaopen_ppe(lua_State *L);
 ** other end of its stdin and stdout (as ppe.serve() does), then exits. */
 PPE_API int luaopen_ppe_serve(lua_State *L);
 
-/* Installs the host's hook, called in every new worker on its fresh state
-** (after the standard libraries, before the executor's initializer), so the
-** host can register its own C libraries there. NULL removes it. Workers of
-** executors made before keep the hook they had; the next executor gets a
-** new fork server, forked with this hook in place. */
-PPE_API void ppe_set_worker_init(void (*init)(lua_State *L));
+/* Installs the host's hook, called as init(L, ud) in every new worker on
+** its fresh state (after the standard libraries, before the executor's
+** initializer), so the host can register its own C libraries there; 'ud'
+** is the host's, passed as it is. NULL removes it. A hook that raises
+** (lua_error) breaks the executor: its futures fail BrokenExecutor with
+** "the host's worker-init hook raised: " and the hook's message, and no
+** worker is started again. Workers of executors made before keep the
+** hook they had; the next executor gets a new fork server, forked with
+** this hook in place. */
+PPE_API void ppe_set_worker_init(void (*init)(lua_State *L, void *ud),
+                                 void *ud);
 
 /* Whether opening ppe in a state may make ppe's kept mappings serve that
 ** state's blocks of 4 MiB and more (large results then cost no page

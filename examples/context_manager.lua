@@ -1,6 +1,8 @@
 -- Python's ProcessPoolExecutor tutorial, second example, in Lua: the
 -- 'with' block becomes a to-be-closed variable, which shuts the pool down
 -- (waiting for its work) when it goes out of scope, even on an error.
+-- Lua 5.4 only: to-be-closed variables came with 5.4. On 5.1, 5.2, 5.3
+-- and LuaJIT, call executor:close() (see examples/process_pool.lua).
 -- Run from the repository root: lua5.4 examples/context_manager.lua
 package.cpath = "./?.so;" .. package.cpath
 local ppe = require "ppe"

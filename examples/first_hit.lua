@@ -32,7 +32,7 @@ local function search(ex, from, to, rare)
   return hit, cancelled, #fs
 end
 
-local ex <close> = ppe.executor { max_workers = 2 }
+local ex = ppe.executor { max_workers = 2 }
 for round, workers in ipairs({ 2, 4, 1 }) do
   ex:resize(workers)
   local t0 = os.time()
@@ -44,3 +44,4 @@ end
 local st = ex:stats()
 print(("%d completed, %d workers replaced after force-cancels")
       :format(st.completed, st.restarts))
+ex:close()

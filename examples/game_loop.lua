@@ -14,7 +14,7 @@ local function find_path(from, to)
   return ("path %d -> %d (%d steps)"):format(from, to, steps)
 end
 
-local ex <close> = ppe.executor { max_workers = 2 }
+local ex = ppe.executor { max_workers = 2 }
 local pending, frame = 0, 0
 
 for i = 1, 6 do
@@ -37,3 +37,4 @@ while pending > 0 do
   ex:poll()  -- never blocks: runs the callbacks of finished futures
 end
 print(("all paths found after %d frames; the loop never waited"):format(frame))
+ex:close()

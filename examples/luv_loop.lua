@@ -10,7 +10,7 @@ if not ok then
   return
 end
 
-local ex <close> = ppe.executor { max_workers = 2 }
+local ex = ppe.executor { max_workers = 2 }
 
 local function fib(n)
   if n < 2 then return n end
@@ -45,3 +45,4 @@ end)
 
 uv.run()
 print(("done; the event loop ticked %d times while waiting"):format(ticks))
+ex:close()

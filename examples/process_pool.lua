@@ -7,7 +7,7 @@ local ppe = require "ppe"
 -- Lua has no getpid: a process reads its own pid from /proc.
 local function getpid()
   local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
+  local pid = f:read("*n")
   f:close()
   return pid
 end

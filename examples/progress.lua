@@ -5,7 +5,7 @@ local ppe = require "ppe"
 
 local function now()  -- wall clock, in seconds
   local f = assert(io.open("/proc/uptime"))
-  local t = f:read("n")
+  local t = f:read("*n")
   f:close()
   return t
 end
@@ -24,8 +24,8 @@ local function count_primes(lo, hi)
   return c
 end
 
-local ex <close> = ppe.executor {}
-local N, STEP = 4000000, 50000
+local ex = ppe.executor {}
+local N, STEP = 1000000, 25000
 local fs = {}
 for lo = 1, N, STEP do
   fs[#fs + 1] = ex:submit(count_primes, lo, math.min(lo + STEP - 1, N))
@@ -43,3 +43,4 @@ end
 io.stderr:write("\n")
 print(("%d primes below %d, on %d workers"):format(primes, N,
                                                  ppe.cpu_count()))
+ex:close()

@@ -108,6 +108,29 @@ local seeds = {
     end
     return t
   end},
+  -- Strings seen once, kept in a slot, then taken from it; more strings
+  -- than slots.
+  {"string-slots", function()
+    local t = {}
+    for i = 1, 6 do t[i] = {key = "v", ["k" .. i % 2] = "w" .. i % 3} end
+    return t, "v", string.rep("long", 10), string.rep("long", 10), "v"
+  end},
+  {"many-strings", function()
+    local t = {}
+    for i = 1, 200 do t[i] = "s" .. i % 80 end
+    return t
+  end},
+  -- Over 127 pairs: the table's pairs end with a nil key.
+  {"wide-table", function()
+    local t = {1, 2}
+    for i = 1, 130 do t["f" .. i] = i end
+    return t
+  end},
+  {"shared-function", function()
+    local f = function(x) return x end
+    return f, {f, f}
+  end},
+  {"float32", function() return 0.5, -0.0, 3.0, 2^-149, 1e6 + 0.5 end},
   {"everything", function()
     return nil, true, -5, 1e300, "str", {1, {2}, k = cycle()}, math.max
   end},

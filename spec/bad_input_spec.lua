@@ -38,6 +38,20 @@ local function lua_error(fn, args, ...)
   return e
 end
 
+-- An option's error: a ppe.Error ValueError naming the option (its
+-- field option), whose message contains every one of the given words.
+local function value_error(fn, args, ...)
+  local e = catch(fn, H.unpack(args, 1, args.n or #args))
+  assert.equal(ppe.Error, getmetatable(e), "not a ppe.Error: " .. tostring(e))
+  assert.equal("ValueError", e.kind, tostring(e))
+  assert.is_string(e.option)
+  for _, w in ipairs{...} do
+    assert(e.message:find(w, 1, true),
+           ("%q does not mention %q"):format(e.message, w))
+  end
+  return e
+end
+
 -- The failure of a future: the error object, waited for with a timeout.
 local function failure(f, timeout)
   assert.is_true(f:wait(timeout or T), "the future did not finish in time")
@@ -123,11 +137,35 @@ describe("bad input", function()
       it("rejects {" .. table.concat(shown, ", ") .. "} naming it, and "
          .. "starts no process", function()
         local before = U.children()
-        lua_error(ppe.executor, { opts }, H.unpack(c, 2))
+        value_error(ppe.executor, { opts }, H.unpack(c, 2))
         none_started(before)
         healthy(ex)
       end)
     end
+
+    it("names the option, its value and the range, and the nearest key " ..
+       "of a misspelt one", function()
+      local e = value_error(ppe.executor, { { max_workers = 0 } })
+      assert.equal("max_workers", e.option)
+      assert.equal(0, e.value)
+      assert.equal("option 'max_workers' must be an integer from 1 to " ..
+                   "1024, got 0", e.message)
+      e = value_error(ppe.executor, { { max_worker = 2 } })
+      assert.equal("max_worker", e.option)
+      assert.equal("unknown executor option 'max_worker' (did you mean " ..
+                   "'max_workers'?)", e.message)
+      e = value_error(ppe.executor, { { task_timout = 1 } })
+      assert.equal("unknown executor option 'task_timout' (did you mean " ..
+                   "'task_timeout'?)", e.message)
+      e = value_error(ppe.executor, { { zzz = 1 } })
+      assert.equal("unknown executor option 'zzz'", e.message)
+      e = value_error(ex.map, { ex, tostring, { 1 }, { chunksize = "x" } })
+      assert.equal("chunksize", e.option)
+      assert.equal("x", e.value)
+      e = value_error(ex.map, { ex, tostring, { 1 }, { orderd = false } })
+      assert.equal("unknown map option 'orderd' (did you mean 'ordered'?)",
+                   e.message)
+    end)
 
     for _, v in ipairs { "soon", "", "-1", "86401", "nan", "2s" } do
       it(("rejects PPE_KEEP_SECONDS=%q naming it, and starts no process")

@@ -7,19 +7,7 @@ local H = require "helpers"
 
 local T = 30  -- seconds: a loose bound for work that takes a moment
 
--- The far side's command: this interpreter, with this process's paths
--- (the far side's own, on another machine), serving.
-local function command(extra)
-  return { H.interpreter(), "-e", ("package.cpath = %q; package.path = %q; %s"
-    .. "require('ppe').serve()"):format(package.cpath, package.path,
-                                        extra or "") }
-end
-
-local function far(n, opts)
-  local g = { n = n, launcher = { "env" }, command = command() }
-  for k, v in pairs(opts or {}) do g[k] = v end
-  return g
-end
+local command, far = H.far_command, H.far
 
 describe("far workers through a launcher", function()
   it("run functions by value and by name, with their results",
@@ -690,8 +678,10 @@ describe("the workers option", function()
     it("refuses " .. c[2], function()
       local ok, e = pcall(ppe.executor, c[1])
       assert.is_false(ok)
-      assert.is_string(e)
-      assert.is_truthy(e:find(c[2], 1, true), e)
+      assert.equal(ppe.Error, getmetatable(e), tostring(e))
+      assert.equal("ValueError", e.kind)
+      assert.is_string(e.option)
+      assert.is_truthy(e.message:find(c[2], 1, true), e.message)
     end)
   end
 end)

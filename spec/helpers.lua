@@ -256,6 +256,23 @@ function M.interpreter()
   return rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 end
 
+-- A far side's command: this interpreter, with this process's paths (the
+-- far side's own, on another machine), running 'extra' (Lua source) if
+-- given, then serving.
+function M.far_command(extra)
+  return { M.interpreter(), "-e", ("package.cpath = %q; package.path = %q; "
+    .. "%srequire('ppe').serve()"):format(package.cpath, package.path,
+                                         extra or "") }
+end
+
+-- A group of n far workers through the launcher env, on this machine,
+-- with the options in opts besides.
+function M.far(n, opts)
+  local g = { n = n, launcher = { "env" }, command = M.far_command() }
+  for k, v in pairs(opts or {}) do g[k] = v end
+  return g
+end
+
 -- package.searchpath, which 5.1 lacks.
 M.searchpath = package.searchpath or function(name, path)
   local file = name:gsub("%.", "/")

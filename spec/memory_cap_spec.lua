@@ -39,12 +39,7 @@ local PAGE = (function()
   return n or 4096
 end)()
 
--- The far side's command: this interpreter, with this process's paths.
-local function far(n)
-  return { n = n, launcher = { "env" }, command = { H.interpreter(), "-e",
-    ("package.cpath = %q; package.path = %q; require('ppe').serve()")
-      :format(package.cpath, package.path) } }
-end
+local far = H.far
 
 -- What a worker of these options holds after a few small tasks, in bytes.
 local function baseline(opts)

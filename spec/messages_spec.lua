@@ -129,43 +129,40 @@ describe("a worker that exits", function()
       local err = H.expect_error("WorkerDied", f.result, f, T)
       assert.equal(code, err.exit_code)
       assert.is_nil(err.signal)
-      assert.equal(("worker %d exited with code %d"):format(err.pid, code),
+      assert.equal(("worker %d exited with code %d (the task called " ..
+                    "os.exit)"):format(err.pid, code),
                    err.message)
     end
   end))
 
-  it("because the host's worker-init hook raised: code 6, and what it means",
-     H.scoped(function(scope)
-    evil.worker_init(PPE_PATH, true)
-    local ok, ex = pcall(ppe.executor, { max_workers = 1 })
-    evil.worker_init(PPE_PATH, false)
-    assert(ok, tostring(ex))
-    scope(ex)
-    local f = ex:submit(function() return 1 end)
-    local err = H.expect_error("WorkerDied", f.result, f, T)
-    assert.equal(6, err.exit_code)
-    assert.is_nil(err.signal)
-    assert.equal(("worker %d exited with code 6 (the host's worker-init " ..
-                  "hook raised)"):format(err.pid), err.message)
-    ex:close()
-  end))
-
-  it("because the host's worker-init hook raised, before its initializer: "
-     .. "the executor is broken, and says why", H.scoped(function(scope)
-    evil.worker_init(PPE_PATH, true)
-    local ok, ex = pcall(ppe.executor, {
-      max_workers = 1,
-      initializer = function() end,
-    })
-    evil.worker_init(PPE_PATH, false)
-    assert(ok, tostring(ex))
-    scope(ex)
-    local f = ex:submit(function() return 1 end)
-    local err = H.expect_error("BrokenExecutor", f.result, f, T)
-    assert.equal("a worker exited with code 6 (the host's worker-init hook "
-                 .. "raised)", err.message)
-    ex:close()
-  end))
+  -- The hook is the host's, the same in every worker: one that raises
+  -- breaks the executor with its words, rather than have workers start
+  -- and die for ever.
+  for _, init in ipairs { false, true } do
+    it("because the host's worker-init hook raised" ..
+       (init and ", before its initializer" or "") .. ": the executor is " ..
+       "broken with the hook's message, which its user data carried",
+       H.scoped(function(scope)
+      evil.worker_init(PPE_PATH, "libhost.so: cannot open shared object")
+      local ok, ex = pcall(ppe.executor, {
+        max_workers = 2,
+        initializer = init and function() end or nil,
+      })
+      evil.worker_init(PPE_PATH, false)
+      assert(ok, tostring(ex))
+      scope(ex)
+      local err = H.submit_failure(ex, function() return 1 end)
+      assert.equal("BrokenExecutor", err.kind)
+      assert.equal("the host's worker-init hook raised: libhost.so: " ..
+                   "cannot open shared object", err.message)
+      local t0 = H.now()
+      while H.now() - t0 < 0.3 do ppe.wait({}, 0.05) end
+      assert.equal(0, ex:stats().restarts)  -- none started again
+      local again = H.submit_failure(ex, function() return 2 end)
+      assert.equal("BrokenExecutor", again.kind)
+      ex:close()
+    end))
+  end
 end)
 
 describe("a worker that ends while running its initializer", function()
@@ -186,8 +183,9 @@ describe("a worker that ends while running its initializer", function()
         initargs = c[3],
       })
       scope(guard(ex))
-      local f = ex:submit(function() return 1 end)
-      local err = H.expect_error("BrokenExecutor", f.result, f, 10)
+      -- (broken before the submit, or after it)
+      local err = H.submit_failure(ex, function() return 1 end)
+      assert.equal("BrokenExecutor", err.kind)
       assert.equal(c[4], err.message)
       assert.equal(0, ex:stats().restarts)
     end))

@@ -21,10 +21,7 @@ local function hold(secs)
   return (require("helpers").whoami())
 end
 
-local function far_command()
-  return { H.interpreter(), "-e", ("package.cpath = %q; package.path = %q; "
-    .. "require('ppe').serve()"):format(package.cpath, package.path) }
-end
+local far_command = H.far_command
 
 describe("ex:resize", function()
   it("grows at once: the new workers run work side by side",

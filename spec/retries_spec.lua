@@ -352,11 +352,8 @@ describe("retries", function()
   end))
 
   it("retries on far workers too", H.scoped(function(scope)
-    local command = { H.interpreter(), "-e",
-      ("package.cpath = %q; package.path = %q; require('ppe').serve()")
-        :format(package.cpath, package.path) }
     local ex = scope(ppe.executor {
-      workers = { { n = 1, launcher = { "env" }, command = command } },
+      workers = { H.far(1) },
       retries = 3,
     })
     local path = tmpname()

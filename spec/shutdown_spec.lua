@@ -15,10 +15,7 @@ local function forever(ignore_term)
 end
 
 -- The command of a far worker through env (spec/far_spec.lua's).
-local function far_command()
-  return { H.interpreter(), "-e", ("package.cpath = %q; package.path = %q; "
-    .. "require('ppe').serve()"):format(package.cpath, package.path) }
-end
+local far_command = H.far_command
 
 -- One worker running forever(ignore_term), five tasks queued behind it;
 -- then shutdown{ timeout = secs }. Returns what shutdown returned, the

@@ -92,7 +92,12 @@ local varint = H.varint
 local function tag_of(x)
   return ppe.encode(x):byte(#HEADER + 2)
 end
-local T_FLOAT = tag_of(0.5)
+local T_FLOAT = tag_of(0.1)  -- all 8 bytes
+local T_F32 = tag_of(0.5)    -- 4 bytes: a float32 holds it exactly
+local function float_tag(v)
+  local t = tag_of(v)
+  return t == T_FLOAT or t == T_F32
+end
 
 local function from_bits(s)
   if string.unpack then return (string.unpack("<d", s)) end
@@ -154,10 +159,10 @@ describe("ppe.encode/decode", function()
       assert.are.equal(2^53 + 2, d)
       assert.are.equal(-math.huge, 1 / e)
       for _, v in ipairs{3, 0, -1, 2^53, -2^53} do
-        assert.are_not.equal(T_FLOAT, tag_of(v), "tag of " .. v)
+        assert.is_false(float_tag(v), "tag of " .. v)
       end
       for _, v in ipairs{3.5, 2^53 + 2, -2^53 - 2, 2^60, NZERO, 0/0} do
-        assert.are.equal(T_FLOAT, tag_of(v), "tag of " .. v)
+        assert.is_true(float_tag(v), "tag of " .. v)
       end
     end)
   end
@@ -342,6 +347,214 @@ describe("ppe.encode/decode", function()
     assert.is_true(rawequal(_G, r.g))
     assert.are.equal(1, r[_G])
     assert.is_true(rawequal(_G, (rt(_G))))
+  end)
+end)
+
+-- Format 3: strings met again come from the message's string slots,
+-- tables and functions met again are references to their first record
+-- (marked shared), a table's pairs are counted in one byte (or ended by
+-- a nil key past 127), floats a float32 holds take 4 bytes.
+describe("ppe.encode/decode of repeated strings and shared objects", function()
+  -- n records of the same shape, each with a string of its own.
+  local function records(n, keys)
+    local t = {}
+    for i = 1, n do
+      local r = {name = "item" .. i, tags = {"a", "b"}}
+      for _, k in ipairs(keys or {"id", "score"}) do r[k] = i end
+      t[i] = r
+    end
+    return t
+  end
+
+  it("keeps records whose keys repeat, each key sent whole at most twice",
+     function()
+    local key = string.rep("k", 30)
+    local t = {}
+    for i = 1, 1000 do t[i] = {[key] = i, other = key} end
+    local s = ppe.encode(t)
+    assert.is_true(deq(t, ppe.decode(s)))
+    -- 1000 records, each a table (3 bytes), the key 'other' and both
+    -- strings from slots (1 byte each) and an integer (1 to 3 bytes): the
+    -- key alone would take 31 bytes.
+    assert.is_true(#s < 1000 * 10, "size " .. #s)
+    local r = records(2000)
+    assert.is_true(deq(r, rt(r)))
+  end)
+
+  it("keeps many distinct keys, more than there are slots", function()
+    local wide = {}
+    for i = 1, 10000 do wide["key" .. i] = i end
+    assert.is_true(deq(wide, rt(wide)))
+    -- 200 keys used by every record: they contend for 64 slots.
+    local keys = {}
+    for i = 1, 200 do keys[i] = "field" .. i end
+    local r = records(300, keys)
+    assert.is_true(deq(r, rt(r)))
+    -- Each string used once, twice, three times... in turn.
+    local t = {}
+    for i = 1, 3000 do t[i] = "s" .. (i % 97) .. "/" .. (i % 7) end
+    assert.is_true(deq(t, rt(t)))
+  end)
+
+  it("keeps keys that are numbers and booleans beside string keys",
+     function()
+    local t = {}
+    for i = 1, 500 do
+      t[i] = {[true] = "yes", [false] = "no", [1.5] = i, [-3] = "minus",
+               [0] = "zero", [2^40] = "far", yes = true, no = false,
+               ["1.5"] = "a string", ["true"] = "another"}
+    end
+    local r = rt(t)
+    assert.is_true(deq(t, r))
+    assert.are.equal("yes", r[500][true])
+    assert.are.equal(500, r[500][1.5])
+    assert.are.equal("a string", r[500]["1.5"])
+  end)
+
+  it("keeps a string the same, whether sent whole, kept or from a slot",
+     function()
+    local long = string.rep("0123456789", 10)
+    local t = {}
+    for i = 1, 10 do t[i] = {long, "", "x", long .. i} end
+    local r = rt(t, long, "", "x")
+    assert.is_true(deq(t, r))
+    local _, a, b, c = rt(t, long, "", "x")
+    assert.are.equal(long, a)
+    assert.are.equal("", b)
+    assert.are.equal("x", c)
+    -- A large string met three times goes whole twice, then by its slot.
+    local big = string.rep("z", 1024 * 1024)
+    local s = ppe.encode(big, big, big, big)
+    assert.is_true(#s < 2 * #big + 100, "size " .. #s)
+    local w, x, y, z = ppe.decode(s)
+    assert.is_true(w == big and x == big and y == big and z == big)
+  end)
+
+  it("keeps nested records, shared tables and cycles", function()
+    local shared = {kind = "shared", list = {1, 2, 3}}
+    local t = {}
+    for i = 1, 300 do
+      t[i] = {id = i, child = {id = i, child = {id = i, tag = shared}},
+              tag = shared}
+    end
+    t.self = t
+    t.again = t[1]
+    local r = rt(t)
+    assert.is_true(deq(t, r))
+    assert.are.equal(r, r.self)
+    assert.are.equal(r[1], r.again)
+    assert.are.equal(r[1].tag, r[300].child.child.tag)
+    -- A table that is its own key and value, and two cycles through each
+    -- other.
+    local a, b = {}, {}
+    a[a] = a
+    a.b, b.a = b, a
+    local ra, rb = rt(a, b)
+    assert.are.equal(ra, ra[ra])
+    assert.are.equal(rb, ra.b)
+    assert.are.equal(ra, rb.a)
+    -- A function referred to again, and one that refers to itself.
+    local function fib(n) return n < 2 and n or fib(n - 1) + fib(n - 2) end
+    local f1, f2, f3 = rt(fib, fib, {fib})
+    assert.are.equal(f1, f2)
+    assert.are.equal(f1, f3[1])
+    assert.are.equal(55, f1(10))
+  end)
+
+  it("keeps tables of every size around the one-byte pair count", function()
+    for _, n in ipairs{0, 1, 126, 127, 128, 129, 255, 256, 1000, 100000} do
+      local t = {}
+      for i = 1, n do t["k" .. i] = i end
+      local r = rt(t, {t}, n)
+      assert.is_true(deq(t, r), "pairs: " .. n)
+      local _, outer, m = rt(t, {t}, n)
+      assert.is_true(deq(t, outer[1]))
+      assert.are.equal(n, m)
+    end
+    -- Large tables inside large tables, and array parts beside pairs.
+    local t = {}
+    for i = 1, 300 do
+      local inner = {i, i + 1}
+      for j = 1, 200 do inner["f" .. j] = j end
+      t["t" .. i] = inner
+    end
+    assert.is_true(deq(t, rt(t)))
+  end)
+
+  it("keeps floats in 4 bytes when a float32 holds them, bit for bit",
+     function()
+    local four = {0.5, -0.5, 1.25, 3.0, 2^100, -2^-126, 2^-149,
+                  3.4028234663852886e38, NZERO, 0.0, 1e6 + 0.5}
+    local nine = {0.1, 1/3, 2^-150, 3.4028235677973366e38, 1e-310,
+                  0/0, math.huge, -math.huge, 16777217.5}
+    for _, v in ipairs(four) do
+      local s = ppe.encode(v)
+      -- An integral value goes as an integer before 5.3 (and -0.0 as a
+      -- float, as a float it is).
+      if math.type or v ~= math.floor(v) or 1 / v < 0 then
+        assert.are.equal(#HEADER + 1 + 5, #s, "size of " .. v)
+      end
+      assert.are.equal(bits(v), bits(ppe.decode(s)), "bits of " .. v)
+      if math.type then assert.are.equal("float", math.type(ppe.decode(s))) end
+    end
+    for _, v in ipairs(nine) do
+      local s = ppe.encode(v)
+      assert.are.equal(#HEADER + 1 + 9, #s, "size of " .. v)
+      assert.are.equal(bits(v), bits(ppe.decode(s)), "bits of " .. v)
+    end
+  end)
+
+  -- A message from raw value bytes, and the tags it uses.
+  local T_KEEP, T_STABLE, T_SLOT, T_REF = "\14", "\15", 0x40, "\10"
+  local function slot(i) return string.char(T_SLOT + i) end
+
+  it("takes strings from the slots a message fills, in any order",
+     function()
+    -- Three values: "ab" kept in slot 5, slot 5 again, "cd" kept in slot
+    -- 63, then slot 5 is given "ef" in its place.
+    local a, b, c, d, e, f = ppe.decode(message(6,
+      T_KEEP .. "\5" .. "\34ab" .. slot(5) .. T_KEEP .. "\63" .. "\34cd" ..
+      slot(63) .. T_KEEP .. "\5" .. "\8" .. varint(2) .. "ef" .. slot(5)))
+    assert.are.same({"ab", "ab", "cd", "cd", "ef", "ef"}, {a, b, c, d, e, f})
+    -- A string from a slot as a key: the second pair's key is the
+    -- first's, whose value it replaces.
+    local t = ppe.decode(message(1, "\9\0\2" .. T_KEEP .. "\0\33k" .. "\1" ..
+                                     slot(0) .. "\2"))
+    assert.are.same({k = true}, t)
+  end)
+
+  it("refuses string slots and references that do not hold", function()
+    local cases = {
+      {slot(0), "empty string slot"},                  -- never filled
+      {T_KEEP .. "\1\33a" .. slot(2), "empty string slot", 2},
+      {T_KEEP .. "\64\33a", "bad string slot"},       -- slot 64 of 64
+      {T_KEEP .. "\255\33a", "bad string slot"},
+      {T_KEEP .. "\1" .. "\1", "string slot given no string"},
+      {T_KEEP .. "\1" .. slot(1), "string slot given no string"},
+      {T_KEEP, "truncated"},
+      {T_KEEP .. "\1", "truncated"},
+      {T_KEEP .. "\1\35ab", "truncated"},
+      {T_KEEP .. "\1\8" .. varint(100) .. "ab", "truncated"},
+      {T_REF .. "\8", "bad reference"},               -- nothing shared
+      {T_REF .. varint(2^40), "bad reference"},
+      {T_REF, "truncated"},
+      {"\9\0\2" .. "\1\1" .. T_REF .. "\8", "bad reference"},  -- not shared
+      -- A shared table referred to before it is reached.
+      {"\9\2\0" .. T_REF .. "\13" .. T_STABLE .. "\0\0", "bad reference"},
+      {"\9\0\255", "malformed table"},
+      {"\9\0\191" .. "\1\1", "malformed table"},      -- 2^63 pairs
+      {"\9\0\135" .. "\1\1\2\2", "truncated"},        -- no end of pairs
+      {"\9\0", "truncated"},                           -- no pair count
+      {"\17\0\0", "truncated"},                        -- a float32 cut short
+    }
+    for _, c in ipairs(cases) do
+      local err = serr(ppe.decode, message(c[3] or 1, c[1]))
+      assert.matches(c[2], err.message, 1, true)
+    end
+    -- A slot of one message is not filled in the next.
+    local s = ppe.encode("rep", "rep", "rep")
+    assert.are.equal("rep", (ppe.decode(s)))
+    serr(ppe.decode, message(1, slot(0)))
   end)
 end)
 
@@ -578,6 +791,8 @@ describe("ppe.decode robustness", function()
     local cyc = {1, "two"}
     cyc.me = cyc
     local up = {7}
+    local wide = {}
+    for i = 1, 130 do wide[i * 2] = i end
     return {
       ppe.encode(),
       ppe.encode(nil, true, false, 0, -1, 300, 70000,
@@ -585,6 +800,8 @@ describe("ppe.decode robustness", function()
       ppe.encode(1.5, NZERO, 0/0, "short", string.rep("long", 20)),
       ppe.encode({1, 2, {3, {4}}, x = {y = "z"}, [2.5] = false}, cyc),
       ppe.encode(function(a) return a + up[1] end, string.rep, up),
+      -- Strings from slots, a shared table and a table of many pairs.
+      ppe.encode({{k = "v"}, {k = "v"}, {k = "v", s = up}, up, big = wide}),
     }
   end
 
@@ -635,19 +852,21 @@ describe("ppe.decode robustness", function()
       serr(ppe.decode, message(1, "\8" .. varint(4) .. "abc"))
       -- 2^60 values.
       serr(ppe.decode, message(pow2(60), "\0"))
-      -- A table of 2^60 array items, then one of 2^32-1 pairs.
+      -- A table of 2^60 array items, then one of up to 2^62 pairs (the
+      -- count byte 0x80 + 62), and one whose count byte is beyond that.
       serr(ppe.decode, message(1, "\9" .. varint(pow2(60)) .. "\0\0\0\0"))
-      serr(ppe.decode, message(1, "\9\0\255\255\255\255" .. "\0\0"))
+      serr(ppe.decode, message(1, "\9\0\190" .. "\1\1"))
+      serr(ppe.decode, message(1, "\9\0\255" .. "\0\0"))
       -- A varint that never ends.
       serr(ppe.decode, message(1, "\8" .. string.rep("\255", 20)))
       -- Tables nested inside each other, each claiming the whole message.
-      local body = string.rep("\9" .. varint(30000) .. "\0\0\0\0", 100)
+      local body = string.rep("\9" .. varint(30000) .. "\0", 100)
       serr(ppe.decode, message(1, body .. string.rep("\0", 30000)))
     end)
   end)
 
   it("refuses nesting deeper than MAX_DEPTH", function()
-    local link, leaf = "\9\1\0\0\0\0", "\9\0\0\0\0\0"
+    local link, leaf = "\9\1\0", "\9\0\0"
     local ok = message(1, string.rep(link, ppe.MAX_DEPTH - 1) .. leaf)
     assert.are.equal(ppe.MAX_DEPTH, depth_of(ppe.decode(ok)))
     serr(ppe.decode, message(1, string.rep(link, ppe.MAX_DEPTH) .. leaf))
@@ -655,11 +874,17 @@ describe("ppe.decode robustness", function()
   end)
 
   it("refuses malformed tables and references", function()
-    serr(ppe.decode, message(1, "\9\0\1\0\0\0" .. "\0\1"))   -- nil key
-    serr(ppe.decode, message(1, "\9\0\1\0\0\0" .. "\7" ..    -- NaN key
+    serr(ppe.decode, message(1, "\9\0\1" .. "\0\1"))   -- nil key
+    serr(ppe.decode, message(1, "\9\0\1" .. "\7" ..    -- NaN key
                                 bits(0/0) .. "\1"))
-    serr(ppe.decode, message(1, "\10\0"))                   -- no table yet
-    serr(ppe.decode, message(1, "\9\1\0\0\0\0\10\1"))        -- id 1 of 1
+    serr(ppe.decode, message(1, "\10\0"))             -- no table yet
+    -- A table at offset 8 holding a reference to itself: its tag must
+    -- say it is shared (15) for the reference to hold.
+    serr(ppe.decode, message(1, "\9\1\0\10\8"))
+    local t = ppe.decode(message(1, "\15\1\0\10\8"))
+    assert.are.equal(t, t[1])
+    serr(ppe.decode, message(1, "\15\1\0\10\7"))      -- not its offset
+    serr(ppe.decode, message(1, "\15\1\0\10\9"))
     serr(ppe.decode, message(1, "\255\0"))                  -- 2 values, 1
     serr(ppe.decode, message(1, "\31"))                     -- unknown tag
   end)

@@ -272,6 +272,10 @@ static int s_take(ppe_chan *ch, ppe_reply_fn fn, void *ud) {
       case PPE_F_STOPPED:
         r.stopped = 1;
         break;
+      case PPE_F_HOOKERR:  /* (its end follows) */
+        r.payload = pl;
+        r.held = PPE_HELD_COPY;
+        break;
       case PPE_F_OK: case PPE_F_ERR: case PPE_F_SERR: case PPE_F_INITERR:
         print(c, NULL, 0, 1);  /* its lines before its reply */
         if (unwritten(c)) goto hold;

@@ -287,16 +287,6 @@ static inline int luaL_typeerror(lua_State *L, int arg, const char *tname) {
   return luaL_argerror(L, arg, msg);
 }
 
-/* Warnings go to stderr, as 5.4's default handler (when on) sends them. */
-static inline void lua_warning(lua_State *L, const char *msg, int tocont) {
-  static int cont;
-  (void)L;
-  if (!cont) fputs("Lua warning: ", stderr);
-  fputs(msg, stderr);
-  if (!tocont) fputc('\n', stderr);
-  cont = tocont;
-}
-
 #endif  /* LUA_VERSION_NUM < 504 */
 /* }====================================================== */
 

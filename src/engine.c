@@ -17,10 +17,11 @@ int ppe_request_begin(ppe_buf *b) {
   return ppe_buf_add(b, &f, sizeof(f));
 }
 
-ppe_task *ppe_request_task(ppe_buf *b, int kind) {
+ppe_task *ppe_request_task(ppe_buf *b, int kind, int items) {
   static const uint32_t types[] = { PPE_F_TASK, PPE_F_CHUNK, PPE_F_INIT };
   ppe_task *t = ppe_task_new(b, types[kind]);
   if (t == NULL) b->len = 0;
+  else t->items = items;
   return t;
 }
 
@@ -49,6 +50,18 @@ int ppe_state(const ppe_task *t) {
 ** once it reads final, its sequence number is there. */
 uint64_t ppe_completion(const ppe_task *t) {
   return ppe_state(t) >= PPE_FINISHED ? t->seq : 0;
+}
+
+pid_t ppe_ran_on(ppe_task *t, const char **host) {
+  pid_t pid = 0;
+  *host = NULL;
+  ppe_lock();
+  if (ppe_task_final(t) && t->state != PPE_CANCELLED) {
+    pid = t->pid;
+    *host = t->host;
+  }
+  ppe_unlock();
+  return pid;
 }
 
 int ppe_cancel(ppe_task *t) {
@@ -88,12 +101,6 @@ static int wait_until(int (*ready)(void *ud), void *ud, double deadline,
   return r;
 }
 
-void ppe_watch(ppe_task *t) {
-  ppe_lock();
-  t->watched = 1;
-  ppe_unlock();
-}
-
 uint64_t ppe_callbacks_mark(void) {
   return ppe_task_watched();
 }
@@ -109,26 +116,6 @@ static int one_final(void *ud) {
 int ppe_await(ppe_task *t, double deadline, uint64_t mark) {
   if (ppe_task_spin(t, deadline)) return 1;
   return wait_until(one_final, t, deadline, mark);
-}
-
-typedef struct Many {
-  ppe_task *const *ts;
-  const char *taken;
-  int n, mode;
-  int best;
-} Many;
-
-static int many_done(void *ud) {
-  Many *m = (Many *)ud;
-  int i, done = 0;
-  for (i = 0; i < m->n; i++) {
-    if (!ppe_task_final(m->ts[i])) continue;
-    done++;
-    if (m->mode == PPE_FIRST_COMPLETED) return 1;
-    if (m->mode == PPE_FIRST_EXCEPTION && m->ts[i]->state == PPE_FAILED)
-      return 1;
-  }
-  return done == m->n;
 }
 
 typedef struct Force {
@@ -156,38 +143,6 @@ int ppe_cancel_force(ppe_task *t) {
   return x.r == 1;
 }
 
-int ppe_await_many(ppe_task *const *ts, int n, int mode, double deadline,
-                   uint64_t mark) {
-  Many m;
-  m.ts = ts; m.n = n; m.mode = mode; m.taken = NULL;
-  return wait_until(many_done, &m, deadline, mark) == PPE_CALLBACKS
-           ? PPE_CALLBACKS : 0;
-}
-
-/* 1 with m->best the earliest completed not taken; -1 if all are. */
-static int next_done(void *ud) {
-  Many *m = (Many *)ud;
-  int i, left = 0;
-  m->best = -1;
-  for (i = 0; i < m->n; i++) {
-    const ppe_task *t = m->ts[i];
-    if (m->taken[i]) continue;
-    left++;
-    if (ppe_task_final(t) && (m->best < 0 || t->seq < m->ts[m->best]->seq))
-      m->best = i;
-  }
-  return m->best >= 0 ? 1 : left == 0 ? -1 : 0;
-}
-
-int ppe_await_next(ppe_task *const *ts, const char *taken, int n,
-                   double deadline, uint64_t mark) {
-  Many m;
-  int r;
-  m.ts = ts; m.n = n; m.taken = taken;
-  r = wait_until(next_done, &m, deadline, mark);
-  return r == 1 ? m.best : r == PPE_CALLBACKS ? r : r < 0 ? -1 : -2;
-}
-
 ppe_done *ppe_done_open(void) {
   ppe_done *d;
   ppe_lock();
@@ -196,10 +151,20 @@ ppe_done *ppe_done_open(void) {
   return d;
 }
 
-void ppe_done_add(ppe_done *d, ppe_task *t, int64_t tag) {
+int ppe_done_add(ppe_done *d, ppe_task *t, int64_t tag) {
+  int r;
   ppe_lock();
-  ppe_done_attach(d, t, tag);
+  r = ppe_done_attach(d, t, tag);
   ppe_unlock();
+  return r;
+}
+
+int ppe_done_add_all(ppe_done *d, ppe_task *const *ts, size_t n) {
+  int r;
+  ppe_lock();
+  r = ppe_done_attach_all(d, ts, n);
+  ppe_unlock();
+  return r;
 }
 
 typedef struct Next {
@@ -207,24 +172,82 @@ typedef struct Next {
   int64_t tag;
 } Next;
 
+/* 1 with x->tag taken; -1 when every task was taken already. */
 static int done_taken(void *ud) {
   Next *x = (Next *)ud;
-  return (x->tag = ppe_done_take(x->d)) != 0;
+  if ((x->tag = ppe_done_take(x->d)) != 0) return 1;
+  return ppe_done_left(x->d) == 0 ? -1 : 0;
 }
 
 int64_t ppe_done_next(ppe_done *d, double deadline, uint64_t mark) {
   Next x;
+  int r;
   x.d = d;
   x.tag = 0;
-  if (wait_until(done_taken, &x, deadline, mark) == PPE_CALLBACKS)
-    return PPE_CALLBACKS;
-  return x.tag;
+  r = wait_until(done_taken, &x, deadline, mark);
+  return r == PPE_CALLBACKS ? PPE_CALLBACKS : r < 0 ? -1 : x.tag;
+}
+
+int64_t ppe_done_poll(ppe_done *d) {
+  int64_t tag;
+  ppe_lock();
+  tag = ppe_done_take(d);
+  ppe_unlock();
+  return tag;
+}
+
+size_t ppe_done_count(ppe_done *d) {
+  size_t n;
+  ppe_lock();
+  n = ppe_done_ready(d);
+  ppe_unlock();
+  return n;
+}
+
+typedef struct Until {
+  ppe_done *d;
+  int mode;
+} Until;
+
+/* Takes what completed; 1 once the mode holds. Each completion is taken
+** once, so a wait costs what was attached and what completed, never a
+** look at every task per completion. */
+static int mode_holds(void *ud) {
+  Until *u = (Until *)ud;
+  int any = ppe_done_ready(u->d) > 0;
+  while (ppe_done_take(u->d) != 0)
+    ;
+  switch (u->mode) {
+    case PPE_FIRST_COMPLETED:
+      if (any) return 1;
+      break;
+    case PPE_FIRST_EXCEPTION:
+      if (ppe_done_failed(u->d)) return 1;
+      break;
+  }
+  return ppe_done_left(u->d) == 0;
+}
+
+int ppe_done_await(ppe_done *d, int mode, double deadline, uint64_t mark) {
+  Until u;
+  u.d = d;
+  u.mode = mode;
+  return wait_until(mode_holds, &u, deadline, mark) == PPE_CALLBACKS
+           ? PPE_CALLBACKS : 0;
 }
 
 void ppe_done_close(ppe_done *d) {
   ppe_lock();
   ppe_done_release(d);
   ppe_unlock();
+}
+
+int ppe_watch(ppe_done *d, ppe_task *t, int64_t tag) {
+  int r;
+  ppe_lock();
+  if ((r = ppe_done_attach(d, t, tag)) == 0) t->watched = 1;
+  ppe_unlock();
+  return r;
 }
 
 /* }====================================================== */
@@ -280,8 +303,8 @@ static void died(ppe_outcome *o, const ppe_task *t) {
     snprintf(m, sz, "worker %d exited with code %d (%s)", (int)t->pid,
              t->exit_code, ppe_worker_exit_meaning(t->exit_code));
   else
-    snprintf(m, sz, "worker %d exited with code %d", (int)t->pid,
-             t->exit_code);
+    snprintf(m, sz, "worker %d exited with code %d (the task called "
+             "os.exit)", (int)t->pid, t->exit_code);
 }
 
 static void classify(ppe_outcome *o, const ppe_task *t) {

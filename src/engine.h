@@ -22,9 +22,10 @@ enum { PPE_REQ_TASK, PPE_REQ_CHUNK, PPE_REQ_INIT };
 int ppe_request_begin(ppe_buf *b);
 
 /* A new task for the request in b (ppe_request_begin, then the message),
-** which it takes: b is left empty for reuse. One reference, the
+** which it takes: b is left empty for reuse; 'items' is what it counts
+** for in stats() (a map's chunk, its items). One reference, the
 ** caller's. NULL without memory (b is emptied then too). */
-ppe_task *ppe_request_task(ppe_buf *b, int kind);
+ppe_task *ppe_request_task(ppe_buf *b, int kind, int items);
 
 /* Lets go of the caller's reference of t; with 'cancel', cancels it
 ** first if it has not started (a map's chunk that nobody will read). */
@@ -38,6 +39,10 @@ int ppe_state(const ppe_task *t);
 uint64_t ppe_completion(const ppe_task *t);
 /* 1 if t had not started and is (now or already) cancelled. */
 int ppe_cancel(ppe_task *t);
+/* The pid of the worker that ran final task t (as a far worker's machine
+** numbers it; its group in *host then, else NULL), or 0: not final, or
+** never run. */
+pid_t ppe_ran_on(ppe_task *t, const char **host);
 /* cancel{force}: 1 if t is (now or already) cancelled, even if it ran;
 ** 0 if it finished or failed. t is final on return (ppe_pool_force). */
 int ppe_cancel_force(ppe_task *t);
@@ -46,13 +51,15 @@ int ppe_cancel_force(ppe_task *t);
 double ppe_deadline(double secs);
 
 /* Done-callbacks run in the caller's thread, in its waits too: t has
-** some (it stays so). A wait that was given a mark returns PPE_CALLBACKS
-** once such a task completes after the mark was taken, so that the
-** caller runs them and waits again:
+** some, and goes to d (a completion list of the caller's, below) with
+** 'tag' when it completes. A wait that was given a mark returns
+** PPE_CALLBACKS once such a task completes after the mark was taken, so
+** that the caller runs them and waits again:
 **   do { mark = ppe_callbacks_mark(); run them; r = wait(..., mark); }
 **   while (r == PPE_CALLBACKS);
-** A callback may so cancel or submit, and end the wait it runs in. */
-void ppe_watch(ppe_task *t);
+** A callback may so cancel or submit, and end the wait it runs in. 0, or
+** -ENOMEM. */
+int ppe_watch(ppe_done *d, ppe_task *t, int64_t tag);
 uint64_t ppe_callbacks_mark(void);
 #define PPE_CALLBACKS (-3)
 
@@ -60,28 +67,34 @@ uint64_t ppe_callbacks_mark(void);
 ** < 0 for ever) passes. 1 if it is final, 0, or PPE_CALLBACKS. */
 int ppe_await(ppe_task *t, double deadline, uint64_t mark);
 
+/*
+** Completion lists: tasks in the order they complete, for one consumer
+** (an unordered map, an as_completed, a wait, the done-callbacks of a
+** state) who knows each by a tag (not 0). A task may be in many lists;
+** adding, completing and taking cost O(1) each, so that no wait looks at
+** every task it waits for at each completion.
+*/
+ppe_done *ppe_done_open(void);  /* NULL without memory */
+/* Adds t (one final already goes in at once): 0, or -ENOMEM. */
+int ppe_done_add(ppe_done *d, ppe_task *t, int64_t tag);
+/* Adds ts[0..n) with the tags 1..n; those final already go in in the
+** order they completed. 0, or -ENOMEM (none added then). */
+int ppe_done_add_all(ppe_done *d, ppe_task *const *ts, size_t n);
+/* The tag of the next task to complete, waiting for it until the
+** deadline; 0 if it passed first, -1 if every task added was taken
+** already, or PPE_CALLBACKS. */
+int64_t ppe_done_next(ppe_done *d, double deadline, uint64_t mark);
+/* The tag of one completed and not taken, without waiting, or 0. */
+int64_t ppe_done_poll(ppe_done *d);
+/* How many completed and were not taken. */
+size_t ppe_done_count(ppe_done *d);
+
 /* What ppe.wait's return_when asks for. */
 enum { PPE_ALL_COMPLETED, PPE_FIRST_COMPLETED, PPE_FIRST_EXCEPTION };
-/* Waits until 'mode' is satisfied by ts[0..n) or the deadline passes: 0,
-** or PPE_CALLBACKS. */
-int ppe_await_many(ppe_task *const *ts, int n, int mode, double deadline,
-                   uint64_t mark);
-
-/* Waits for the earliest completed of ts[0..n) whose taken[i] is 0; its
-** index, -1 if every one is taken, -2 if the deadline passed first, or
-** PPE_CALLBACKS. */
-int ppe_await_next(ppe_task *const *ts, const char *taken, int n,
-                   double deadline, uint64_t mark);
-
-/* Tasks in the order they complete, for one consumer (an unordered map)
-** who knows each by a tag (not 0), in O(1) each. */
-ppe_done *ppe_done_open(void);  /* NULL without memory */
-/* Adds t (one final already goes in at once). */
-void ppe_done_add(ppe_done *d, ppe_task *t, int64_t tag);
-/* The tag of the next task to complete, waiting for it until the
-** deadline; 0 if it passed first, or PPE_CALLBACKS. */
-int64_t ppe_done_next(ppe_done *d, double deadline, uint64_t mark);
-/* The consumer is gone. */
+/* Waits until 'mode' is satisfied by the tasks of d or the deadline
+** passes, taking those that complete: 0, or PPE_CALLBACKS. */
+int ppe_done_await(ppe_done *d, int mode, double deadline, uint64_t mark);
+/* The consumer is gone: the tasks are let go. */
 void ppe_done_close(ppe_done *d);
 
 /*

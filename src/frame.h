@@ -44,8 +44,10 @@ enum {
                     ** exit code 'aux' (worker.h) */
   PPE_F_CANCEL,     /* parent -> worker: task 'id' is cancelled: skip it
                     ** if it waits (SKIPPED), stop if it runs (STOPPED) */
-  PPE_F_STOPPED     /* worker -> parent, last: task 'id' was running and
+  PPE_F_STOPPED,    /* worker -> parent, last: task 'id' was running and
                     ** is stopped, as asked; no reply of it comes */
+  PPE_F_HOOKERR     /* worker -> parent, first and last: the host's
+                    ** worker-init hook raised; payload is its message */
 };
 
 /* A PPE_F_REF frame and its payload: the offset of a whole message

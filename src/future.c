@@ -1,7 +1,9 @@
 /* future.c - the task behind each future: its states, its result bytes,
 ** and the lists of completions. */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,6 +34,7 @@ ppe_task *ppe_task_new(ppe_buf *req, uint32_t type) {
   t->type = type;
   t->state = PPE_PENDING;
   t->refs = 1;
+  t->items = 1;
   if (inl) {
     memcpy(t + 1, req->p, req->len);
     t->req.p = (char *)(t + 1);
@@ -101,59 +104,177 @@ void ppe_task_ref(ppe_task *t) {
 ** =======================================================
 */
 
+/* One task in one list. While the task is not final, 'next' links the
+** lists waiting for it (t->subs); once it is, the list's queue of those
+** to take; once taken, the list's free nodes. */
+typedef struct ppe_sub {
+  ppe_task *t;      /* NULL: free */
+  ppe_done *d;
+  int64_t tag;
+  int queued;       /* in d's queue, not in t->subs */
+  struct ppe_sub *next;
+} ppe_sub;
+
+/* Nodes are made in blocks, reused once taken: an endless map's list
+** stays as large as what it has in flight. */
+typedef struct Block {
+  struct Block *next;
+  size_t n;
+  ppe_sub v[1];
+} Block;
+
 struct ppe_done {
-  ppe_task *head, *tail;
-  int refs;   /* the consumer's, and one per task attached */
-  int gone;   /* the consumer let go */
+  ppe_sub *head, *tail;  /* final, in the order they became so */
+  size_t ready;          /* how many there are */
+  size_t attached, taken;  /* tasks ever attached, and taken */
+  int failed;            /* one taken had failed */
+  ppe_sub *free;
+  Block *blocks;
+  size_t cap;            /* nodes in every block */
 };
 
 ppe_done *ppe_done_new(void) {
-  ppe_done *d = (ppe_done *)calloc(1, sizeof(*d));
-  if (d != NULL) d->refs = 1;
-  return d;
+  return (ppe_done *)calloc(1, sizeof(ppe_done));
 }
 
-static void done_unref(ppe_done *d) {
-  if (--d->refs == 0) free(d);
+/* Makes room for n more nodes on d's free list: 0, or -ENOMEM. */
+static int done_reserve(ppe_done *d, size_t n) {
+  size_t have = 0, i;
+  ppe_sub *s;
+  Block *b;
+  for (s = d->free; s != NULL && have < n; s = s->next) have++;
+  if (have >= n) return 0;
+  n -= have;
+  if (n < d->cap) n = d->cap;  /* the lists grow by doubling */
+  if (n < 16) n = 16;
+  b = (Block *)malloc(sizeof(Block) + (n - 1) * sizeof(ppe_sub));
+  if (b == NULL) return -ENOMEM;
+  b->n = n;
+  b->next = d->blocks;
+  d->blocks = b;
+  d->cap += n;
+  for (i = n; i-- > 0;) {
+    b->v[i].t = NULL;
+    b->v[i].next = d->free;
+    d->free = &b->v[i];
+  }
+  return 0;
 }
 
-static void done_put(ppe_done *d, ppe_task *t) {
-  if (d->gone) return;
+static void enqueue(ppe_done *d, ppe_sub *s) {
+  s->queued = 1;
+  s->next = NULL;
+  if (d->tail != NULL) d->tail->next = s;
+  else d->head = s;
+  d->tail = s;
+  d->ready++;
+}
+
+/* Attaches t by a node of the free list, which has one. */
+static void attach(ppe_done *d, ppe_task *t, int64_t tag, int queue) {
+  ppe_sub *s = d->free;
+  d->free = s->next;
+  s->t = t;
+  s->d = d;
+  s->tag = tag;
+  d->attached++;
   t->refs++;  /* the list's */
-  t->done_next = NULL;
-  if (d->tail != NULL) d->tail->done_next = t;
-  else d->head = t;
-  d->tail = t;
+  if (queue) enqueue(d, s);
+  else {
+    s->queued = 0;
+    s->next = t->subs;
+    t->subs = s;
+  }
 }
 
-void ppe_done_attach(ppe_done *d, ppe_task *t, int64_t tag) {
-  t->done = d;
-  t->done_tag = tag;
-  d->refs++;
-  if (ppe_task_final(t)) done_put(d, t);
+int ppe_done_attach(ppe_done *d, ppe_task *t, int64_t tag) {
+  if (done_reserve(d, 1) != 0) return -ENOMEM;
+  attach(d, t, tag, ppe_task_final(t));
+  return 0;
+}
+
+typedef struct Final {
+  uint64_t seq;
+  size_t i;
+} Final;
+
+static int byseq(const void *a, const void *b) {
+  uint64_t x = ((const Final *)a)->seq, y = ((const Final *)b)->seq;
+  return (x > y) - (x < y);
+}
+
+int ppe_done_attach_all(ppe_done *d, ppe_task *const *ts, size_t n) {
+  size_t i, k = 0;
+  Final *fin = NULL;
+  if (done_reserve(d, n) != 0) return -ENOMEM;
+  for (i = 0; i < n; i++) k += ppe_task_final(ts[i]);
+  if (k > 0 && (fin = (Final *)malloc(k * sizeof(*fin))) == NULL)
+    return -ENOMEM;
+  for (i = 0, k = 0; i < n; i++) {
+    if (!ppe_task_final(ts[i])) attach(d, ts[i], (int64_t)i + 1, 0);
+    else {
+      fin[k].seq = ts[i]->seq;
+      fin[k++].i = i;
+    }
+  }
+  /* Those final already go in in the order they became so. */
+  if (k > 1) qsort(fin, k, sizeof(*fin), byseq);
+  for (i = 0; i < k; i++) attach(d, ts[fin[i].i], (int64_t)fin[i].i + 1, 1);
+  free(fin);
+  return 0;
 }
 
 int64_t ppe_done_take(ppe_done *d) {
-  ppe_task *t = d->head;
+  ppe_sub *s = d->head;
   int64_t tag;
-  if (t == NULL) return 0;
-  d->head = t->done_next;
+  if (s == NULL) return 0;
+  d->head = s->next;
   if (d->head == NULL) d->tail = NULL;
-  tag = t->done_tag;
-  ppe_task_unref(t);
+  d->ready--;
+  tag = s->tag;
+  d->taken++;
+  if (s->t->state == PPE_FAILED) d->failed = 1;
+  ppe_task_unref(s->t);
+  s->t = NULL;
+  s->next = d->free;
+  d->free = s;
   return tag;
 }
 
+size_t ppe_done_ready(const ppe_done *d) {
+  return d->ready;
+}
+
+size_t ppe_done_left(const ppe_done *d) {
+  return d->attached - d->taken;
+}
+
+int ppe_done_failed(const ppe_done *d) {
+  return d->failed;
+}
+
+/* Unlinks s from the lists waiting for its task. */
+static void unsubscribe(ppe_sub *s) {
+  ppe_sub **at = &s->t->subs;
+  while (*at != s) at = &(*at)->next;
+  *at = s->next;
+}
+
 void ppe_done_release(ppe_done *d) {
-  ppe_task *t = d->head;
-  d->gone = 1;
-  d->head = d->tail = NULL;
-  while (t != NULL) {  /* d outlives this: the consumer's reference */
-    ppe_task *next = t->done_next;
-    ppe_task_unref(t);
-    t = next;
+  Block *b = d->blocks;
+  while (b != NULL) {
+    Block *next = b->next;
+    size_t i;
+    for (i = 0; i < b->n; i++) {
+      ppe_sub *s = &b->v[i];
+      if (s->t == NULL) continue;
+      if (!s->queued) unsubscribe(s);
+      ppe_task_unref(s->t);
+    }
+    free(b);
+    b = next;
   }
-  done_unref(d);
+  free(d);
 }
 
 /* }====================================================== */
@@ -163,8 +284,7 @@ void ppe_task_unref(ppe_task *t) {
   if (--t->refs > 0) return;
   ppe_task_drop_req(t);
   ppe_task_drop_res(t);
-  if (t->done != NULL) done_unref(t->done);
-  free(t);
+  free(t);  /* no list holds it: each holds a reference */
 }
 
 /* A wait on a running task first spins this long. A short task's result
@@ -221,7 +341,11 @@ void ppe_task_complete(ppe_task *t, int state, int err) {
   if (t->watched)
     __atomic_store_n(&watched_done, watched_done + 1, __ATOMIC_RELEASE);
   if (!t->keep_req) ppe_task_drop_req(t);  /* not needed now */
-  if (t->done != NULL) done_put(t->done, t);
+  while (t->subs != NULL) {  /* the lists waiting for it */
+    ppe_sub *s = t->subs;
+    t->subs = s->next;
+    enqueue(s->d, s);
+  }
   ppe_signal_completion();
 }
 

@@ -65,6 +65,8 @@ struct ppe_task {
   int own_exit;         /* exit_code is one of ppe's own (worker.h), not a
                         ** task's os.exit */
   int how;              /* PPE_E_DIED: PPE_HOW_* */
+  int items;            /* what it counts for in the pool's figures: 1,
+                        ** or a map chunk's items */
   int runs;             /* times a worker ran it: replies, and deaths while
                         ** it was the running task (retries) */
   uint64_t died_on;     /* the worker slots where it was running when they
@@ -81,9 +83,8 @@ struct ppe_task {
   uint64_t seq;         /* completion order, from 1; 0 while not final */
   uint32_t gate;        /* its number among the tasks sent to its worker
                         ** (ring.h's gate) */
-  struct ppe_done *done;  /* where it goes once final, if anywhere */
-  struct ppe_task *done_next;
-  int64_t done_tag;     /* what it is to the list's consumer */
+  struct ppe_sub *subs;  /* the completion lists waiting for it, while it
+                        ** is not final (future.c) */
   struct ppe_task *next;  /* in the pool's queue */
 };
 
@@ -132,18 +133,29 @@ int ppe_task_cancel(ppe_task *t);
 uint64_t ppe_task_watched(void);
 
 /* Tasks in the order they became final, for one consumer that takes them
-** in that order (ex:map with ordered=false), in O(1) each however many are
-** outstanding. The list holds a reference to each task in it, and each
-** task attached to it one to the list, which goes when both its consumer
-** and its last task are gone. Lock held for all of it. */
+** in that order: an unordered map, an as_completed, a wait, the
+** done-callbacks of one Lua state. Each attached task costs O(1) to add,
+** to complete and to take, however many are outstanding; a task may be
+** in any number of lists at once. A list holds a reference to each task
+** attached until it is taken or the list is released. Lock held for all
+** of it. */
 ppe_done *ppe_done_new(void);  /* NULL without memory */
 /* Attaches t, which the consumer knows by tag (not 0); a t already final
-** goes in at once. */
-void ppe_done_attach(ppe_done *d, ppe_task *t, int64_t tag);
+** goes in at once. 0, or -ENOMEM. */
+int ppe_done_attach(ppe_done *d, ppe_task *t, int64_t tag);
+/* Attaches ts[0..n) with the tags 1..n; those already final go in in
+** the order they became final. 0, or -ENOMEM (none attached then). */
+int ppe_done_attach_all(ppe_done *d, ppe_task *const *ts, size_t n);
 /* The tag of the first task to become final that was not taken yet, or
 ** 0 if none is waiting. */
 int64_t ppe_done_take(ppe_done *d);
-/* The consumer is gone: what is waiting is let go, nothing more comes. */
+/* How many became final and wait to be taken. */
+size_t ppe_done_ready(const ppe_done *d);
+/* How many of those attached are not taken yet. */
+size_t ppe_done_left(const ppe_done *d);
+/* 1 if one of those taken had failed (PPE_FAILED). */
+int ppe_done_failed(const ppe_done *d);
+/* The consumer is gone: every task attached is let go, at once. */
 void ppe_done_release(ppe_done *d);
 
 #endif

@@ -16,6 +16,7 @@
 #include "chan_local.h"
 #include "chan_stream.h"
 #include "channel.h"
+#include "debug.h"
 #include "forward.h"
 #include "future.h"
 #include "hello.h"
@@ -153,6 +154,7 @@ typedef struct wslot {
   int ncut;            /* tasks of its list cut before their requests
                        ** were out (PPE_CUT_SKIPPED) */
   long ntasks;
+  long ndone;          /* items its process finished (stats' rows) */
 } wslot;
 
 /* Why a slot holds no worker and none is started for it (wslot.off). */
@@ -162,6 +164,8 @@ enum {
 };
 
 struct ppe_pool {
+  int serial;          /* this process's executor number, from 1, that
+                       ** PPE_DEBUG's lines name */
   int nw;
   wslot *w;
   int ng;
@@ -202,6 +206,8 @@ struct ppe_pool {
   double idle_timeout;  /* 0: workers stay */
   int resized;          /* some group's 'want' waits to be applied */
   int dropped;          /* work was left queued at the end: it failed */
+  int nparked;          /* slots parked by idle_timeout (OFF_PARKED): a
+                        ** submit wakes the I/O thread to start one */
   int retries;         /* runs again of a task whose worker died */
   uint32_t memory_cap; /* max_memory_per_child, KiB (worker.h); 0 */
   ppe_buf init;        /* initializer request, sent to every new worker */
@@ -236,10 +242,23 @@ static void notify(ppe_pool *p) {
 }
 
 /* Makes t final, counted; whoever held it keeps its reference. */
+static int serials = 0;  /* executors made in this process */
+
+/* The failures a task's debug line names (a broken pool's are told
+** once, by set_broken). */
+static const char *const failure_kinds[] = {
+  "", "RemoteError", "WorkerDied", "TaskTimeout", "SerializationError",
+  "BrokenExecutor"
+};
+
 static void settle(ppe_pool *p, ppe_task *t, int state, int err) {
+  if (state == PPE_FAILED && err != PPE_E_BROKEN)
+    PPE_DEBUG(("executor %d: task %llu failed: %s (worker pid %d)",
+               p->serial, (unsigned long long)t->id, failure_kinds[err],
+               (int)t->pid));
   notify(p);
-  p->ncompleted++;
-  if (state == PPE_FAILED) p->nfailed++;
+  p->ncompleted += t->items;
+  if (state == PPE_FAILED) p->nfailed += t->items;
   ppe_task_complete(t, state, err);
 }
 
@@ -272,7 +291,7 @@ static ppe_task *queued(ppe_pool *p) {
     p->qhead = t->next;
     if (p->qhead == NULL) p->qtail = NULL;
     t->next = NULL;
-    p->ncompleted++;  /* final, and now dropped */
+    p->ncompleted += t->items;  /* final, and now dropped */
     ppe_task_unref(t);
   }
   return t;
@@ -290,7 +309,7 @@ static ppe_task *dequeue(ppe_pool *p) {
 static void fail_queue(ppe_pool *p) {
   ppe_task *t;
   while ((t = dequeue(p)) != NULL) {
-    if (t->state == PPE_RUNNING) p->nrunning--;
+    if (t->state == PPE_RUNNING) p->nrunning -= t->items;
     fail_broken(p, t);
     ppe_task_unref(t);
   }
@@ -350,7 +369,7 @@ static void requeue(ppe_pool *p, ppe_task *first) {
   for (t = first; t != NULL; t = t->next) {
     if (t->runs == 0) {
       PPE_SET_STATE(t, PPE_PENDING);
-      p->nrunning--;
+      p->nrunning -= t->items;
     }
     t->pid = 0;
     t->forcing = 0;
@@ -367,6 +386,7 @@ static void set_broken(ppe_pool *p, const char *cause) {
   __atomic_store_n(&p->broken, 1, __ATOMIC_RELEASE);  /* submit reads it */
   p->closing = 1;
   if (cause != NULL) snprintf(p->cause, sizeof(p->cause), "%s", cause);
+  PPE_DEBUG(("executor %d: broken: %s", p->serial, p->cause));
   fail_queue(p);
 }
 
@@ -420,7 +440,8 @@ static int depth(ppe_pool *p, const wslot *w) {
 
 static void run_on(ppe_pool *p, wslot *w, ppe_task *t, double now) {
   ppe_request_frame(&t->req, t->type, t->id);
-  if (t->state != PPE_RUNNING) p->nrunning++;  /* else counted already */
+  if (t->state != PPE_RUNNING)  /* else counted already */
+    p->nrunning += t->items;
   PPE_SET_STATE(t, PPE_RUNNING);
   t->pid = w->far != NULL ? ppe_chan_stream_pid(w->ch) : w->pid;
   t->host = w->far != NULL ? p->g[w->g].name : NULL;
@@ -715,12 +736,12 @@ typedef struct taker {
 ** there, cut, as 'how' says (PPE_CUT_*); its request too, which the
 ** worker may still read, or which is still being sent. */
 static void cut(ppe_pool *p, wslot *w, ppe_task *t, int how) {
-  p->nrunning--;
+  p->nrunning -= t->items;
   t->cut = how;
   t->forcing = 0;
   t->keep_req = 1;
   if (how == PPE_CUT_SKIPPED) w->ncut++;
-  p->g[w->g].completed++;
+  p->g[w->g].completed += t->items;
   settle(p, t, PPE_CANCELLED, PPE_E_NONE);
 }
 
@@ -774,8 +795,8 @@ static int answered(ppe_pool *p, wslot *w, uint64_t id, int stopped) {
     return 0;
   }
   if (t->forcing) {
-    p->nrunning--;
-    p->g[w->g].completed++;
+    p->nrunning -= t->items;
+    p->g[w->g].completed += t->items;
     finish(p, t, PPE_CANCELLED, PPE_E_NONE);
     return 0;
   }
@@ -788,6 +809,19 @@ static int answered(ppe_pool *p, wslot *w, uint64_t id, int stopped) {
   return 0;
 }
 
+/* The host's worker-init hook raised in a worker, which leaves: the pool
+** is broken, with the hook's words (what was sent to that worker fails
+** with it, see slot_ended). */
+static void hook_raised(ppe_pool *p, ppe_reply *r) {
+  char why[PPE_CAUSE];
+  size_t n = (size_t)r->f.len < PPE_HOOK_WHY ? (size_t)r->f.len
+                                             : PPE_HOOK_WHY;
+  snprintf(why, sizeof(why), "the host's worker-init hook raised: %.*s",
+           (int)n, r->payload);
+  ppe_reply_drop(r);
+  set_broken(p, why);
+}
+
 static void on_reply(void *ud, ppe_reply *r) {
   ppe_pool *p = ((taker *)ud)->p;
   wslot *w = ((taker *)ud)->w;
@@ -796,6 +830,10 @@ static void on_reply(void *ud, ppe_reply *r) {
   int state = PPE_FINISHED, err = PPE_E_NONE;
   if (w->signalled) {  /* too late: what it held has failed */
     if (!r->skipped && !r->stopped) ppe_reply_drop(r);
+    return;
+  }
+  if (f->type == PPE_F_HOOKERR) {  /* every worker would fail so */
+    hook_raised(p, r);
     return;
   }
   if (!w->replied) {
@@ -841,7 +879,7 @@ static void on_reply(void *ud, ppe_reply *r) {
     let_go(t);
     return;
   }
-  p->nrunning--;
+  p->nrunning -= t->items;
   if (w->head == NULL) w->idle_since = ppe_now();
   if (f->type == PPE_F_ERR) { state = PPE_FAILED; err = PPE_E_REMOTE; }
   else if (f->type != PPE_F_OK) { state = PPE_FAILED; err = PPE_E_SERIAL; }
@@ -849,8 +887,9 @@ static void on_reply(void *ud, ppe_reply *r) {
     state = PPE_FAILED;
     err = PPE_E_SERIAL;
   }
-  p->g[w->g].completed++;
-  if (state == PPE_FAILED) p->g[w->g].failed++;
+  p->g[w->g].completed += t->items;
+  w->ndone += t->items;
+  if (state == PPE_FAILED) p->g[w->g].failed += t->items;
   finish(p, t, state, err);
   if (p->max_tasks > 0 && w->ntasks >= p->max_tasks && w->ninflight == 0)
     close_channel(w);  /* it leaves on end of stream; a new one follows */
@@ -912,6 +951,8 @@ static void start_failed(ppe_pool *p, wslot *w, const char *why,
   ** the group's. */
   if (g->given_up || w->off || !replace_workers(p)) return;
   snprintf(g->why, sizeof(g->why), "%s", why);
+  PPE_DEBUG(("executor %d: worker %d of '%s' did not start: %s",
+             p->serial, (int)(w - p->w) + 1, g->name, why));
   if (++*n < p->host_failures) {
     double wait = BACKOFF;
     for (i = 1; i < *n && wait < BACKOFF_MAX; i++) wait *= 2;
@@ -955,6 +996,9 @@ static void launch(ppe_pool *p, wslot *w) {
 
 /* Its hello came and matched: it counts as started, and gets work. */
 static void greeted(ppe_pool *p, wslot *w) {
+  PPE_DEBUG(("executor %d: worker %d of '%s' started: pid %d on its "
+             "machine", p->serial, (int)(w - p->w) + 1, p->g[w->g].name,
+             (int)w->pid));
   p->g[w->g].fails = 0;
   w->greeted = 1;
   if (p->init.len > 0) {
@@ -988,6 +1032,8 @@ static void respawn(ppe_pool *p, wslot *w) {
   if (regrown) return;
   p->nrestarts++;
   p->g[w->g].restarts++;
+  PPE_DEBUG(("executor %d: worker %d restarting (its restart %ld)",
+             p->serial, (int)(w - p->w) + 1, (long)p->nrestarts));
 }
 
 /* Why a worker that ended before its initializer returned did, for the
@@ -1112,15 +1158,15 @@ static void died_with(ppe_pool *p, wslot *w, ppe_task *t, pid_t pid,
   t->own_exit = own;
   t->how = p->zdead ? PPE_HOW_ZYGOTE : PPE_HOW_ENDED;
   ppe_task_drop_res(t);
-  p->nrunning--;
-  p->g[w->g].completed++;
-  p->g[w->g].failed++;
+  p->nrunning -= t->items;
+  p->g[w->g].completed += t->items;
+  p->g[w->g].failed += t->items;
   finish(p, t, PPE_FAILED, w->timed_out ? PPE_E_TIMEOUT : PPE_E_DIED);
   if (p->broken) {  /* nowhere to run them now */
     while (rest != NULL) {
       ppe_task *n = rest->next;
       rest->next = NULL;
-      p->nrunning--;
+      p->nrunning -= rest->items;
       fail_broken(p, rest);
       ppe_task_unref(rest);
       rest = n;
@@ -1146,8 +1192,8 @@ static void ended_forced(ppe_pool *p, wslot *w) {
   w->ncut = 0;
   if ((t = w->head) != NULL && t->forcing) {
     unlink_task(p, w, NULL, t);
-    p->nrunning--;
-    p->g[w->g].completed++;
+    p->nrunning -= t->items;
+    p->g[w->g].completed += t->items;
     finish(p, t, PPE_CANCELLED, PPE_E_NONE);
     w->forced = 1;
   }
@@ -1155,6 +1201,40 @@ static void ended_forced(ppe_pool *p, wslot *w) {
 
 /* Worker w has ended with 'status': what it held fails or goes back to
 ** the queue, and another is started in its place. */
+/* PPE_DEBUG's line for a worker's end: how it ended, and why ppe ended
+** it when it did. */
+static void debug_end(const ppe_pool *p, const wslot *w, pid_t pid,
+                      int status, int own, int over) {
+  char how[96], sig[64];
+  const char *why = w->signalled ? " (terminate_workers or kill_workers)"
+                  : w->timed_out && w->head != NULL
+                      ? " (its task ran past task_timeout)"
+                  : w->forced ? " (cancel{force} or shutdown's timeout)"
+                  : w->retiring ? " (retired: resize or idle_timeout)"
+                  : over ? " (over max_memory_per_child)"
+                  : p->max_tasks > 0 && w->ntasks >= p->max_tasks
+                      ? " (it ran max_tasks_per_child tasks)"
+                  : p->closing ? " (its executor closed)" : "";
+  if (WIFSIGNALED(status)) {
+    ppe_signal_describe(sig, sizeof(sig), WTERMSIG(status));
+    snprintf(how, sizeof(how), "killed by signal %d (%s)", WTERMSIG(status),
+             sig);
+  }
+  else if (own)
+    snprintf(how, sizeof(how), "exited with code %d (%s)",
+             WEXITSTATUS(status),
+             ppe_worker_exit_meaning(WEXITSTATUS(status)));
+  else if (WEXITSTATUS(status) != 0 && w->head != NULL)
+    snprintf(how, sizeof(how), "exited with code %d (the task called "
+             "os.exit)", WEXITSTATUS(status));
+  else snprintf(how, sizeof(how), "exited with code %d",
+                WEXITSTATUS(status));
+  PPE_DEBUG(("executor %d: worker %d%s%s%s ended: pid %d %s%s",
+             p->serial, (int)(w - p->w) + 1,
+             w->far ? " of '" : "", w->far ? p->g[w->g].name : "",
+             w->far ? "'" : "", (int)pid, how, why));
+}
+
 static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
   {
     char why[PPE_CAUSE + PPE_LAUNCH_TAIL];
@@ -1188,8 +1268,19 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     own = WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
           ppe_chan_left(w->ch) == WEXITSTATUS(status) &&
           ppe_worker_exit_meaning(WEXITSTATUS(status)) != NULL;
+    if (ppe_debug_on()) debug_end(p, w, pid, status, own, over);
     if (w->initing) init_died(p, status, own);
     w->initing = 0;
+    /* Its hook raised before it read anything: what it held never ran,
+    ** and fails as the rest of the queue of a broken pool does. */
+    if (own && WEXITSTATUS(status) == PPE_EXIT_HOOK && !w->signalled) {
+      w->head = NULL;
+      requeue(p, t);
+      set_broken(p, "a worker exited with code 6 (the host's worker-init "
+                 "hook raised)");
+      fail_queue(p);
+      t = NULL;
+    }
     if (w->signalled) {  /* those failed when it was signalled */
       while (t != NULL) {
         ppe_task *n = t->next;
@@ -1224,7 +1315,7 @@ static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
     w->greeted = 0;
     w->signalled = w->forced = 0;
     w->pid = 0;
-    w->ntasks = 0;
+    w->ntasks = w->ndone = 0;
     w->replied = w->bad = w->retiring = 0;
     w->idle_since = 0;
     if (early && !w->off) start_failed(p, w, why, 1);
@@ -1241,6 +1332,8 @@ static void on_spawned(ppe_pool *p, int id, pid_t pid, int fd) {
   w = &p->w[id - 1];
   w->asked = 0;
   w->pid = pid;
+  PPE_DEBUG(("executor %d: worker %d started: pid %d", p->serial, id,
+             (int)pid));
   if (ppe_chan_local_open(w->ch, fd, p->shared) != 0 ||
       !replace_workers(p)) {
     close_channel(w);
@@ -1287,6 +1380,12 @@ static void on_zmsg(ppe_pool *p, const ppe_zmsg *m, int fd) {
 }
 
 static void zygote_gone(ppe_pool *p);
+
+/* Sets why slot w is off (wslot.off), keeping count of those parked. */
+static void set_off(ppe_pool *p, wslot *w, int off) {
+  p->nparked += (off == OFF_PARKED) - (w->off == OFF_PARKED);
+  w->off = off;
+}
 
 /* Whether the zygote still serves, once the pool is closing (see
 ** ZYGOTE_GRACE): 1 if it is to be given up; otherwise, if it is to be
@@ -1343,7 +1442,7 @@ static void check_timeouts(ppe_pool *p, double now) {
     if (w->idle_since == 0) w->idle_since = now;
     if (p->idle_timeout > 0 && !p->closing &&
         now - w->idle_since >= p->idle_timeout) {
-      w->off = OFF_PARKED;
+      set_off(p, w, OFF_PARKED);
       close_channel(w);
     }
   }
@@ -1497,7 +1596,7 @@ static int group_size(const ppe_pool *p, int g) {
 /* Worker w leaves the group: at once if it has nothing to do, else once
 ** it has done what it holds (the tasks it was handed run to their end). */
 static void retire(ppe_pool *p, wslot *w) {
-  w->off = OFF_RETIRED;
+  set_off(p, w, OFF_RETIRED);
   if (w->state == W_WAITING) w->state = W_NONE;
   else if (w->state == W_HELLO) {  /* nothing to wait for */
     close_channel(w);
@@ -1515,7 +1614,8 @@ static void resize_group(ppe_pool *p, int g, int want) {
   for (i = 0; i < p->nw && have < want; i++) {
     wslot *w = &p->w[i];
     if (w->g != g || w->off != OFF_RETIRED) continue;
-    w->off = w->retiring = 0;
+    set_off(p, w, 0);
+    w->retiring = 0;
     if (w->state == W_NONE && start_worker(p, w) != 0) w->state = W_NONE;
     else if (w->state != W_NONE) w->regrown = 1;  /* its next: no restart */
     have++;
@@ -1568,7 +1668,7 @@ static void unpark(ppe_pool *p) {
     if (w->off != OFF_PARKED || w->state != W_NONE ||
         p->g[w->g].given_up)
       continue;
-    w->off = 0;
+    set_off(p, w, 0);
     if (start_worker(p, w) != 0) w->state = W_NONE;
     want--;
   }
@@ -1922,6 +2022,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   pthread_mutex_init(&p->side_lock, NULL);
   p->zfd = p->wakefd = p->notifyfd = -1;
   p->max_tasks = o->max_tasks_per_child;
+  p->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
   p->host_failures = o->host_failures > 0 ? o->host_failures : 3;
   p->idle_timeout = o->idle_timeout;
   if (o->hello != NULL) p->hello = *o->hello;
@@ -2014,8 +2115,8 @@ int ppe_pool_submit(ppe_pool *p, ppe_task *t) {
   p->qtail = t;
   /* The I/O thread must wake for what is left to send, and for the
   ** deadline of a task started here: it may be asleep with none. */
-  /* (and, with idle_timeout, to start a parked worker if need be) */
-  partial = (dispatch(p, 1) || p->task_timeout > 0 || p->idle_timeout > 0)
+  /* (and, a worker parked by idle_timeout, to start it if need be) */
+  partial = (dispatch(p, 1) || p->task_timeout > 0 || p->nparked > 0)
             && !p->wake_pending;
   if (partial) p->wake_pending = 1;  /* one wake-up serves a burst */
   ppe_unlock();
@@ -2046,7 +2147,7 @@ static int force(ppe_pool *p, ppe_task *t, int now) {
   wslot *w;
   if (t->state == PPE_PENDING) return ppe_task_cancel(t);
   if ((w = holder(p, t, &prev)) == NULL) {  /* taken back, queued */
-    p->nrunning--;
+    p->nrunning -= t->items;
     ppe_task_complete(t, PPE_CANCELLED, PPE_E_NONE);  /* dequeue drops it */
     return 1;
   }
@@ -2054,8 +2155,8 @@ static int force(ppe_pool *p, ppe_task *t, int now) {
   switch (now ? PPE_BACK_STARTED : ppe_chan_cancel(w->ch, t)) {
     case PPE_BACK_SKIPPED:  /* as if never sent */
       unlink_task(p, w, prev, t);
-      p->nrunning--;
-      p->g[w->g].completed++;
+      p->nrunning -= t->items;
+      p->g[w->g].completed += t->items;
       finish(p, t, PPE_CANCELLED, PPE_E_NONE);
       return 1;
     case PPE_BACK_BARRED:  /* its request goes out whole first */
@@ -2127,12 +2228,12 @@ static void cut_short(ppe_pool *p) {
   take_side(p);
   while ((t = dequeue(p)) != NULL) {  /* taken back or retried: running */
     if (t->state == PPE_RUNNING) {
-      p->nrunning--;
+      p->nrunning -= t->items;
       settle(p, t, PPE_CANCELLED, 0);
     }
     else {
       ppe_task_cancel(t);
-      p->ncompleted++;  /* as queued() counts one it drops */
+      p->ncompleted += t->items;  /* as queued() counts one it drops */
     }
     ppe_task_unref(t);
   }
@@ -2183,14 +2284,14 @@ static void fail_held(ppe_pool *p, wslot *w, int sig, int how) {
   ppe_task *t;
   for (t = w->head; t != NULL; t = t->next) {
     if (t->cut) continue;  /* cancelled already */
-    p->nrunning--;
+    p->nrunning -= t->items;
     if (t != w->head &&
         (!ppe_chan_takes_back(w->ch) ||
          ppe_chan_take_back(w->ch, t) != PPE_BACK_STARTED)) {
-      p->g[w->g].completed++;
+      p->g[w->g].completed += t->items;
       if (how == PPE_HOW_SHUTDOWN) settle(p, t, PPE_CANCELLED, 0);
       else {
-        p->g[w->g].failed++;
+        p->g[w->g].failed += t->items;
         fail_broken(p, t);
       }
       continue;
@@ -2201,8 +2302,8 @@ static void fail_held(ppe_pool *p, wslot *w, int sig, int how) {
     t->exit_code = t->own_exit = 0;
     t->how = how;
     t->runs++;  /* never retried (see retry): it failed here */
-    p->g[w->g].completed++;
-    p->g[w->g].failed++;
+    p->g[w->g].completed += t->items;
+    p->g[w->g].failed += t->items;
     t->keep_req = 1;  /* a worker that lives on a while may read it */
     ppe_task_drop_res(t);
     settle(p, t, PPE_FAILED, PPE_E_DIED);
@@ -2268,7 +2369,33 @@ void ppe_pool_group_stats(ppe_pool *p, int g, ppe_group_stats *gs) {
     if (w->g != g) continue;
     if (LIVE(w)) gs->workers++;
     for (t = w->head; t != NULL && !w->signalled; t = t->next)
-      gs->running += !t->cut;
+      gs->running += t->cut ? 0 : t->items;
+  }
+  ppe_unlock();
+}
+
+int ppe_pool_nslots(ppe_pool *p) {
+  return p->nw;
+}
+
+void ppe_pool_worker_stats(ppe_pool *p, int i, ppe_worker_stats *ws) {
+  static const char *const states[] = {
+    "down", "starting", "starting", "idle", "ending", "starting", "down"
+  };
+  const wslot *w = &p->w[i];
+  memset(ws, 0, sizeof(*ws));
+  ppe_lock();
+  ws->group = p->g[w->g].name;
+  ws->far = w->far != NULL;
+  ws->state = w->off == OFF_PARKED ? "parked"
+            : w->off == OFF_RETIRED ? "retired" : states[w->state];
+  if (w->state != W_NONE && w->state != W_WAITING && w->state != W_SPAWNING)
+    ws->pid = w->far != NULL && w->ch != NULL && w->greeted
+                ? ppe_chan_stream_pid(w->ch) : w->pid;
+  ws->done = w->ndone;
+  if (w->state == W_READY && w->head != NULL && !w->head->cut) {
+    ws->state = "busy";
+    ws->age = ppe_now() - w->started;
   }
   ppe_unlock();
 }
@@ -2282,9 +2409,9 @@ void ppe_pool_stats(ppe_pool *p, ppe_stats *st) {
   for (i = 0; i < p->nw; i++)
     if (LIVE(&p->w[i])) st->workers++;
   for (t = p->qhead; t != NULL; t = t->next) {
-    if (t->state == PPE_PENDING) st->pending++;
+    if (t->state == PPE_PENDING) st->pending += t->items;
     else if (t->state != PPE_RUNNING)  /* (taken back: counted as such) */
-      st->completed++;  /* cancelled, not yet dropped from the queue */
+      st->completed += t->items;  /* cancelled, not yet dropped */
   }
   st->running = p->nrunning;
   st->completed += p->ncompleted;

@@ -6,6 +6,7 @@
 #define PPE_POOL_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "buf.h"
 #include "task.h"
@@ -72,6 +73,18 @@ typedef struct ppe_group_stats {
   int given_up;
 } ppe_group_stats;
 
+/* One worker slot's figures: stats()'s rows. */
+typedef struct ppe_worker_stats {
+  const char *group;   /* its group's name; valid while the pool is */
+  int far;             /* a far worker: pid is as its machine numbers it */
+  pid_t pid;           /* its process, or 0 while it has none */
+  const char *state;   /* "starting", "idle", "busy", "ending", "down",
+                       ** "parked" (idle_timeout), "retired" (resize) */
+  long done;           /* items its process finished (a task, or a map
+                       ** chunk's items) */
+  double age;          /* "busy": seconds its current task has run */
+} ppe_worker_stats;
+
 /* Attaches to the process's zygote (zygote.h), has it fork the workers,
 ** then starts the I/O thread. */
 int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o);
@@ -111,6 +124,10 @@ int ppe_pool_resize(ppe_pool *p, int g, int n);
 void ppe_pool_signal(ppe_pool *p, int sig);
 
 void ppe_pool_stats(ppe_pool *p, ppe_stats *st);
+/* How many worker slots p has (its workers' ids are 1 to that), and
+** slot i's figures (0-based). */
+int ppe_pool_nslots(ppe_pool *p);
+void ppe_pool_worker_stats(ppe_pool *p, int i, ppe_worker_stats *ws);
 /* How many groups p has, and group g's figures. */
 int ppe_pool_ngroups(ppe_pool *p);
 void ppe_pool_group_stats(ppe_pool *p, int g, ppe_group_stats *gs);

@@ -16,10 +16,13 @@
 #include "vm.h"
 #include "wire.h"
 
-static void (*host_init)(lua_State *L) = NULL;
+static ppe_hook host_init = NULL;
+static void *host_ud = NULL;
 
-PPE_API void ppe_set_worker_init(void (*init)(lua_State *L)) {
+PPE_API void ppe_set_worker_init(void (*init)(lua_State *L, void *ud),
+                                 void *ud) {
   host_init = init;
+  host_ud = init != NULL ? ud : NULL;
 }
 
 /* Registry keys. */
@@ -103,23 +106,34 @@ int ppe_runner_paths(lua_State *L, const char *path, const char *cpath) {
   return r == LUA_OK ? 0 : -1;
 }
 
-ppe_hook ppe_runner_host_hook(void) {
+ppe_hook ppe_runner_host_hook(void **ud) {
+  *ud = host_ud;
   return host_init;
 }
 
 static int call_hook(lua_State *L) {
-  host_init(L);
+  host_init(L, host_ud);
   return 0;
 }
 
-int ppe_runner_hook(lua_State *L) {
+/* The text of the error on the top, whatever it is: a hook may raise a
+** table, or a value whose __tostring raises. */
+static int error_text(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+int ppe_runner_hook(lua_State *L, char *why, size_t n) {
+  const char *s;
   if (host_init == NULL) return 0;
   lua_pushcfunction(L, call_hook);
-  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-    lua_pop(L, 1);
-    return -1;
-  }
-  return 0;
+  if (lua_pcall(L, 0, 0, 0) == LUA_OK) return 0;
+  lua_pushcfunction(L, error_text);
+  lua_insert(L, -2);
+  s = lua_pcall(L, 1, 1, 0) == LUA_OK ? lua_tostring(L, -1) : NULL;
+  snprintf(why, n, "%s", s != NULL ? s : "(an error value without text)");
+  lua_pop(L, 1);
+  return -1;
 }
 
 /* }====================================================== */

@@ -16,11 +16,12 @@ lua_State *ppe_runner_state(void);
 int ppe_runner_paths(lua_State *L, const char *path, const char *cpath);
 
 /* The host's worker-init hook (ppe.h), or NULL. */
-typedef void (*ppe_hook)(lua_State *L);
-ppe_hook ppe_runner_host_hook(void);
+typedef void (*ppe_hook)(lua_State *L, void *ud);
+ppe_hook ppe_runner_host_hook(void **ud);
 
-/* Runs the host's worker-init hook, if any, on L. 0, or -1 if it raised. */
-int ppe_runner_hook(lua_State *L);
+/* Runs the host's worker-init hook, if any, on L. 0, or -1 if it raised,
+** with its message in why[0..n) (cut to fit). */
+int ppe_runner_hook(lua_State *L, char *why, size_t n);
 
 /* Runs the request (a PPE_F_TASK or PPE_F_INIT payload) and writes a whole
 ** reply frame for task 'id' into out (reset first). Never raises; returns

@@ -329,8 +329,10 @@ static int handshake(lua_State *L, char *why, size_t n) {
   return 0;  /* what came after it stays in rd, for the reader thread */
 }
 
-/* The fresh state tasks run on, with this side's package paths. */
+/* The fresh state tasks run on, with this side's package paths; NULL if
+** the host's hook raised, which is told as the local worker's is. */
 static lua_State *task_state(lua_State *L) {
+  char why[PPE_HOOK_WHY];
   lua_State *W = ppe_runner_state();
   const char *path, *cpath;
   if (W == NULL) return NULL;
@@ -339,7 +341,12 @@ static lua_State *task_state(lua_State *L) {
   lua_getfield(L, -2, "cpath");
   path = lua_tostring(L, -2);
   cpath = lua_tostring(L, -1);
-  if (ppe_runner_paths(W, path, cpath) != 0 || ppe_runner_hook(W) != 0) {
+  if (ppe_runner_paths(W, path, cpath) != 0) {
+    lua_close(W);
+    W = NULL;
+  }
+  else if (ppe_runner_hook(W, why, sizeof(why)) != 0) {
+    put(PPE_F_HOOKERR, 0, 0, why, strlen(why));
     lua_close(W);
     W = NULL;
   }

@@ -1,5 +1,6 @@
 /* wire.c - encoder and decoder of the wire format (see wire.h). */
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -17,7 +18,20 @@
 #include "wire.h"
 
 /* Tags. Small non-negative integers and short strings carry their value or
-** length in the tag byte itself: they are the bulk of most messages. */
+** length in the tag byte itself: they are the bulk of most messages.
+**
+** A table or Lua function met again in a message is a T_REF to the offset
+** of its first record (from the message's first byte). The encoder learns
+** that an object is shared only when it meets it again, and then turns
+** the tag of its first record into the shared one (T_STABLE, T_SLFUNC):
+** the decoder keeps only those, not every table of a tree, to resolve
+** references.
+**
+** Strings repeat in most data (the keys of records, above all), and
+** pushing one costs the decoder a hash and a lookup in the string table.
+** So the message has SLOTS string slots: T_KEEP, a slot number and a
+** string puts that string in the slot, T_SLOT + n pushes what slot n
+** holds. Which strings go to slots is the encoder's choice (enc_string). */
 enum {
   T_NIL = 0, T_FALSE, T_TRUE,
   T_I8, T_I16, T_I32, T_I64,
@@ -28,9 +42,16 @@ enum {
   T_LFUNC,
   T_CFUNC,
   T_ENV,
+  T_KEEP,             /* slot number, then a string (T_SHORTSTR or T_STR) */
+  T_STABLE,           /* a T_TABLE referred to later in the message */
+  T_SLFUNC,           /* a T_LFUNC likewise */
+  T_F32,              /* a float that a 32-bit float holds exactly */
   T_SHORTSTR = 0x20,  /* 0x20..0x3f: string of length tag & 0x1f */
+  T_SLOT = 0x40,      /* 0x40..0x7f: the string in slot tag & 0x3f */
   T_FIXINT = 0x80     /* 0x80..0xff: integer tag & 0x7f */
 };
+
+#define SLOTS 64
 
 #define HEADER_SIZE 7
 
@@ -96,28 +117,39 @@ static uint64_t record_tag(uint64_t code, const char *layout, size_t n) {
 
 #define PATH_KEEP 6
 
-/* One entry of the map from tables and Lua functions sent so far to their
-** ids, an open-addressing hash on the object's address: a Lua table would
-** do, but costs a third of the time of a message of small tables. */
+/* One entry of the map from tables and Lua functions sent so far to the
+** offset of their first record, an open-addressing hash on the object's
+** address: a Lua table would do, but costs a third of the time of a
+** message of small tables. */
 typedef struct Seen {
   const void *p;  /* NULL: free */
-  lua_Integer id;
+  size_t off;
 } Seen;
 
 /* Slots of the map kept in the encoder itself: a message with a few
 ** tables and functions, a task's usually, allocates none. */
 #define SEEN_LOCAL 16
 
+/* What the encoder knows of the string slot a string's address leads to:
+** the string seen last there, and whether the decoder holds it. */
+typedef struct Kept {
+  const char *s;
+  int hits;  /* 0: seen once, not in the slot; 1..3: in it, and in use */
+} Kept;
+
 typedef struct Enc {
   lua_State *L;
   ppe_buf *b;
-  int seen;        /* stack slot of the userdata holding 'slots', or nil */
+  size_t base;     /* where the message starts in b */
+  int seen;        /* stack slot of the SeenBox, once 'local' is outgrown */
   int names;       /* stack slot of the cache of C function names, or nil */
   int loaded;      /* stack slot of package.loaded, with 'names' */
   Seen *slots;     /* 'local' until it outgrows it */
   size_t cap;      /* slots, a power of 2; at most half of them in use */
+  size_t nseen;
   Seen local[SEEN_LOCAL];
-  lua_Integer nseen;
+  uint64_t kvalid;  /* which entries of 'kept' are in use */
+  Kept kept[SLOTS];
   const void *globals;  /* sent as T_ENV, wherever met */
   int depth;
   int nparts;      /* path components recorded so far */
@@ -224,10 +256,23 @@ static int enc_int(Enc *e, lua_Integer v) {
   return put_raw(e, tmp, n + 1);
 }
 
+/* A float goes in 4 bytes when a float32 holds it exactly (0.5, 1e3,
+** -0.0: the conversion keeps the sign); in all its bytes otherwise, bit
+** for bit (NaN payloads). The range is checked first: converting a value
+** beyond it is undefined (NaN fails the check too). */
 static int enc_num(Enc *e, lua_Number v) {
   unsigned char tmp[1 + sizeof(lua_Number)];
+  double x = (double)v;
+  if (fabs(x) <= FLT_MAX) {
+    float f = (float)x;
+    if ((double)f == x) {
+      tmp[0] = T_F32;
+      memcpy(tmp + 1, &f, sizeof(f));
+      return put_raw(e, tmp, 1 + sizeof(f));
+    }
+  }
   tmp[0] = T_FLT;
-  memcpy(tmp + 1, &v, sizeof(v));  /* bit-exact: NaN payloads, -0.0 */
+  memcpy(tmp + 1, &v, sizeof(v));
   return put_raw(e, tmp, sizeof(tmp));
 }
 
@@ -241,49 +286,162 @@ static inline int enc_strhead(Enc *e, size_t len) {
   return (put_byte(e, T_STR) || put_varint(e, len)) ? -1 : 0;
 }
 
+/* A string as it is, never through a slot: names in a function's layout,
+** which the decoder reads as they are. */
 static int enc_str(Enc *e, int idx) {
   size_t len;
   const char *s = lua_tolstring(e->L, idx, &len);
   return enc_strhead(e, len) ? -1 : put_raw(e, s, len);
 }
 
+/* A string value, through a slot when it repeats. Equal strings are one
+** object in a Lua state (all of them before 5.4, short ones since; two
+** long ones with the same bytes are just sent twice), so a string is
+** known by its address, as the map of tables knows a table; the address
+** picks a pair of entries of 'kept', each standing for one slot. A
+** string's first sight only takes note of it; its second puts it in the
+** slot; from its third on it costs one byte. A string met once, a
+** record's name say, costs the decoder nothing more. A slot in use goes
+** to another string only once strings other than its own have taken as
+** many turns at it as its own lately did, so that strings sharing a pair
+** of entries do not take it from each other at every turn. Addresses are
+** stable while encoding, as the map's are (see seen_grow). */
+static int enc_string(Enc *e, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(e->L, idx, &len);
+  uint64_t h = (uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ULL;
+  int i = (int)(h >> 59) * 2;  /* the top 5 bits: SLOTS / 2 pairs */
+  Kept *k = &e->kept[i];
+  if ((e->kvalid >> i & 3) != 3) {  /* a free entry: first ones first */
+    if (e->kvalid >> i & 1) {
+      if (k->s == s) goto found;
+      k++, i++;
+    }
+    e->kvalid |= (uint64_t)1 << i;
+    k->s = s;
+    k->hits = 0;
+    goto plain;
+  }
+  if (k->s == s) goto found;
+  if (k[1].s == s) { k++, i++; goto found; }
+  if (k[1].hits < k->hits) k++, i++;  /* the one less in use */
+  if (k->hits > 1) k->hits--;
+  else {
+    k->s = s;
+    k->hits = 0;
+  }
+  goto plain;
+found:
+  if (k->hits > 0) {
+    if (k->hits < 3) k->hits++;
+    return put_byte(e, T_SLOT | i);
+  }
+  k->hits = 1;
+  if (ppe_buf_reserve(e->b, 2)) return enc_oom(e);
+  e->b->p[e->b->len++] = (char)T_KEEP;
+  e->b->p[e->b->len++] = (char)i;
+plain:
+  return enc_strhead(e, len) ? -1 : put_raw(e, s, len);
+}
+
+/* Where the map looks for p first. Tables made one after the other lie
+** one after the other in memory, and are mostly sent in that order: the
+** low bits of the address keep them in neighbouring entries (one cache
+** line for several, the next line for the next ones), where a scrambling
+** hash would take a cache miss for each; the bits above the first
+** megabyte move each megabyte of addresses to an entry of its own. */
 static size_t seen_slot(const Enc *e, const void *p) {
-  uint64_t h = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL;
-  size_t i = (size_t)(h ^ (h >> 32)) & (e->cap - 1);
+  uintptr_t a = (uintptr_t)p;
+  size_t i = (size_t)((a >> 4) + (uint64_t)(a >> 20) * 0x9e3779b97f4a7c15ULL)
+             & (e->cap - 1);
   while (e->slots[i].p != NULL && e->slots[i].p != p)
     i = (i + 1) & (e->cap - 1);
   return i;
 }
 
-/* Doubles the map. Beyond the encoder's own slots, its memory is a
-** userdata in the 'seen' slot of the stack, so that a memory error (the
-** one way the encoder raises) leaks nothing; the old one is left to the
-** collector. Addresses are stable: everything sent is reachable from the
-** values being encoded. */
-static void seen_grow(Enc *e) {
+/* Beyond the encoder's own slots, the map is malloc'd, owned by a
+** SeenBox userdata in the 'seen' slot of the stack: a memory error (the
+** one way the encoder raises) leaks nothing, its __gc frees the map; an
+** encoding that returns frees it at once. Outside Lua's heap, the map
+** does not count as garbage to collect: in Lua's, 8 MiB of it for 200k
+** tables made the collector work through the whole heap while encoding. */
+typedef struct SeenBox {
+  Seen *slots;
+} SeenBox;
+
+static const char seenbox_key = 's';  /* the SeenBox metatable */
+
+static int seenbox_gc(lua_State *L) {
+  SeenBox *box = (SeenBox *)lua_touserdata(L, 1);
+  free(box->slots);
+  box->slots = NULL;
+  return 0;
+}
+
+static SeenBox *seenbox(Enc *e) {
+  lua_State *L = e->L;
+  SeenBox *box;
+  if (!lua_isnil(L, e->seen)) return (SeenBox *)lua_touserdata(L, e->seen);
+  box = (SeenBox *)lua_newuserdatauv(L, sizeof(SeenBox), 0);
+  box->slots = NULL;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &seenbox_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, seenbox_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &seenbox_key);
+  }
+  lua_setmetatable(L, -2);
+  lua_replace(L, e->seen);
+  return box;
+}
+
+/* Frees the map now, if it was malloc'd, rather than at the next cycle. */
+static void enc_free(Enc *e) {
+  if (e->slots == e->local) return;
+  seenbox(e)->slots = NULL;
+  free(e->slots);
+  e->slots = e->local;
+}
+
+/* Doubles the map; -1 if out of memory. Addresses are stable: everything
+** sent is reachable from the values being encoded. */
+static int seen_grow(Enc *e) {
   size_t i, cap = e->cap * 2;
-  Seen *old = e->slots;
+  Seen *old = e->slots, *slots;
   size_t oldcap = e->cap;
-  e->slots = (Seen *)lua_newuserdatauv(e->L, cap * sizeof(Seen), 0);
-  memset(e->slots, 0, cap * sizeof(Seen));
+  SeenBox *box = seenbox(e);
+  if (cap > (size_t)-1 / sizeof(Seen) ||
+      (slots = (Seen *)calloc(cap, sizeof(Seen))) == NULL)
+    return enc_oom(e);
+  e->slots = slots;
   e->cap = cap;
   for (i = 0; i < oldcap; i++)
     if (old[i].p != NULL) e->slots[seen_slot(e, old[i].p)] = old[i];
-  lua_replace(e->L, e->seen);
+  free(box->slots);  /* NULL while 'old' is 'local' */
+  box->slots = slots;
+  return 0;
 }
 
 /* If the table or function at idx was sent already in this message, writes
-** a reference to it and returns 1; else gives it the next id, returns 0. */
+** a reference to it, marks its first record shared and returns 1; else
+** notes where its record starts (it is written next) and returns 0. */
 static int enc_seen(Enc *e, int idx) {
   const void *p = lua_topointer(e->L, idx);
   size_t i;
-  if ((size_t)e->nseen >= e->cap / 2) seen_grow(e);
+  if (e->nseen >= e->cap / 2 && seen_grow(e)) return -1;
   i = seen_slot(e, p);
-  if (e->slots[i].p != NULL)
-    return (put_byte(e, T_REF) || put_varint(e, (uint64_t)e->slots[i].id))
-           ? -1 : 1;
+  if (e->slots[i].p != NULL) {
+    size_t off = e->slots[i].off;
+    char *tag = e->b->p + e->base + off;
+    if (*tag == T_TABLE) *tag = T_STABLE;
+    else if (*tag == T_LFUNC) *tag = T_SLFUNC;
+    return (put_byte(e, T_REF) || put_varint(e, (uint64_t)off)) ? -1 : 1;
+  }
   e->slots[i].p = p;
-  e->slots[i].id = e->nseen++;
+  e->slots[i].off = e->b->len - e->base;
+  e->nseen++;
   return 0;
 }
 
@@ -314,6 +472,14 @@ static void patch_varint(char *p, uint64_t v, size_t width) {
   p[i] = (char)v;
 }
 
+/* The byte after a table's array size counts its pairs, up to 127. A
+** larger table has PAIRS_OPEN + b there instead, for at most 2^b pairs
+** (the decoder sizes the table so, as Lua rounds sizes to powers of 2
+** anyway), and a T_NIL after its last pair, where a key would be: the
+** count is known only once the pairs are written, and one byte is
+** reserved for it. */
+#define PAIRS_OPEN 0x80
+
 /* Writes the table at idx in one traversal. The wire puts an array part
 ** (items 1..narr, nil where a hole is) before the key/value pairs; Lua's
 ** traversal visits the array part first, in order, so the keys 1, 2, ...
@@ -330,7 +496,7 @@ static void patch_varint(char *p, uint64_t v, size_t width) {
 static int enc_table(Enc *e, int idx) {
   lua_State *L = e->L;
   lua_Integer border, n = 0, holes = 0;
-  uint32_t nhash = 0;
+  uint64_t nhash = 0;
   size_t at, width, patch;
   int r = enc_seen(e, idx), inarray;
   if (r) return r < 0 ? -1 : 0;
@@ -340,7 +506,7 @@ static int enc_table(Enc *e, int idx) {
   if (put_varint(e, (uint64_t)border)) return -1;
   width = e->b->len - at;
   patch = e->b->len;
-  if (put_raw(e, &nhash, sizeof(nhash))) return -1;  /* written later */
+  if (put_byte(e, 0)) return -1;  /* the count of pairs, written later */
   inarray = border > 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -377,7 +543,13 @@ static int enc_table(Enc *e, int idx) {
     lua_pop(L, 1);
   }
   if (n != border) patch_varint(e->b->p + at, (uint64_t)n, width);
-  memcpy(e->b->p + patch, &nhash, sizeof(nhash));
+  if (nhash < PAIRS_OPEN) e->b->p[patch] = (char)nhash;
+  else {
+    int b = 7;
+    while (b < 63 && ((uint64_t)1 << b) < nhash) b++;
+    e->b->p[patch] = (char)(PAIRS_OPEN + b);
+    if (put_byte(e, T_NIL)) return -1;
+  }
   e->depth--;
   return 0;
 }
@@ -627,7 +799,7 @@ static int enc_value(Enc *e, int idx) {
     case LUA_TNUMBER:
       if (lua_isinteger(L, idx)) return enc_int(e, lua_tointeger(L, idx));
       return enc_num(e, lua_tonumber(L, idx));
-    case LUA_TSTRING: return enc_str(e, idx);
+    case LUA_TSTRING: return enc_string(e, idx);
     case LUA_TTABLE:
       /* The globals become the receiver's globals: they are an
       ** environment, not data to copy. */
@@ -647,7 +819,8 @@ int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
   unsigned char hdr[HEADER_SIZE] = {'p', 'p', 'e', PPE_WIRE_VERSION, 0,
                                     sizeof(lua_Integer), sizeof(lua_Number)};
   int i, top = lua_gettop(L);
-  e.L = L; e.b = b; e.nseen = 0; e.depth = 0; e.nparts = 0; e.err = err;
+  e.L = L; e.b = b; e.base = b->len; e.nseen = 0; e.depth = 0;
+  e.nparts = 0; e.err = err; e.kvalid = 0;
   memset(e.local, 0, sizeof(e.local));
   e.slots = e.local; e.cap = SEEN_LOCAL;
   hdr[4] = (unsigned char)little_endian();
@@ -676,9 +849,11 @@ int ppe_encode(lua_State *L, ppe_buf *b, int first, int n,
       goto fail;
     }
   }
+  enc_free(&e);
   lua_settop(L, top);
   return 0;
 fail:
+  enc_free(&e);
   lua_settop(L, top);
   return -1;
 }
@@ -700,8 +875,8 @@ typedef struct Dec {
   const unsigned char *s;
   size_t len, pos;
   size_t budget;   /* table slots we may still preallocate on trust */
-  int refs;        /* stack slot of the id -> value array, or nil */
-  lua_Integer nrefs;
+  int refs;        /* stack slot of the shared objects by offset, or nil */
+  int slots;       /* stack slot of the string slots, or nil */
   int depth, flags;
   int nclaims;
   long claims[DEC_CLAIMS];  /* cache entries this message has used */
@@ -742,31 +917,65 @@ static int dec_lstr(Dec *d, size_t n) {
   return 0;
 }
 
-/* Objects get ids in order of arrival, kept in the refs slot: nil while
-** there are none, the object itself while it is the only one (a task's
-** function, say, which nothing refers back to), else an array of them. */
-static void dec_register(Dec *d, int idx) {
+/* A shared object (T_STABLE, T_SLFUNC), at idx, is kept in the refs
+** table under the offset of its tag, 'at'. */
+static void dec_register(Dec *d, int idx, size_t at) {
   lua_State *L = d->L;
-  if (d->nrefs == 0) {
-    lua_pushvalue(L, idx);
+  if (lua_isnil(L, d->refs)) {
+    lua_createtable(L, 0, 4);
     lua_replace(L, d->refs);
   }
-  else {
-    if (d->nrefs == 1) {
-      lua_createtable(L, 8, 0);
-      lua_pushvalue(L, d->refs);
-      lua_rawseti(L, -2, 1);
-      lua_replace(L, d->refs);
-    }
-    lua_pushvalue(L, idx);
-    lua_rawseti(L, d->refs, d->nrefs + 1);
-  }
-  d->nrefs++;
+  lua_pushinteger(L, (lua_Integer)at);
+  lua_pushvalue(L, idx);
+  lua_rawset(L, d->refs);
 }
 
-static void dec_getref(Dec *d, lua_Integer id) {
-  if (d->nrefs == 1) lua_pushvalue(d->L, d->refs);
-  else lua_rawgeti(d->L, d->refs, id + 1);
+/* Pushes the shared object whose tag is at offset 'at': one met already,
+** or one being decoded (a cycle). */
+static int dec_getref(Dec *d, uint64_t at) {
+  lua_State *L = d->L;
+  if (at >= d->len || lua_isnil(L, d->refs))
+    return dec_fail(d, "bad reference");
+  lua_pushinteger(L, (lua_Integer)at);
+  if (lua_rawget(L, d->refs) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dec_fail(d, "bad reference");
+  }
+  return 0;
+}
+
+/* T_KEEP: a slot number and a string, which is pushed and kept there. */
+static int dec_keep(Dec *d) {
+  lua_State *L = d->L;
+  uint64_t n;
+  int slot, tag;
+  if (REMAINING(d) < 2) return dec_fail(d, "truncated message");
+  slot = d->s[d->pos++];
+  if (slot >= SLOTS) return dec_fail(d, "bad string slot");
+  tag = d->s[d->pos++];
+  if (tag >= T_SHORTSTR && tag < T_SHORTSTR + 32) n = (uint64_t)(tag & 0x1f);
+  else if (tag != T_STR) return dec_fail(d, "string slot given no string");
+  else if (get_varint(d, &n)) return -1;
+  if (n > REMAINING(d)) return dec_fail(d, "truncated string");
+  if (lua_isnil(L, d->slots)) {
+    lua_createtable(L, SLOTS, 0);
+    lua_replace(L, d->slots);
+  }
+  dec_lstr(d, (size_t)n);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, d->slots, slot + 1);
+  return 0;
+}
+
+/* T_SLOT: the string a T_KEEP put in the slot. */
+static int dec_slot(Dec *d, int slot) {
+  lua_State *L = d->L;
+  if (lua_isnil(L, d->slots)) return dec_fail(d, "empty string slot");
+  if (lua_rawgeti(L, d->slots, slot + 1) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dec_fail(d, "empty string slot");
+  }
+  return 0;
 }
 
 static int dec_value(Dec *d);
@@ -787,26 +996,37 @@ static int dec_prealloc(Dec *d, uint64_t claim) {
   return (int)claim;
 }
 
-static int dec_table(Dec *d) {
+/* A table whose tag is at offset 'at'; shared: T_STABLE. */
+static int dec_table(Dec *d, size_t at, int shared) {
   lua_State *L = d->L;
-  uint64_t narr, i;
-  uint32_t nhash, j;
-  int t;
-  if (dec_enter(d) || get_varint(d, &narr) ||
-      get_raw(d, &nhash, sizeof(nhash)))
-    return -1;
+  uint64_t narr, i, nhash, j;
+  int t, c, open;
+  if (dec_enter(d) || get_varint(d, &narr)) return -1;
+  if (d->pos >= d->len) return dec_fail(d, "truncated message");
+  c = d->s[d->pos++];
+  open = c >= PAIRS_OPEN;
+  if (open && c - PAIRS_OPEN > 62) return dec_fail(d, "malformed table");
+  nhash = open ? (uint64_t)1 << (c - PAIRS_OPEN) : (uint64_t)c;
   /* Every value takes at least one byte, every pair two. */
-  if (narr > REMAINING(d) || nhash > REMAINING(d) / 2 ||
-      narr > (uint64_t)LUA_MAXINTEGER)
+  if (narr > REMAINING(d) || narr > (uint64_t)LUA_MAXINTEGER ||
+      (!open && nhash > REMAINING(d) / 2))
     return dec_fail(d, "table size beyond message");
+  if (nhash > REMAINING(d) / 2) nhash = REMAINING(d) / 2;  /* a bound */
   lua_createtable(L, dec_prealloc(d, narr), dec_prealloc(d, nhash));
   t = lua_gettop(L);
-  dec_register(d, t);
+  if (shared) dec_register(d, t, at);
   for (i = 1; i <= narr; i++) {
     if (dec_value(d)) return -1;
     lua_rawseti(L, t, (lua_Integer)i);
   }
-  for (j = 0; j < nhash; j++) {
+  for (j = 0; open || j < nhash; j++) {
+    if (open) {
+      if (d->pos >= d->len) return dec_fail(d, "truncated message");
+      if (d->s[d->pos] == T_NIL) {  /* the end of the pairs */
+        d->pos++;
+        break;
+      }
+    }
     if (dec_value(d)) return -1;
     if (lua_isnil(L, -1)) return dec_fail(d, "nil table key");
     if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
@@ -1039,7 +1259,7 @@ static int dec_skipkind(Dec *d) {
 ** upvalue is set as the layout says: the globals, a module or a C
 ** function by the name there, or the next data value, which must not be
 ** the globals or a C function (those are the layout's to give). */
-static int dec_lfunc(Dec *d) {
+static int dec_lfunc(Dec *d, size_t at, int shared) {
   lua_State *L = d->L;
   uint32_t blen;
   uint64_t tag, nups, i;
@@ -1062,7 +1282,7 @@ static int dec_lfunc(Dec *d) {
                   blen, nups))
     return -1;
   f = lua_gettop(L);
-  dec_register(d, f);
+  if (shared) dec_register(d, f, at);
   vals = d->pos;
   for (i = 1; i <= nups; i++) {
     int kind = d->s[lay++];
@@ -1170,7 +1390,7 @@ static int dec_refuse(Dec *d, int tag) {
   const char *name, *field;
   size_t len, at = d->pos;  /* the error points after the tag, as others */
   switch (tag) {
-    case T_LFUNC:
+    case T_LFUNC: case T_SLFUNC:
       return dec_fail(d, "Lua function refused (functions = false)");
     case T_CFUNC:
       if (dec_name(d)) return -1;
@@ -1192,12 +1412,13 @@ static int dec_refuse(Dec *d, int tag) {
 
 static int dec_value(Dec *d) {
   lua_State *L = d->L;
+  size_t at = d->pos;
   int tag;
   if (d->pos >= d->len) return dec_fail(d, "truncated message");
   tag = d->s[d->pos++];
   if (tag >= T_FIXINT) { lua_pushinteger(L, tag & 0x7f); return 0; }
-  if (tag >= T_SHORTSTR && tag < T_SHORTSTR + 32)
-    return dec_lstr(d, (size_t)(tag & 0x1f));
+  if (tag >= T_SLOT) return dec_slot(d, tag & 0x3f);
+  if (tag >= T_SHORTSTR) return dec_lstr(d, (size_t)(tag & 0x1f));
   switch (tag) {
     case T_NIL: lua_pushnil(L); return 0;
     case T_FALSE: lua_pushboolean(L, 0); return 0;
@@ -1217,19 +1438,22 @@ static int dec_value(Dec *d) {
     case T_FLT: { lua_Number v;
       if (get_raw(d, &v, sizeof(v))) return -1;
       lua_pushnumber(L, v); return 0; }
+    case T_F32: { float v;
+      if (get_raw(d, &v, sizeof(v))) return -1;
+      lua_pushnumber(L, (lua_Number)v); return 0; }
     case T_STR: { uint64_t n;
       if (get_varint(d, &n)) return -1;
       if (n > REMAINING(d)) return dec_fail(d, "truncated string");
       return dec_lstr(d, (size_t)n); }
-    case T_TABLE: return dec_table(d);
-    case T_REF: { uint64_t id;
-      if (get_varint(d, &id)) return -1;
-      if (id >= (uint64_t)d->nrefs) return dec_fail(d, "bad reference");
-      dec_getref(d, (lua_Integer)id);
-      return 0; }
-    case T_LFUNC: case T_CFUNC: case T_ENV:
+    case T_TABLE: case T_STABLE: return dec_table(d, at, tag == T_STABLE);
+    case T_KEEP: return dec_keep(d);
+    case T_REF: { uint64_t off;
+      if (get_varint(d, &off)) return -1;
+      return dec_getref(d, off); }
+    case T_LFUNC: case T_SLFUNC: case T_CFUNC: case T_ENV:
       if (d->flags & PPE_DEC_DATA) return dec_refuse(d, tag);
-      if (tag == T_LFUNC) return dec_lfunc(d);
+      if (tag != T_CFUNC && tag != T_ENV)
+        return dec_lfunc(d, at, tag == T_SLFUNC);
       if (tag == T_CFUNC) return dec_cfunc(d);
       lua_pushglobaltable(L);  /* the globals, sent as T_ENV wherever met */
       return 0;
@@ -1244,7 +1468,7 @@ int ppe_decode(lua_State *L, const char *s, size_t len, int flags,
   uint64_t n, i;
   int top = lua_gettop(L);
   d.L = L; d.s = u; d.len = len; d.pos = 0; d.budget = len;
-  d.nrefs = 0; d.depth = 0; d.flags = flags; d.err = err; d.nclaims = 0;
+  d.depth = 0; d.flags = flags; d.err = err; d.nclaims = 0;
   if (len < HEADER_SIZE || memcmp(s, "ppe", 3) != 0)
     return dec_fail(&d, "not a ppe message");
   if (u[3] != PPE_WIRE_VERSION)
@@ -1259,9 +1483,12 @@ int ppe_decode(lua_State *L, const char *s, size_t len, int flags,
     return dec_fail(&d, "too many values");
   lua_pushnil(L);
   d.refs = lua_gettop(L);
+  lua_pushnil(L);
+  d.slots = lua_gettop(L);
   for (i = 0; i < n; i++)
     if (dec_value(&d)) goto fail;
   if (d.pos != d.len) { dec_fail(&d, "trailing bytes"); goto fail; }
+  lua_remove(L, d.slots);
   lua_remove(L, d.refs);
   return (int)n;
 fail:

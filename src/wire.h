@@ -2,12 +2,13 @@
 **
 ** A message is a header (magic, format version, byte order and the sizes
 ** of lua_Integer and lua_Number) followed by a count of values and the
-** values themselves. Tables and Lua functions get an id on first sight, so
-** shared references and cycles arrive as they left. A Lua function's
-** record carries a keyed tag over its bytecode and its upvalue layout
-** (the kind of each upvalue, and the name of each module and C function
-** among them): a decoder loads only records made by its own process tree,
-** as they were made. */
+** values themselves. A table or Lua function met again is a reference to
+** its first record, so shared references and cycles arrive as they left;
+** a string met again is taken from one of the message's string slots. A
+** Lua function's record carries a keyed tag over its bytecode and its
+** upvalue layout (the kind of each upvalue, and the name of each module
+** and C function among them): a decoder loads only records made by its
+** own process tree, as they were made. */
 #ifndef PPE_WIRE_H
 #define PPE_WIRE_H
 
@@ -15,7 +16,7 @@
 
 #include "buf.h"
 
-#define PPE_WIRE_VERSION 2
+#define PPE_WIRE_VERSION 3
 
 /* Tables and functions nested deeper than this are refused, both ways. */
 #define PPE_MAXDEPTH 1000

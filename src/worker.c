@@ -194,6 +194,20 @@ static void reply_out(int fd, const char *m, size_t n) {
   }
 }
 
+/* A frame of 'type' whose payload is the text s, put out as a reply. */
+static void say(int fd, uint32_t type, const char *s) {
+  char m[sizeof(ppe_frame) + PPE_HOOK_WHY];
+  ppe_frame f;
+  size_t n = strlen(s);
+  if (n > PPE_HOOK_WHY) n = PPE_HOOK_WHY;
+  memset(&f, 0, sizeof(f));
+  f.type = type;
+  f.len = (uint32_t)n;
+  memcpy(m, &f, sizeof(f));
+  memcpy(m + sizeof(f), s, n);
+  reply_out(fd, m, sizeof(f) + n);
+}
+
 /* The executor stopped the task that just returned (cancel{force}): no
 ** reply goes out and nothing more starts; the executor has this worker
 ** killed. It waits for that, or for the end of its channel. */
@@ -252,7 +266,7 @@ static int serve_one(lua_State *L, int fd, const ppe_frame *f,
 }
 
 void ppe_worker_main(lua_State *L, int fd, int id, int arena,
-                     ppe_peer *pa, int failed) {
+                     ppe_peer *pa, int failed, const char *why) {
   ppe_reader rd = {PPE_BUF_INIT, 0};
   ppe_buf reply = PPE_BUF_INIT;  /* made shared below */
   char *shared;  /* the request, when it is in the caller's arena */
@@ -270,6 +284,7 @@ void ppe_worker_main(lua_State *L, int fd, int id, int arena,
   ** descriptor is not needed. */
   if (arena >= 0 && ppe_shm_adopt(arena) != 0) close(arena);  /* none */
   if (ppe_shm_ring() != NULL) ppe_gate_use(ppe_shm_ring());
+  if (why != NULL) say(fd, PPE_F_HOOKERR, why);
   if (failed) leave(failed);  /* with the ring to say why */
   for (;;) {
     ppe_frame f;

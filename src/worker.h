@@ -43,9 +43,12 @@ struct ppe_peer;
 /* Serves requests from fd on L until end of stream; never returns. arena
 ** is its own shared arena (a descriptor, or -1), parent the caller's,
 ** mapped (or NULL). A worker whose state could not be set up leaves at
-** once with 'failed', a PPE_EXIT_* code (0: it was). */
+** once with 'failed', a PPE_EXIT_* code (0: it was), after saying 'why'
+** (PPE_F_HOOKERR) if not NULL. */
 void ppe_worker_main(struct lua_State *L, int fd, int id, int arena,
-                     struct ppe_peer *parent, int failed)
-  __attribute__((noreturn));
+                     struct ppe_peer *parent, int failed, const char *why);
+
+/* Room for what a worker says of its host hook's error. */
+#define PPE_HOOK_WHY 200
 
 #endif

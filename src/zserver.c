@@ -114,6 +114,7 @@ static void worker_start(Zyg *z, Client *c, int fd, int id, int arena,
                          pid_t zygote) {
   sigset_t none;
   int keep[2], failed = 0;
+  char why[PPE_HOOK_WHY];
   die_with_parent(zygote);
   prctl(PR_SET_NAME, z->comm);
   if (z->nofile.rlim_cur != RLIM_INFINITY)
@@ -132,10 +133,11 @@ static void worker_start(Zyg *z, Client *c, int fd, int id, int arena,
   sigprocmask(SIG_SETMASK, &none, NULL);
   if (ppe_runner_paths(z->L, c->path, c->cpath) != 0)
     failed = PPE_EXIT_NOMEM;
-  else if (ppe_runner_hook(z->L) != 0)
+  else if (ppe_runner_hook(z->L, why, sizeof(why)) != 0)
     failed = PPE_EXIT_HOOK;
   ppe_worker_set_memory_cap(c->memory_cap);
-  ppe_worker_main(z->L, fd, id, arena, z->arena, failed);
+  ppe_worker_main(z->L, fd, id, arena, z->arena, failed,
+                  failed == PPE_EXIT_HOOK ? why : NULL);
 }
 
 static void spawn(Zyg *z, Client *c, int id, int arena) {

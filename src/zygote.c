@@ -24,6 +24,7 @@ extern char **environ;
 ** executor made since must find unchanged to use that zygote. */
 typedef struct Fit {
   ppe_hook hook;     /* the host's worker hook */
+  void *hook_ud;     /* and its argument */
   uint64_t env;      /* a hash of the environment */
   uid_t uid, euid;
   gid_t gid, egid;
@@ -83,7 +84,7 @@ static void fit_now(Fit *f) {
       h *= 1099511628211u;
     } while (*s++ != '\0');
   }
-  f->hook = ppe_runner_host_hook();
+  f->hook = ppe_runner_host_hook(&f->hook_ud);
   f->env = h;
   f->uid = getuid();
   f->euid = geteuid();

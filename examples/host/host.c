@@ -27,10 +27,9 @@ static const luaL_Reg host_funcs[] = {
   {NULL, NULL}
 };
 
-static int version = 1;
-
-/* The host's library, as a global and as a loaded module. */
-static void open_host(lua_State *L) {
+/* The host's library, as a global and as a loaded module, with the
+** version it is given. */
+static void open_host(lua_State *L, int version) {
   luaL_newlib(L, host_funcs);
   lua_pushinteger(L, version);
   lua_setfield(L, -2, "version");
@@ -70,10 +69,12 @@ static const char script[] =
   "      :format(ex:stats().restarts))\n"
   "return ex:submit(function() return host.version end):result(10)\n";
 
-static void open_host_v2(lua_State *L) {
-  version = 2;
-  open_host(L);
+/* The worker-init hook: its user data says which version to open. */
+static void open_in_worker(lua_State *L, void *ud) {
+  open_host(L, *(const int *)ud);
 }
+
+static const int v1 = 1, v2 = 2;
 
 static const char script2[] =
   "local ppe = require 'ppe'\n"
@@ -102,15 +103,15 @@ int main(void) {
   int status;
   if (L == NULL) return 1;
   luaL_openlibs(L);
-  open_host(L);
-  ppe_set_worker_init(open_host);
+  open_host(L, 1);
+  ppe_set_worker_init(open_in_worker, (void *)&v1);
   luaL_requiref(L, "ppe", luaopen_ppe, 0);
   lua_pop(L, 1);
   if (pthread_create(&th, NULL, churn, NULL) != 0) return 1;
   status = run(L, script, 1);
   stop = 1;
   pthread_join(th, NULL);
-  ppe_set_worker_init(open_host_v2);
+  ppe_set_worker_init(open_in_worker, (void *)&v2);
   if (status == 0) status = run(L, script2, 2);
   lua_close(L);
   return status;

@@ -1,6 +1,7 @@
 /* largs.c - what every class of the binding checks and builds the same
 ** way: classes by metatable upvalue, option tables, seconds, and the
 ** Lua-owned buffers requests are encoded in. */
+#include <stdarg.h>
 #include <string.h>
 
 #include "src/lua/lppe.h"
@@ -70,6 +71,64 @@ void lppe_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
 ** =======================================================
 */
 
+/* Raises a ppe.Error ValueError with the message on the top of the
+** stack, naming option 'key' (err.option) and the value at the absolute
+** index idx (err.value), if idx is not 0. */
+static int option_error(lua_State *L, const char *key, int idx) {
+  lppe_pusherror(L, "ValueError", lua_tostring(L, -1));
+  lua_pushstring(L, key);
+  lua_setfield(L, -2, "option");
+  if (idx != 0) {
+    lua_pushvalue(L, idx);
+    lua_setfield(L, -2, "value");
+  }
+  return lua_error(L);
+}
+
+int lppe_option_error(lua_State *L, const char *key, int idx,
+                      const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return option_error(L, key, idx);
+}
+
+/* The edits (insert, delete, change, swap of two) from a to b, up to 3:
+** keys are short. */
+static int distance(const char *a, const char *b) {
+  size_t n = strlen(a), m = strlen(b), i, j;
+  int d[32][32];
+  if (n >= 32 || m >= 32) return 3;
+  for (i = 0; i <= n; i++) d[i][0] = (int)i;
+  for (j = 0; j <= m; j++) d[0][j] = (int)j;
+  for (i = 1; i <= n; i++)
+    for (j = 1; j <= m; j++) {
+      int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < c)
+        c = d[i - 2][j - 2] + 1;
+      d[i][j] = c;
+    }
+  return d[n][m] < 3 ? d[n][m] : 3;
+}
+
+/* The key of keys nearest to s, if it is near enough to be a slip. */
+static const char *nearest(const char *s, const char *const keys[]) {
+  const char *best = NULL;
+  int i, bestd = 3;
+  for (i = 0; keys[i] != NULL; i++) {
+    int d = distance(s, keys[i]);
+    if (d < bestd || (d == bestd && best == NULL && d < 3)) {
+      bestd = d;
+      best = keys[i];
+    }
+  }
+  return strlen(s) > 2 || bestd < 2 ? best : NULL;
+}
+
 /* Every key of the table at arg must be one of keys: a misspelt option
 ** is a mistake, not a wish to be ignored. */
 void lppe_checkkeys(lua_State *L, int arg, const char *const keys[],
@@ -77,13 +136,21 @@ void lppe_checkkeys(lua_State *L, int arg, const char *const keys[],
   lua_pushnil(L);
   while (lua_next(L, arg)) {
     int i = 0;
+    const char *near;
     lua_pop(L, 1);
     if (lua_type(L, -1) == LUA_TSTRING)
       for (; keys[i] != NULL; i++)
         if (strcmp(lua_tostring(L, -1), keys[i]) == 0) break;
-    if (lua_type(L, -1) != LUA_TSTRING || keys[i] == NULL)
-      luaL_error(L, "unknown %s option '%s'", what,
-                 luaL_tolstring(L, -1, NULL));
+    if (lua_type(L, -1) == LUA_TSTRING && keys[i] != NULL) continue;
+    near = lua_type(L, -1) == LUA_TSTRING
+             ? nearest(lua_tostring(L, -1), keys) : NULL;
+    lua_pushfstring(L, "unknown %s option '%s'", what,
+                    luaL_tolstring(L, -1, NULL));
+    if (near != NULL) {
+      lua_pushfstring(L, " (did you mean '%s'?)", near);
+      lua_concat(L, 2);
+    }
+    option_error(L, lua_tostring(L, -2), 0);
   }
 }
 
@@ -102,14 +169,14 @@ void lppe_options(lua_State *L, int arg, const char *const keys[],
 
 /* The boolean option key of the table at arg (which may be absent). */
 int lppe_optbool(lua_State *L, int arg, const char *key, int def) {
-  int v;
+  int v, at = lua_gettop(L) + 1;  /* where the value goes */
   if (lua_isnoneornil(L, arg)) return def;
   luaL_checktype(L, arg, LUA_TTABLE);
   if (lua_getfield(L, arg, key) == LUA_TNIL) v = def;
   else if (lua_isboolean(L, -1)) v = lua_toboolean(L, -1);
   else
-    return luaL_error(L, "option '%s' must be a boolean, got %s", key,
-                      luaL_typename(L, -1));
+    return lppe_option_error(L, key, at, "option '%s' must be a boolean, "
+                             "got %s", key, luaL_typename(L, -1));
   lua_pop(L, 1);
   return v;
 }
@@ -118,7 +185,7 @@ int lppe_optbool(lua_State *L, int arg, const char *key, int def) {
 static lua_Integer optint(lua_State *L, int arg, const char *key,
                           lua_Integer def, lua_Integer min, lua_Integer max) {
   lua_Integer v;
-  int isint;
+  int isint, at = lua_gettop(L) + 1;  /* where the value goes */
   if (lua_getfield(L, arg, key) == LUA_TNIL) {
     lua_pop(L, 1);
     return def;
@@ -126,11 +193,12 @@ static lua_Integer optint(lua_State *L, int arg, const char *key,
   v = lua_tointegerx(L, -1, &isint);
   if (!isint || lua_type(L, -1) != LUA_TNUMBER || v < min || v > max) {
     if (max >= INT32_MAX)
-      luaL_error(L, "option '%s' must be %s integer, got %s", key,
-                 min > 0 ? "a positive" : "a non-negative",
-                 luaL_tolstring(L, -1, NULL));
-    luaL_error(L, "option '%s' must be an integer from %d to %d, got %s",
-               key, (int)min, (int)max, luaL_tolstring(L, -1, NULL));
+      lppe_option_error(L, key, at, "option '%s' must be %s integer, got %s",
+                        key, min > 0 ? "a positive" : "a non-negative",
+                        luaL_tolstring(L, -1, NULL));
+    lppe_option_error(L, key, at, "option '%s' must be an integer from %d "
+                      "to %d, got %s", key, (int)min, (int)max,
+                      luaL_tolstring(L, -1, NULL));
   }
   lua_pop(L, 1);
   return v;
@@ -161,13 +229,15 @@ static double seconds(lua_State *L, int idx, int positive) {
 double lppe_optseconds(lua_State *L, int arg, const char *key, int positive,
                        double def) {
   double v;
+  int at = lua_gettop(L) + 1;  /* where the value goes */
   if (lua_getfield(L, arg, key) == LUA_TNIL) {
     lua_pop(L, 1);
     return def;
   }
   if ((v = seconds(L, -1, positive)) < 0)
-    luaL_error(L, "option '%s' must be a number of seconds %s 0, got %s",
-               key, positive ? ">" : ">=", luaL_tolstring(L, -1, NULL));
+    lppe_option_error(L, key, at, "option '%s' must be a number of seconds "
+                      "%s 0, got %s", key, positive ? ">" : ">=",
+                      luaL_tolstring(L, -1, NULL));
   lua_pop(L, 1);
   return v;
 }

@@ -40,6 +40,33 @@ static void push_groups(lua_State *L, ppe_pool *p) {
   }
 }
 
+/* Pushes stats().per_worker: a row per worker, by its id. */
+static void push_workers(lua_State *L, ppe_pool *p) {
+  int i, n = ppe_pool_nslots(p);
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    ppe_worker_stats ws;
+    ppe_pool_worker_stats(p, i, &ws);
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, i + 1); lua_setfield(L, -2, "id");
+    if (ws.pid > 0) {
+      lua_pushinteger(L, ws.pid);
+      lua_setfield(L, -2, "pid");
+    }
+    if (ws.far) {
+      lua_pushstring(L, ws.group);
+      lua_setfield(L, -2, "host");
+    }
+    lua_pushstring(L, ws.state); lua_setfield(L, -2, "state");
+    lua_pushinteger(L, ws.done); lua_setfield(L, -2, "done");
+    if (ws.age > 0) {
+      lua_pushnumber(L, ws.age);
+      lua_setfield(L, -2, "age");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
 /* Waits for all work, reaps the workers and releases every resource; the
 ** figures stay, for stats() afterwards (the groups' in user value 1 of
 ** the executor at 1). */
@@ -54,12 +81,12 @@ static void release(lua_State *L, Executor *e) {
   e->pool = NULL;
 }
 
-/* Submits the request in b (lppe_request) as a task of 'kind' and pushes
-** its future, which holds it; 'what' names the call for the error after
-** a shutdown. */
+/* Submits the request in b (lppe_request) as a task of 'kind', of
+** 'items' items (a map's chunk), and pushes its future, which holds it;
+** 'what' names the call for the error after a shutdown. */
 ppe_task *lppe_submit(lua_State *L, Executor *e, ppe_buf *b, int kind,
-                      const char *what) {
-  ppe_task *t = ppe_request_task(b, kind);
+                      int items, const char *what) {
+  ppe_task *t = ppe_request_task(b, kind, items);
   int r;
   if (t == NULL) luaL_error(L, "not enough memory");
   if ((r = ppe_pool_submit(e->pool, t)) == -EPIPE) {
@@ -81,7 +108,7 @@ static int e_submit(lua_State *L) {
   if (e->shut || e->pool == NULL)
     return lppe_raise(L, "ShutdownError", "cannot submit after shutdown");
   b = lppe_request(L, 2, lua_gettop(L) - 1, "argument", 1);
-  lppe_submit(L, e, b, PPE_REQ_TASK, "submit");
+  lppe_submit(L, e, b, PPE_REQ_TASK, 1, "submit");
   lppe_run_callbacks(L);
   return 1;
 }
@@ -206,6 +233,9 @@ static int e_stats(lua_State *L) {
     lua_newtable(L);
   }
   lua_setfield(L, -2, "groups");
+  if (e->pool != NULL) push_workers(L, e->pool);
+  else lua_newtable(L);  /* no worker is left */
+  lua_setfield(L, -2, "per_worker");
   return 1;
 }
 
@@ -256,13 +286,14 @@ static int strings(lua_State *L, int idx, const char *key, int gi) {
     return 0;
   }
   if (!lua_istable(L, -1) || (len = (int)luaL_len(L, -1)) < 1)
-    luaL_error(L, "workers[%d].%s must be a non-empty list of strings "
-               "(an argv), got %s", gi, key, luaL_typename(L, -1));
+    lppe_option_error(L, "workers", 0, "workers[%d].%s must be a "
+                      "non-empty list of strings (an argv), got %s", gi, key,
+                      luaL_typename(L, -1));
   luaL_checkstack(L, len, "argv too long");
   for (i = 1; i <= len; i++)
     if (lua_geti(L, top + 1, i) != LUA_TSTRING)
-      luaL_error(L, "workers[%d].%s[%d] must be a string, got %s", gi, key,
-                 i, luaL_typename(L, -1));
+      lppe_option_error(L, "workers", 0, "workers[%d].%s[%d] must be a "
+                        "string, got %s", gi, key, i, luaL_typename(L, -1));
   lua_remove(L, top + 1);
   return len;
 }
@@ -293,17 +324,19 @@ static int read_group(lua_State *L, int idx, int gi, int anchor,
   lppe_checkkeys(L, idx, group_options, lua_tostring(L, -1));
   lua_pop(L, 1);
   go->n = (int)lppe_optint(L, idx, "n", 0, MAX_WORKERS);
-  if (go->n == 0) luaL_error(L, "workers[%d] needs n, its number of "
-                             "workers", gi);
+  if (go->n == 0)
+    lppe_option_error(L, "workers", 0, "workers[%d] needs n, its number of "
+                      "workers", gi);
   nl = strings(L, idx, "launcher", gi);
   nc = nl > 0 ? strings(L, idx, "command", gi) : 0;
   if (nl == 0 && lua_getfield(L, idx, "command") != LUA_TNIL)
-    luaL_error(L, "workers[%d].command is given without a launcher", gi);
+    lppe_option_error(L, "workers", 0, "workers[%d].command is given "
+                      "without a launcher", gi);
   if (nl == 0) lua_pop(L, 1);
   go->start_timeout = lppe_optseconds(L, idx, "start_timeout", 1, 0);
   if (nl == 0 && go->start_timeout > 0)
-    luaL_error(L, "workers[%d].start_timeout is given without a launcher",
-               gi);
+    lppe_option_error(L, "workers", 0, "workers[%d].start_timeout is given "
+                      "without a launcher", gi);
   if (nl > 0 && nc == 0) nc = default_command(L);
   go->argv = NULL;
   if (nl > 0) {
@@ -335,8 +368,8 @@ static int read_group(lua_State *L, int idx, int gi, int anchor,
     }
   }
   else if (!lua_isstring(L, -1) || lua_type(L, -1) != LUA_TSTRING)
-    luaL_error(L, "workers[%d].name must be a string, got %s", gi,
-               luaL_typename(L, -1));
+    lppe_option_error(L, "workers", 0, "workers[%d].name must be a string, "
+                      "got %s", gi, luaL_typename(L, -1));
   go->name = lua_tostring(L, -1);
   lua_rawseti(L, anchor, (lua_Integer)luaL_len(L, anchor) + 1);
   return go->n;
@@ -354,11 +387,13 @@ static void groups_option(lua_State *L, int arg, ppe_pool_opts *o) {
   }
   list = lua_gettop(L);
   if (!lua_istable(L, list) || (n = (int)luaL_len(L, list)) < 1)
-    luaL_error(L, "option 'workers' must be a non-empty list of groups, "
-               "got %s", luaL_typename(L, list));
+    lppe_option_error(L, "workers", list, "option 'workers' must be a "
+                      "non-empty list of groups, got %s",
+                      luaL_typename(L, list));
   if (lua_getfield(L, arg, "max_workers") != LUA_TNIL)
-    luaL_error(L, "options 'workers' and 'max_workers' are given both: "
-               "give the number of each group's workers as its n");
+    lppe_option_error(L, "max_workers", list + 1, "options 'workers' and "
+                      "'max_workers' are given both: give the number of "
+                      "each group's workers as its n");
   lua_pop(L, 1);
   lua_newtable(L);  /* the anchor */
   anchor = lua_gettop(L);
@@ -367,17 +402,17 @@ static void groups_option(lua_State *L, int arg, ppe_pool_opts *o) {
   for (i = 1; i <= n; i++) {
     int j;
     if (lua_geti(L, list, i) != LUA_TTABLE)
-      luaL_error(L, "workers[%d] must be a table, got %s", i,
-                 luaL_typename(L, -1));
+      lppe_option_error(L, "workers", 0, "workers[%d] must be a table, got "
+                        "%s", i, luaL_typename(L, -1));
     total += read_group(L, lua_gettop(L), i, anchor, &gs[i - 1]);
     lua_pop(L, 1);
     if (total > MAX_WORKERS)
-      luaL_error(L, "option 'workers' asks for %d workers, more than %d",
-                 total, MAX_WORKERS);
+      lppe_option_error(L, "workers", list, "option 'workers' asks for %d "
+                        "workers, more than %d", total, MAX_WORKERS);
     for (j = 0; j < i - 1; j++)
       if (strcmp(gs[j].name, gs[i - 1].name) == 0)
-        luaL_error(L, "workers[%d] and workers[%d] are both named '%s'",
-                   j + 1, i, gs[j].name);
+        lppe_option_error(L, "workers", 0, "workers[%d] and workers[%d] are "
+                          "both named '%s'", j + 1, i, gs[j].name);
   }
   o->groups = gs;
   o->ngroups = n;
@@ -411,7 +446,7 @@ static uint64_t tosize(const char *s) {
 static uint64_t memoption(lua_State *L, int arg) {
   static const char key[] = "max_memory_per_child";
   uint64_t v = 0;
-  int t = lua_getfield(L, arg, key);
+  int t = lua_getfield(L, arg, key), at = lua_gettop(L);
   if (t == LUA_TNIL) {
     lua_pop(L, 1);
     return 0;
@@ -423,9 +458,9 @@ static uint64_t memoption(lua_State *L, int arg) {
   }
   else if (t == LUA_TSTRING) v = tosize(lua_tostring(L, -1));
   if (v == 0)
-    luaL_error(L, "option '%s' must be a number of bytes > 0 or a size "
-               "such as \"512M\" (K, M, G: powers of 1024), got %s", key,
-               luaL_tolstring(L, -1, NULL));
+    lppe_option_error(L, key, at, "option '%s' must be a number of bytes "
+                      "> 0 or a size such as \"512M\" (K, M, G: powers of "
+                      "1024), got %s", key, luaL_tolstring(L, -1, NULL));
   lua_pop(L, 1);
   return v;
 }
@@ -433,22 +468,24 @@ static uint64_t memoption(lua_State *L, int arg) {
 /* The initializer's request, left on the stack in a Lua-owned buffer; an
 ** empty buffer when there is none. */
 static ppe_buf *initoption(lua_State *L, int arg) {
-  int top = lua_gettop(L), n = 0;
+  int top = lua_gettop(L), n = 0, at = top + 1;  /* where values go */
   if (lua_getfield(L, arg, "initializer") == LUA_TNIL) {
     lua_settop(L, top);
     if (lua_getfield(L, arg, "initargs") != LUA_TNIL)
-      luaL_error(L, "option 'initargs' given without 'initializer'");
+      lppe_option_error(L, "initargs", at, "option 'initargs' given "
+                        "without 'initializer'");
     lua_settop(L, top);
     return lppe_newbuf(L);
   }
   if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TFUNCTION)
-    luaL_error(L, "option 'initializer' must be a function or function "
-               "name, got %s", luaL_typename(L, -1));
+    lppe_option_error(L, "initializer", at, "option 'initializer' must be "
+                      "a function or function name, got %s",
+                      luaL_typename(L, -1));
   if (lua_getfield(L, arg, "initargs") != LUA_TNIL) {
     int i;
     if (!lua_istable(L, -1))
-      luaL_error(L, "option 'initargs' must be a table, got %s",
-                 luaL_typename(L, -1));
+      lppe_option_error(L, "initargs", top + 2, "option 'initargs' must be a "
+                        "table, got %s", luaL_typename(L, -1));
     n = (int)luaL_len(L, -1);
     luaL_checkstack(L, n, "too many initargs");
     for (i = 1; i <= n; i++) lua_geti(L, top + 2, i);

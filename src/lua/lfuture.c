@@ -1,5 +1,6 @@
 /* lfuture.c - ppe.Future: the futures' slots, their outcomes, their
 ** methods, and the done-callbacks run in the caller's state. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -266,11 +267,17 @@ static int await(lua_State *L, Future *f, int arg) {
   return ok;
 }
 
+/* The TimeoutError of a wait of the seconds at arg that ran out. */
+static int timed_out(lua_State *L, int arg) {
+  lua_pushfstring(L, "the future is not done within %s s",
+                  lua_tostring(L, arg));
+  return lppe_raise(L, "TimeoutError", lua_tostring(L, -1));
+}
+
 static int f_result(lua_State *L) {
   Future *f = checkfuture(L, 1);
   int i, n, ok = await(L, f, 2);
-  if (!ok)
-    return lppe_raise(L, "TimeoutError", "the future is not done in time");
+  if (!ok) return timed_out(L, 2);
   switch (outcome(L, 1, f, 0)) {
     case F_FAIL: return lua_error(L);
     case F_ONE: return 1;
@@ -285,8 +292,7 @@ static int f_result(lua_State *L) {
 static int f_exception(lua_State *L) {
   Future *f = checkfuture(L, 1);
   int ok = await(L, f, 2);
-  if (!ok)
-    return lppe_raise(L, "TimeoutError", "the future is not done in time");
+  if (!ok) return timed_out(L, 2);
   if (outcome(L, 1, f, 0) != F_FAIL) lua_pushnil(L);
   else if (ppe_state(TASK(f)) == PPE_CANCELLED) return lua_error(L);
   return 1;
@@ -337,6 +343,17 @@ static int f_state(lua_State *L) {
   return 1;
 }
 
+/* The worker that ran it: its pid (and far group), once it is done. */
+static int f_pid(lua_State *L) {
+  const char *host;
+  pid_t pid = ppe_ran_on(TASK(checkfuture(L, 1)), &host);
+  if (pid <= 0) return 0;
+  lua_pushinteger(L, pid);
+  if (host == NULL) return 1;
+  lua_pushstring(L, host);
+  return 2;
+}
+
 static int f_tostring(lua_State *L) {
   Future *f = checkfuture(L, 1);
   lua_pushfstring(L, "ppe.future: %p (%s)", (void *)f,
@@ -353,30 +370,30 @@ static int f_tostring(lua_State *L) {
 ** =======================================================
 */
 
-static const char watch_key = 'w';  /* future -> true, callbacks pending */
+/* The state's watched futures: W[future] = tag and W[tag] = future,
+** where tag is its number in the list 'd' of the box beside, which the
+** engine fills as they complete. */
+static const char watch_key = 'w';
+static const char box_key = 'b';
+
+typedef struct Watch {
+  ppe_done *d;         /* first: a box of lwait.c's */
+  lua_Integer tags;    /* the last tag given */
+} Watch;
 
 /* How many futures are watched, in every state of the process: when none
 ** is, the frequent calls that run callbacks skip looking. */
 static long nwatched = 0;
-
-typedef struct Ready {
-  uint64_t seq;
-  int idx;
-} Ready;
-
-static int byseq(const void *a, const void *b) {
-  uint64_t x = ((const Ready *)a)->seq, y = ((const Ready *)b)->seq;
-  return (x > y) - (x < y);
-}
 
 static int tostring_value(lua_State *L) {
   luaL_tolstring(L, 1, NULL);
   return 1;
 }
 
-/* Reports the error on the top (left there) through warn: a callback's
-** failure must not break the call that happened to run it, nor keep the
-** other callbacks from running. The value's text comes from a protected
+/* Reports the error on the top (left there) on stderr, in one line, as
+** Python's pool logs a raising callback: a callback's failure must not
+** break the call that happened to run it, nor keep the other callbacks
+** from running, nor go unseen. The value's text comes from a protected
 ** call: a __tostring may raise, or return what is not a string. */
 static void warn_callback(lua_State *L) {
   const char *msg;
@@ -385,17 +402,16 @@ static void warn_callback(lua_State *L) {
   lua_pushvalue(L, -2);
   ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
   msg = lua_tostring(L, -1);
-  lua_warning(L, "ppe: error in a done-callback: ", 1);
-  if (ok && msg != NULL) lua_warning(L, msg, 0);
-  else {
-    lua_warning(L, luaL_typename(L, -2), 1);
-    lua_warning(L, ok ? " value (its __tostring gave no string)"
-                      : " value (its __tostring raised: ", !ok);
-    if (!ok) {
-      lua_warning(L, msg != NULL ? msg : luaL_typename(L, -1), 1);
-      lua_warning(L, ")", 0);
-    }
-  }
+  if (ok && msg != NULL)
+    fprintf(stderr, "ppe: error in a done-callback: %s\n", msg);
+  else if (ok)
+    fprintf(stderr, "ppe: error in a done-callback: %s value (its "
+            "__tostring gave no string)\n", luaL_typename(L, -2));
+  else
+    fprintf(stderr, "ppe: error in a done-callback: %s value (its "
+            "__tostring raised: %s)\n", luaL_typename(L, -2),
+            msg != NULL ? msg : luaL_typename(L, -1));
+  fflush(stderr);
   lua_pop(L, 1);
 }
 
@@ -419,52 +435,36 @@ static void call_callbacks(lua_State *L, int fut) {
   lua_pop(L, 1);
 }
 
-/* Runs the callbacks of every watched future now done, in completion
-** order. Returns how many futures had theirs run. */
+/* Runs the callbacks of every watched future done by now, in completion
+** order; not those of futures that complete while they run, which the
+** next call runs. Returns how many futures had theirs run. */
 int lppe_run_callbacks(lua_State *L) {
-  int watch, list, n = 0, i;
-  Ready *r;
+  Watch *w;
+  size_t n, i;
   if (nwatched == 0) return 0;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &watch_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  watch = lua_gettop(L);
-  lua_newtable(L);
-  list = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, watch)) {
-    Future *f = (Future *)lua_touserdata(L, -2);
-    lua_pop(L, 1);
-    /* One let go of already (at the state's close) counts as done. */
-    if (TASK(f) == NULL || ppe_completion(TASK(f)) != 0) {
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, list, ++n);
-    }
-  }
-  if (n == 0) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &watch_key);
+  w = (Watch *)(lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key) == LUA_TUSERDATA
+                ? lua_touserdata(L, -1) : NULL);
+  if (w == NULL || w->d == NULL || !lua_istable(L, -2) ||
+      (n = ppe_done_count(w->d)) == 0) {
     lua_pop(L, 2);
     return 0;
   }
-  r = (Ready *)lua_newuserdatauv(L, sizeof(Ready) * (size_t)n, 0);
   for (i = 0; i < n; i++) {
-    ppe_task *t;
-    lua_rawgeti(L, list, i + 1);
-    t = TASK((Future *)lua_touserdata(L, -1));
-    r[i].seq = t != NULL ? ppe_completion(t) : 0;
-    r[i].idx = i + 1;
+    int64_t tag = ppe_done_poll(w->d);
+    if (tag == 0) break;
+    lua_rawgeti(L, -2, tag);  /* the future */
     lua_pushnil(L);
-    lua_rawset(L, watch);  /* no longer watched */
+    lua_rawseti(L, -4, tag);
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, -5);  /* no longer watched */
     nwatched--;
-  }
-  qsort(r, (size_t)n, sizeof(Ready), byseq);
-  for (i = 0; i < n; i++) {
-    lua_rawgeti(L, list, r[i].idx);
     call_callbacks(L, lua_gettop(L));
     lua_pop(L, 1);
   }
-  lua_pop(L, 3);
-  return n;
+  lua_pop(L, 2);
+  return (int)i;
 }
 
 /* Runs the callbacks now due, after taking the mark of a wait that
@@ -500,14 +500,24 @@ static int f_add_done_callback(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &watch_key);
   }
   lua_pushvalue(L, 1);
-  if (lua_rawget(L, -2) == LUA_TNIL) {
+  if (lua_rawget(L, -2) == LUA_TNIL) {  /* watched from now on */
+    Watch *w = (Watch *)(lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key) ==
+                         LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL);
+    if (w == NULL || w->d == NULL) {
+      w = (Watch *)lppe_newdone(L, sizeof(Watch) - sizeof(ppe_done *));
+      w->tags = 0;
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &box_key);
+    }
+    if (ppe_watch(w->d, TASK(f), w->tags + 1) != 0)
+      return luaL_error(L, "not enough memory");
+    w->tags++;
     nwatched++;
-    ppe_watch(TASK(f));
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, w->tags);
+    lua_rawset(L, -5);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -4, w->tags);
   }
-  lua_pop(L, 1);
-  lua_pushvalue(L, 1);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, -3);
   return 0;
 }
 
@@ -523,6 +533,7 @@ static const luaL_Reg future_methods[] = {
   {"cancelled", f_cancelled},
   {"cancel", f_cancel},
   {"state", f_state},
+  {"pid", f_pid},
   {"add_done_callback", f_add_done_callback},
   {NULL, NULL}
 };

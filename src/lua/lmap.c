@@ -27,6 +27,7 @@ typedef struct MapState {
   int cur_attempts;         /* its runs (retries) */
   const char *cur_host;     /* its worker's group, if far */
   double deadline;
+  lua_Number timeout;       /* the seconds it was given */
   ppe_done *done;           /* ordered=false: chunks as they complete */
 } MapState;
 
@@ -79,10 +80,11 @@ static void map_fill(lua_State *L, MapState *m, Executor *e) {
     got = map_read(L, m, top + 1, (int)want);
     if (got == 0) { lua_settop(L, top); break; }
     b = lppe_request(L, top + 2, got + 2, "item", (int)first - 2);
-    t = lppe_submit(L, e, b, PPE_REQ_CHUNK, "map");
+    t = lppe_submit(L, e, b, PPE_REQ_CHUNK, got, "map");
     m->qtail++;
     /* (one that is final already goes in at once) */
-    if (m->done != NULL) ppe_done_add(m->done, t, m->qtail);
+    if (m->done != NULL && ppe_done_add(m->done, t, m->qtail) != 0)
+      luaL_error(L, "not enough memory");
     lua_getiuservalue(L, 1, 4);
     lua_insert(L, -2);
     lua_rawseti(L, -2, 3 * m->qtail - 2);
@@ -112,6 +114,12 @@ static lua_Integer map_field(lua_State *L, lua_Integer k, int which) {
   return v;
 }
 
+/* The TimeoutError of a map whose timeout ran out. */
+static int map_timed_out(lua_State *L, MapState *m) {
+  lua_pushfstring(L, "map did not complete within %f s", m->timeout);
+  return lppe_raise(L, "TimeoutError", lua_tostring(L, -1));
+}
+
 /* The next chunk to yield: the oldest, or with ordered=false the first to
 ** complete, from the map's completion list. Waits for it; raises
 ** TimeoutError past the map's deadline. */
@@ -125,7 +133,7 @@ static lua_Integer map_pick(lua_State *L, MapState *m) {
                                          lppe_callbacks(L));
     while (best == PPE_CALLBACKS);
     if (best == 0)
-      lppe_raise(L, "TimeoutError", "map did not complete within timeout");
+      map_timed_out(L, m);
     return best;
   }
   /* The oldest chunk not dropped: see map_drop. */
@@ -140,7 +148,7 @@ static lua_Integer map_pick(lua_State *L, MapState *m) {
   while (ok == PPE_CALLBACKS);
   lua_pop(L, 1);
   if (!ok)
-    lppe_raise(L, "TimeoutError", "map did not complete within timeout");
+    map_timed_out(L, m);
   return k;
 }
 
@@ -285,10 +293,7 @@ static int map_close(lua_State *L) {
 
 static int map_gc(lua_State *L) {
   MapState *m = (MapState *)lua_touserdata(L, 1);
-  if (m->done != NULL) {
-    ppe_done_close(m->done);
-    m->done = NULL;
-  }
+  lppe_closedone(&m->done);
   return 0;
 }
 
@@ -322,6 +327,7 @@ int lppe_map(lua_State *L) {
   m->spread = lppe_optbool(L, 4, "unpack", 0);
   secs = lppe_optseconds(L, 4, "timeout", 0, -1);
   m->deadline = secs >= 0 ? ppe_deadline(secs) : -1;
+  m->timeout = (lua_Number)secs;
   m->total = lua_istable(L, 3) ? luaL_len(L, 3) : -1;
   /* From here on, __gc frees what it has. */
   luaL_setmetatable(L, m->ordered ? PPE_MAP : PPE_UMAP);

@@ -20,6 +20,8 @@
 ** completion list: an ordered one has none to free, and a finalizer would
 ** keep it and its items a collection longer. */
 #define PPE_UMAP "ppe.UnorderedMap"
+/* A completion list held by a Lua value (lwait.c). */
+#define PPE_DONEBOX "ppe.Completions"
 
 /* Every C function of the module has the metatables of the classes met
 ** once or twice per task as upvalues: one is had at the cost of a stack
@@ -46,6 +48,10 @@ void lppe_options(lua_State *L, int arg, const char *const keys[],
                   const char *what);
 void lppe_checkkeys(lua_State *L, int arg, const char *const keys[],
                     const char *what);
+/* Raises a ValueError: the formatted message, err.option 'key', and
+** err.value the value at the absolute index idx (0: none). */
+int lppe_option_error(lua_State *L, const char *key, int idx,
+                      const char *fmt, ...);
 int lppe_optbool(lua_State *L, int arg, const char *key, int def);
 lua_Integer lppe_optint(lua_State *L, int arg, const char *key,
                         lua_Integer def, lua_Integer max);
@@ -89,7 +95,7 @@ typedef struct Executor {
 
 Executor *lppe_toexecutor(lua_State *L, int arg);
 ppe_task *lppe_submit(lua_State *L, Executor *e, ppe_buf *b, int kind,
-                      const char *what);
+                      int items, const char *what);
 int lppe_executor(lua_State *L);
 void lppe_open_executors(lua_State *L, int mts);
 
@@ -97,9 +103,14 @@ void lppe_open_executors(lua_State *L, int mts);
 int lppe_map(lua_State *L);
 void lppe_open_maps(lua_State *L, int mts);
 
-/* lwait.c: ppe.wait and ppe.as_completed. */
+/* lwait.c: ppe.wait and ppe.as_completed, and boxes of completion lists:
+** a new list in a new box (pushed), with 'extra' bytes of the caller's
+** after the list's pointer; and the early end of a box's list. */
 int lppe_wait(lua_State *L);
 int lppe_as_completed(lua_State *L);
+ppe_done **lppe_newdone(lua_State *L, size_t extra);
+void lppe_closedone(ppe_done **box);
+void lppe_open_waits(lua_State *L, int mts);
 extern const char *const lppe_return_when[];
 
 #endif

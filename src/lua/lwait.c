@@ -1,10 +1,41 @@
 /* lwait.c - ppe.wait and ppe.as_completed: waiting on many futures, of
-** any executors, through the engine's one wait. */
+** any executors, through the engine's completion lists; and the box that
+** holds such a list for Lua. */
 #include "src/lua/lppe.h"
 
-/* The tasks of the futures in the array at arg, in a Lua-owned array,
-** pushed. */
-static ppe_task **checkfutures(lua_State *L, int arg, int *n) {
+/*
+** {======================================================
+** Boxes: a completion list owned by a Lua value
+** =======================================================
+*/
+
+/* The list goes with its box, or before (lppe_closedone): an error or a
+** loop left early lets go of the tasks it holds. */
+static int box_gc(lua_State *L) {
+  lppe_closedone((ppe_done **)lua_touserdata(L, 1));
+  return 0;
+}
+
+ppe_done **lppe_newdone(lua_State *L, size_t extra) {
+  ppe_done **box = (ppe_done **)lua_newuserdatauv(L, sizeof(ppe_done *) +
+                                                 extra, 1);
+  *box = NULL;
+  luaL_setmetatable(L, PPE_DONEBOX);
+  if ((*box = ppe_done_open()) == NULL) luaL_error(L, "not enough memory");
+  return box;
+}
+
+void lppe_closedone(ppe_done **box) {
+  if (*box == NULL) return;
+  ppe_done_close(*box);
+  *box = NULL;
+}
+
+/* }====================================================== */
+
+
+/* The tasks of the futures in the array at arg, added to the list d. */
+static void addfutures(lua_State *L, int arg, ppe_done *d, int *n) {
   ppe_task **ts;
   lua_Integer i, len;
   luaL_checktype(L, arg, LUA_TTABLE);
@@ -22,8 +53,10 @@ static ppe_task **checkfutures(lua_State *L, int arg, int *n) {
                  (int)i);
     lua_pop(L, 1);
   }
+  if (ppe_done_add_all(d, ts, (size_t)len) != 0)
+    luaL_error(L, "not enough memory");
+  lua_pop(L, 1);
   *n = (int)len;
-  return ts;
 }
 
 const char *const lppe_return_when[] = {
@@ -35,65 +68,64 @@ int lppe_wait(lua_State *L) {
   double deadline = lppe_deadline(L, 2);
   int mode = luaL_checkoption(L, 3, "ALL_COMPLETED", lppe_return_when);
   lua_Integer nd = 0, nn = 0;
-  ppe_task **ts;
+  ppe_done **box;
   lua_settop(L, 3);
-  ts = checkfutures(L, 1, &n);
-  while (ppe_await_many(ts, n, mode, deadline, lppe_callbacks(L)) ==
+  box = lppe_newdone(L, 0);
+  addfutures(L, 1, *box, &n);
+  while (ppe_done_await(*box, mode, deadline, lppe_callbacks(L)) ==
          PPE_CALLBACKS)
     ;
+  lppe_closedone(box);
   lua_createtable(L, n, 0);
   lua_createtable(L, 0, 0);
-  for (i = 0; i < n; i++) {
-    int fin = ppe_state(ts[i]) >= PPE_FINISHED;
-    lua_geti(L, 1, i + 1);
+  for (i = 1; i <= n; i++) {
+    int fin;
+    lua_geti(L, 1, i);
+    fin = ppe_state(lppe_futuretask(L, -1)) >= PPE_FINISHED;
     lua_rawseti(L, fin ? -3 : -2, fin ? ++nd : ++nn);
   }
   lppe_run_callbacks(L);
   return 2;
 }
 
-/* as_completed's state: the distinct futures, which are yielded. */
+/* as_completed's list and deadline, in a box whose user value is the
+** array of futures given, which the tags index. */
 typedef struct Completion {
-  int n;
+  ppe_done *d;
   double deadline;
-  ppe_task **ts;   /* in the user value: the array below is kept alive */
-  char *yielded;
+  lua_Number timeout;  /* the seconds it was given */
 } Completion;
 
 static int as_completed_step(lua_State *L) {
   Completion *c = (Completion *)lua_touserdata(L, lua_upvalueindex(1));
-  int best;
-  do best = ppe_await_next(c->ts, c->yielded, c->n, c->deadline,
-                          lppe_callbacks(L));
-  while (best == PPE_CALLBACKS);
-  if (best == -2)
-    return lppe_raise(L, "TimeoutError",
-                      "futures not completed within the timeout");
-  if (best < 0) return 0;
-  c->yielded[best] = 1;
+  int64_t tag;
+  if (c->d == NULL) return 0;
+  do tag = ppe_done_next(c->d, c->deadline, lppe_callbacks(L));
+  while (tag == PPE_CALLBACKS);
+  if (tag == 0) {
+    lua_pushfstring(L, "futures not completed within %f s", c->timeout);
+    return lppe_raise(L, "TimeoutError", lua_tostring(L, -1));
+  }
+  if (tag < 0) {  /* every one was yielded: the list goes now */
+    lppe_closedone(&c->d);
+    return 0;
+  }
   lua_getiuservalue(L, lua_upvalueindex(1), 1);
-  lua_rawgeti(L, -1, best + 1);
+  lua_rawgeti(L, -1, tag);
   return 1;
 }
 
-int lppe_as_completed(lua_State *L) {
-  int n, i, k = 0;
-  double deadline = lppe_deadline(L, 2);
-  Completion *c;
-  ppe_task **ts;
-  lua_settop(L, 2);
-  ts = checkfutures(L, 1, &n);
-  c = (Completion *)lua_newuserdatauv(L, sizeof(Completion) + (size_t)n +
-                                      sizeof(ppe_task *) * (size_t)n, 1);
-  c->ts = (ppe_task **)(c + 1);
-  c->yielded = (char *)(c->ts + n);
-  c->deadline = deadline;
-  lua_newtable(L);  /* the distinct futures, kept alive here */
+/* Each future once, however often it is given (as Python's set does). */
+static void distinct(lua_State *L, int arg) {
+  lua_Integer i, k = 0, len;
+  luaL_checktype(L, arg, LUA_TTABLE);
+  len = luaL_len(L, arg);
+  lua_createtable(L, (int)(len < INT32_MAX ? len : 0), 0);
   lua_newtable(L);  /* those seen */
-  for (i = 0; i < n; i++) {
-    lua_geti(L, 1, i + 1);
+  for (i = 1; i <= len; i++) {
+    lua_geti(L, arg, i);
     lua_pushvalue(L, -1);
-    if (lua_rawget(L, -3) != LUA_TNIL) {  /* a duplicate: yielded once */
+    if (lua_rawget(L, -3) != LUA_TNIL) {
       lua_pop(L, 2);
       continue;
     }
@@ -101,13 +133,33 @@ int lppe_as_completed(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_pushboolean(L, 1);
     lua_rawset(L, -4);
-    c->ts[k] = ts[i];
-    c->yielded[k] = 0;
     lua_rawseti(L, -3, ++k);
   }
   lua_pop(L, 1);
-  c->n = k;
+}
+
+int lppe_as_completed(lua_State *L) {
+  int n;
+  double deadline = lppe_deadline(L, 2);
+  Completion *c;
+  lua_settop(L, 2);
+  distinct(L, 1);  /* 3 */
+  c = (Completion *)lppe_newdone(L, sizeof(Completion) - sizeof(ppe_done *));
+  c->deadline = deadline;
+  c->timeout = lua_tonumber(L, 2);
+  addfutures(L, 3, c->d, &n);
+  lua_pushvalue(L, 3);
   lua_setiuservalue(L, -2, 1);
   lua_pushcclosure(L, as_completed_step, 1);
   return 1;
+}
+
+static const luaL_Reg box_meta[] = {
+  {"__gc", box_gc},
+  {NULL, NULL}
+};
+
+void lppe_open_waits(lua_State *L, int mts) {
+  lppe_newmeta(L, PPE_DONEBOX, box_meta, mts);
+  lua_pop(L, 1);
 }
