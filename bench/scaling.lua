@@ -25,6 +25,11 @@ local LIMIT = tonumber(os.getenv("BENCH_SCALING_LIMIT")) or 30
 -- Python's pool runs about 7,000 trivial tasks a second here: 10^4
 -- pending futures take it seconds a round, 10^5 would take minutes.
 local PY_MAXEXP = 4
+-- Its wait(FIRST_COMPLETED) loop is quadratic: each call walks every
+-- future it is given, taking each one's lock, hanging a waiter on it and
+-- taking it off again. 10^4 take it 15-30 s a round here (2.6 ms a
+-- future; slope 1.87 from 10^3).
+local PY_WAIT_MAXEXP = 3
 -- Peers are killed if they hang, so that no wait here is without end.
 local PY = "timeout 600 " .. B.PY
 local PEER = PY .. " bench/scaling_peer.py"
@@ -332,7 +337,6 @@ end
 
 local function closed(gates)
   assert(gates[1]:result(600) and gates[2]:result(600))
-  collectgarbage()
 end
 
 -- Runs every callback, waiting on ex:fileno() between polls as an event
@@ -357,29 +361,28 @@ local function poll_until(ex, count, n)
   uv.run("nowait")
 end
 
--- One round per operation in 'ops' (a set), 'n' futures each; seconds.
-local function ppe_round(ex, w, fifo, n, ops)
-  local out = {}
-  if ops.submit or ops.result then
+-- A round of each operation, 'n' futures; seconds by operation. The
+-- futures are let go with the round's frame, before the next round.
+local ROUNDS = {
+  submit = function(ex, w, fifo, n)
     local fs, gates, t = held(ex, fifo, n)
-    out.submit = t
     local t0 = release(w)
     for i = 1, n do fs[i]:result(600) end
-    out.result = now() - t0
-    fs = nil
+    local out = { submit = t, result = now() - t0 }
     closed(gates)
-  end
-  if ops.as_completed then
+    return out
+  end,
+  as_completed = function(ex, w, fifo, n)
     local fs, gates = held(ex, fifo, n)
     local c = 0
     local t0 = release(w)
     for _ in ppe.as_completed(fs, 600) do c = c + 1 end
-    out.as_completed = now() - t0
+    local t = now() - t0
     assert(c == n)
-    fs = nil
     closed(gates)
-  end
-  if ops.wait then
+    return { as_completed = t }
+  end,
+  wait = function(ex, w, fifo, n)
     local fs, gates = held(ex, fifo, n)
     local t0 = release(w)
     local not_done = fs
@@ -388,12 +391,12 @@ local function ppe_round(ex, w, fifo, n, ops)
       done, not_done = ppe.wait(not_done, 600, "FIRST_COMPLETED")
       assert(#done > 0, "wait ran out of time")
     end
-    out.wait = now() - t0
-    fs = nil
+    local t = now() - t0
     closed(gates)
-  end
+    return { wait = t }
+  end,
   -- Timed from the first submit: adding a callback is part of the cost.
-  if ops.callbacks then
+  callbacks = function(ex, w, fifo, n)
     local ran = 0
     local function cb() ran = ran + 1 end
     local fs, gates, _, t0 = held(ex, fifo, n, function(f)
@@ -401,9 +404,23 @@ local function ppe_round(ex, w, fifo, n, ops)
     end)
     release(w)
     poll_until(ex, function() return ran end, n)
-    out.callbacks = now() - t0
-    fs = nil
+    local t = now() - t0
+    -- The futures were held to here: a future let go may never call back.
+    assert(#fs == n)
     closed(gates)
+    return { callbacks = t }
+  end,
+}
+
+-- One round per operation in 'ops' (a set; submit's round times result
+-- too); seconds by operation.
+local function ppe_round(ex, w, fifo, n, ops)
+  local out = {}
+  for _, op in ipairs { "submit", "as_completed", "wait", "callbacks" } do
+    if ops[op] or (op == "submit" and ops.result) then
+      for k, t in pairs(ROUNDS[op](ex, w, fifo, n)) do out[k] = t end
+      collectgarbage()
+    end
   end
   return out
 end
@@ -430,6 +447,7 @@ local function futures_curve(dir)
     c.label["ppe_" .. op] = "ppe " .. op
   end
   c.label.ppe_callbacks = "ppe callbacks, poll"
+  c.label.python_wait = ("python wait (to 10^%d)"):format(PY_WAIT_MAXEXP)
   for e = 3, MAXEXP do
     local n = math.tointeger(10 ^ e)
     -- Rounds enough for 10^4 futures a measurement: a round of 10^3 takes
@@ -449,7 +467,8 @@ local function futures_curve(dir)
     }
     if e <= PY_MAXEXP then
       sides[2] = function()
-        local out = B.output(("%s futures %d %s"):format(PEER, n, pyfifo))
+        local out = B.output(("%s futures %d %s%s"):format(PEER, n, pyfifo,
+          e > PY_WAIT_MAXEXP and " nowait" or ""))
         local vals = {}
         for k, v in out:gmatch("(%a[%w_]*) (%S+)") do
           vals["python_" .. k] = tonumber(v)

@@ -2,10 +2,12 @@
 gives ppe, so both are measured in the same run. Prints "name value" pairs
 on one line.
 
-    scaling_peer.py futures N FIFO   us per future of submit, result,
+    scaling_peer.py futures N FIFO [NOWAIT]
+                                     us per future of submit, result,
                                      as_completed, wait and callbacks (a
                                      done-callback on every future),
-                                     N pending futures on 2 workers
+                                     N pending futures on 2 workers; wait
+                                     is left out if NOWAIT is given
     scaling_peer.py workers N K      ms from the pool's creation to its
                                      first result with N workers (mean of K
                                      starts), and the largest private KiB
@@ -77,7 +79,7 @@ def held(ex, fifo, n, extra=None):
     return fs, gates, t, t0
 
 
-def futures(n, fifo):
+def futures(n, fifo, with_wait):
     out = {}
     wfd = os.open(fifo, os.O_RDWR)
     try:
@@ -104,13 +106,14 @@ def futures(n, fifo):
             assert c == n
             wait(gates)
 
-            fs, gates, _, _ = held(ex, fifo, n)
-            t0 = release()
-            not_done = fs
-            while not_done:
-                _, not_done = wait(not_done, None, FIRST_COMPLETED)
-            out["wait"] = time.perf_counter() - t0
-            wait(gates)
+            if with_wait:
+                fs, gates, _, _ = held(ex, fifo, n)
+                t0 = release()
+                not_done = fs
+                while not_done:
+                    _, not_done = wait(not_done, None, FIRST_COMPLETED)
+                out["wait"] = time.perf_counter() - t0
+                wait(gates)
 
             # Callbacks run in the pool's management thread as each result
             # comes; the last one wakes the caller. Timed from the first
@@ -153,11 +156,12 @@ def workers(n, k):
 def main():
     what, args = sys.argv[1], sys.argv[2:]
     if what == "futures":
-        futures(int(args[0]), args[1])
+        futures(int(args[0]), args[1], len(args) < 3)
     elif what == "workers":
         workers(int(args[0]), int(args[1]))
     else:
-        sys.exit("usage: scaling_peer.py futures N FIFO | workers N K")
+        sys.exit("usage: scaling_peer.py futures N FIFO [NOWAIT] | "
+                 "workers N K")
 
 
 if __name__ == "__main__":
