@@ -48,10 +48,12 @@ function M.run(cmd)
   return assert(tonumber(out:match("[%d%.eE+-]+")), cmd .. ": " .. out)
 end
 
-local function stats(xs)
+-- Min, median and max of the numbers in 'xs' (sorted in place).
+function M.stats(xs)
   table.sort(xs)
   return xs[1], xs[(#xs + 1) // 2], xs[#xs]
 end
+local stats = M.stats
 
 local results = {}
 
@@ -104,6 +106,21 @@ function M.report(what)
 end
 
 function M.ratio(a, b) return a / b end
+
+-- Private KiB of process 'pid' (Private_Clean + Private_Dirty of its
+-- smaps_rollup: what it does not share with its parent), or nil if it is
+-- gone.
+function M.private_kib(pid)
+  local f = io.open("/proc/" .. pid .. "/smaps_rollup")
+  if not f then return nil end
+  local total = 0
+  for line in f:lines() do
+    local k = line:match("^Private_%a+:%s+(%d+)")
+    if k then total = total + tonumber(k) end
+  end
+  f:close()
+  return total
+end
 
 -- The task of every figure below: it returns its argument.
 function M.trivial(x) return x end

@@ -7,6 +7,7 @@ local benches = {
   "bench/serializer.lua",
   "bench/executor.lua",
   "bench/far.lua",
+  "bench/scaling.lua",
 }
 
 -- Each in a process of its own: a benchmark's memory must not weigh on

@@ -2,9 +2,10 @@
 # Installs what building and testing ppe needs on Debian, or says how.
 #   tools/deps.sh      what 'make test', 'make demo' and 'make bench' need
 #   tools/deps.sh bench  that, and the peers of bench/far.lua: dask's
-#                      distributed and OpenSSH (see tools/sshd.sh); without
+#                      distributed and OpenSSH (see tools/sshd.sh), and
+#                      gnuplot for bench/scaling.lua's plots; without
 #                      root, those are only said to be missing, as far.lua
-#                      leaves their figures out
+#                      leaves their figures out and scaling.lua its plots
 #   tools/deps.sh compat  that, and Lua 5.3, 5.2, 5.1 and LuaJIT with headers
 #   tools/deps.sh launchers  that, and OpenSSH and Slurm with munge, which
 #                      tools/sshd.sh and tools/slurm.sh run for the specs
@@ -22,7 +23,7 @@ LOVE="love xvfb xauth libluajit-5.1-dev"
 # Wanted, not needed: what the benchmarks compare against.
 OPTIONAL=""
 [ "$1" = bench ] &&
-  OPTIONAL="python3-distributed openssh-server openssh-client"
+  OPTIONAL="python3-distributed openssh-server openssh-client gnuplot-nox"
 [ "$1" = compat ] && PKGS="$PKGS $COMPAT"
 [ "$1" = launchers ] && PKGS="$PKGS $LAUNCHERS"
 [ "$1" = love ] && PKGS="$PKGS $LOVE"
