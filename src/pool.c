@@ -1198,8 +1198,6 @@ static void ended_forced(ppe_pool *p, wslot *w) {
   }
 }
 
-/* Worker w has ended with 'status': what it held fails or goes back to
-** the queue, and another is started in its place. */
 /* PPE_DEBUG's line for a worker's end: how it ended, and why ppe ended
 ** it when it did. */
 static void debug_end(const ppe_pool *p, const wslot *w, pid_t pid,
@@ -1236,6 +1234,8 @@ static void debug_end(const ppe_pool *p, const wslot *w, pid_t pid,
              why));
 }
 
+/* Worker w has ended with 'status': what it held fails or goes back to
+** the queue, and another is started in its place. */
 static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
   {
     char why[PPE_CAUSE + PPE_LAUNCH_TAIL];
