@@ -747,6 +747,85 @@ describe("a wait under way", function()
     assert.is_true(fs[20]:cancelled())
     assert.is_true(took < 5, ("it took %.1f s"):format(took))
   end)
+
+  -- A task done (by its state, which runs no callbacks) whose callback
+  -- is still due: the next wait runs it first.
+  local function done_with_callback(ex, cb)
+    local g = ex:submit(spin, 0, 0)
+    g:add_done_callback(cb)
+    assert.is_true(H.wait_until(function() return g:done() end, 30))
+    return g
+  end
+
+  it("answers for the futures given, whatever a callback does to the " ..
+     "array", function()
+    local ex = ppe.executor { max_workers = 1 }
+    local fs = { ex:submit(spin, 0, 1), ex:submit(spin, 0, 2) }
+    local given = { fs[1], fs[2] }
+    done_with_callback(ex, function()
+      fs[1], fs[2] = "not a future", nil
+    end)
+    local done, not_done = ppe.wait(fs, 30)
+    ex:close()
+    assert.are.same(given, done)
+    assert.are.same({}, not_done)
+  end)
+
+  it("ends an as_completed that a callback ran to its end", function()
+    local ex = ppe.executor { max_workers = 2 }
+    local f = ex:submit(spin, 0.1, 1)
+    local it = ppe.as_completed({ f }, 30)
+    local inner = 0
+    done_with_callback(ex, function()
+      for _ in it do inner = inner + 1 end
+    end)
+    local outer = it()
+    ex:close()
+    assert.are.equal(1, inner)
+    assert.is_nil(outer)
+  end)
+
+  -- The map's task starts, then lets the callback's task end, and waits
+  -- for that callback (run by the map's own wait: nothing else runs one
+  -- then) to write the file 'go'.
+  for _, ordered in ipairs({ true, false }) do
+    it("refuses to step or close a map from a callback run in its own " ..
+       "wait, ordered = " .. tostring(ordered), function()
+      local started, go = os.tmpname(), os.tmpname()
+      os.remove(started)
+      os.remove(go)
+      local function await_file(name)
+        local t = os.time() + 30
+        while os.time() < t do
+          local f = io.open(name)
+          if f then f:close() return true end
+        end
+        return false
+      end
+      local ex = ppe.executor { max_workers = 2 }
+      local g = ex:submit(await_file, started)
+      local it = ex:map(function(i)
+        io.open(started, "w"):close()
+        assert(await_file(go))
+        return i
+      end, { 1 }, { ordered = ordered, timeout = 60 })
+      local errs = {}
+      g:add_done_callback(function()
+        errs[1] = select(2, pcall(it))
+        errs[2] = select(2, pcall(it.close, it))
+        io.open(go, "w"):close()
+      end)
+      local i, v = it()
+      local after = { it() }
+      ex:close()
+      os.remove(started)
+      os.remove(go)
+      assert.are.same({ 1, 1 }, { i, v })
+      assert.are.same({}, after)
+      assert.matches("its own wait", tostring(errs[1]))
+      assert.matches("its own wait", tostring(errs[2]))
+    end)
+  end
 end)
 
 describe("a host library's fork handlers", function()

@@ -73,6 +73,33 @@ describe("PPE_DEBUG", function()
     }, lines)
   end)
 
+  -- A launcher that stays the worker's parent (sh), so that the two pids
+  -- differ: the start names the worker's, which f:pid() gives, and the
+  -- launcher's; the end, the launcher's, the one that ends here.
+  it("names a far worker's own pid and its launcher's", function()
+    local out, err = run([[
+local ppe = require "ppe"
+local H = require "helpers"
+local command = { H.interpreter(), "-e", ("package.cpath = %q; "
+  .. "package.path = %q; require('ppe').serve()"):format(package.cpath,
+                                                         package.path) }
+local ex = ppe.executor { workers = { { n = 1, name = "far",
+  launcher = { "sh", "-c", '"$@"; exit 0', "sh" }, command = command } } }
+local f = ex:submit(H.pid)
+print(f:result(30), (f:pid()))
+ex:close()
+]], "1")
+    local ran, pid = out:match("^(%d+)\t(%d+)\n$")
+    assert.is_not_nil(ran, out .. err)
+    assert.equal(ran, pid)
+    local launcher = err:match("worker 1 of 'far' started: pid " .. ran ..
+                               " on its machine %(launcher pid (%d+)%)\n")
+    assert.is_not_nil(launcher, err)
+    assert.not_equal(ran, launcher)
+    assert.matches("worker 1 of 'far' ended: launcher pid " .. launcher ..
+                   " exited with code 0 %(its executor closed%)\n", err)
+  end)
+
   for _, value in ipairs { "", "0" } do
     it("says nothing when it is " .. (value == "" and "empty" or "0"),
        function()

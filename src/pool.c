@@ -1004,7 +1004,8 @@ static void launch(ppe_pool *p, wslot *w) {
 /* Its hello came and matched: it counts as started, and gets work. */
 static void greeted(ppe_pool *p, wslot *w) {
   PPE_DEBUG(("executor %d: worker %d of '%s' started: pid %d on its "
-             "machine", p->serial, (int)(w - p->w) + 1, p->g[w->g].name,
+             "machine (launcher pid %d)", p->serial, (int)(w - p->w) + 1,
+             p->g[w->g].name, (int)ppe_chan_stream_pid(w->ch),
              (int)w->pid));
   p->g[w->g].fails = 0;
   w->greeted = 1;
@@ -1206,8 +1207,6 @@ static void ended_forced(ppe_pool *p, wslot *w) {
   }
 }
 
-/* Worker w has ended with 'status': what it held fails or goes back to
-** the queue, and another is started in its place. */
 /* PPE_DEBUG's line for a worker's end: how it ended, and why ppe ended
 ** it when it did. */
 static void debug_end(const ppe_pool *p, const wslot *w, pid_t pid,
@@ -1236,12 +1235,16 @@ static void debug_end(const ppe_pool *p, const wslot *w, pid_t pid,
              "os.exit)", WEXITSTATUS(status));
   else snprintf(how, sizeof(how), "exited with code %d",
                 WEXITSTATUS(status));
-  PPE_DEBUG(("executor %d: worker %d%s%s%s ended: pid %d %s%s",
+  /* (a far worker's own pid is on its machine: pid is its launcher's) */
+  PPE_DEBUG(("executor %d: worker %d%s%s%s ended: %spid %d %s%s",
              p->serial, (int)(w - p->w) + 1,
              w->far ? " of '" : "", w->far ? p->g[w->g].name : "",
-             w->far ? "'" : "", (int)pid, how, why));
+             w->far ? "'" : "", w->far ? "launcher " : "", (int)pid, how,
+             why));
 }
 
+/* Worker w has ended with 'status': what it held fails or goes back to
+** the queue, and another is started in its place. */
 static void slot_ended(ppe_pool *p, wslot *w, pid_t pid, int status) {
   {
     char why[PPE_CAUSE + PPE_LAUNCH_TAIL];

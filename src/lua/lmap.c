@@ -16,6 +16,7 @@ typedef struct MapState {
   lua_Integer nread;        /* items taken from the source */
   int exhausted;
   int closed;               /* by __close or it:close(): at its end */
+  int waiting;              /* in map_pick's wait, which runs callbacks */
   int packed;               /* this chunk: one value per item (chunk.h) */
   lua_Integer inflight;     /* items sent and not yet yielded */
   lua_Integer qhead, qtail; /* chunk numbers in the queue */
@@ -129,9 +130,11 @@ static lua_Integer map_pick(lua_State *L, MapState *m) {
   int ok;
   if (!m->ordered) {
     lua_Integer best;
+    m->waiting = 1;
     do best = (lua_Integer)ppe_done_next(m->done, m->deadline,
                                          lppe_callbacks(L));
     while (best == PPE_CALLBACKS);
+    m->waiting = 0;
     if (best == 0)
       map_timed_out(L, m);
     return best;
@@ -144,8 +147,10 @@ static lua_Integer map_pick(lua_State *L, MapState *m) {
   if (t == NULL) luaL_error(L, "no chunk to wait for");
   /* (its future stays on the stack: a callback run meanwhile may drop
   ** it from the map) */
+  m->waiting = 1;
   do ok = ppe_await(t, m->deadline, lppe_callbacks(L));
   while (ok == PPE_CALLBACKS);
+  m->waiting = 0;
   lua_pop(L, 1);
   if (!ok)
     map_timed_out(L, m);
@@ -179,6 +184,13 @@ static void map_drop(lua_State *L, MapState *m, lua_Integer k) {
 ** of the queue tells for all. */
 static void map_alive(lua_State *L, MapState *m) {
   int gone;
+  /* A done-callback run in the map's own wait that steps or closes it
+  ** would take the chunk waited for, or drop it (as a running Python
+  ** generator, it refuses). Neither the wait nor its callbacks raise, so
+  ** the flag is always cleared. */
+  if (m->waiting)
+    luaL_error(L, "map iterator used from a done-callback run in its own "
+               "wait");
   if (!m->ordered && m->done == NULL)  /* its __gc has run */
     luaL_error(L, "attempt to use a collected map");
   if (m->qhead > m->qtail) return;
