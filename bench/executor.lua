@@ -64,24 +64,7 @@ if has_uv then
   end, "no target: the figure above is for any later executor")
 end
 
-local function private_kib(pid)
-  local f = io.open("/proc/" .. pid .. "/smaps_rollup")
-  if not f then return nil end
-  local total = 0
-  for line in f:lines() do
-    local k = line:match("^Private_%a+:%s+(%d+)")
-    if k then total = total + tonumber(k) end
-  end
-  f:close()
-  return total
-end
-
-local function selfpid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
-  f:close()
-  return pid
-end
+local private_kib, selfpid = B.private_kib, B.selfpid
 
 figure("private RSS of an idle worker", "KiB", "lower", {
   { "ppe", function()

@@ -206,12 +206,7 @@ local function children(pid)
   return pids
 end
 
-local function selfpid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
-  f:close()
-  return pid
-end
+local selfpid = B.selfpid
 
 --[[ Start-up and idle memory against the number of workers ]]
 
