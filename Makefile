@@ -87,6 +87,9 @@ demo: deps all
 # build/<lua>/, whose ppe.so the examples' './?.so' finds, 60 s at most
 # each; one marked "Lua 5.4 only" under lua5.4 alone. Its output is shown
 # when it fails.
+# COMPAT_LUAS is set here, before the rule whose prerequisites name it:
+# make expands a rule's prerequisites when it reads them.
+COMPAT_LUAS = lua5.3 lua5.2 lua5.1 luajit
 EXAMPLE_LUAS = lua5.4 $(COMPAT_LUAS)
 
 examples: $(foreach l,$(EXAMPLE_LUAS),build/$(l)/ppe.so)
@@ -110,7 +113,6 @@ test: deps all $(TEST_MODS)
 
 # The other Lua versions, each built apart under build/<lua>/ and run by its
 # own interpreter: 'make test-lua5.1' for one, 'make test-compat' for all.
-COMPAT_LUAS = lua5.3 lua5.2 lua5.1 luajit
 compat_inc = $(if $(filter luajit,$(1)),/usr/include/luajit-2.1,/usr/include/$(1))
 
 # Kept once built, though only reached through test-% and check-asan-%.
