@@ -230,6 +230,7 @@ release-check: all
 	  export PKG_CONFIG_PATH="$$tmp/lib/pkgconfig" && \
 	  flags=$$(pkg-config --cflags --libs ppe) && \
 	  echo "pkg-config --cflags --libs ppe: $$flags" && \
+	  test "$$(pkg-config --modversion ppe)" = "$(VERSION)" && \
 	  for p in host preload; do \
 	    $(CC) -std=c99 -Wall -Wextra -o "$$tmp/$$p" \
 	      examples/host/$$p.c $$flags && \
