@@ -1,5 +1,5 @@
 # ppe - build, test, benchmark, install.
-# LuaRocks passes LUA_INCDIR, LUA_LIBDIR, LIBFLAG, CFLAGS, PREFIX, LIBDIR.
+# LuaRocks passes CC, LUA_INCDIR, LUA_LIBDIR, LIBFLAG, CFLAGS, PREFIX, LIBDIR.
 
 LUA_VERSION ?= 5.4
 LUA ?= lua$(LUA_VERSION)
@@ -11,6 +11,15 @@ LIBFLAG ?= -shared
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 INCDIR ?= $(PREFIX)/include
+# Where libppe.a and ppe.pc go: the system's library directory, not Lua's
+# module directory (LIBDIR, which LuaRocks sets to its tree's).
+CLIBDIR ?= $(PREFIX)/lib
+PKGCONFIGDIR ?= $(CLIBDIR)/pkgconfig
+# The pkg-config package of the Lua that libppe.a is built for, which
+# ppe.pc requires (so that 'pkg-config --libs ppe' links that Lua): found
+# by its Debian name, else none; 'make install LUA_PC=luajit' for LuaJIT.
+LUA_PC ?= $(shell pkg-config --exists lua$(LUA_VERSION) 2>/dev/null && \
+  echo lua$(LUA_VERSION))
 DESTDIR ?=
 BUSTED ?= /usr/bin/busted
 
@@ -23,8 +32,12 @@ SRC = lua_ppe.c $(wildcard src/*.c src/lua/*.c)
 OBJ = $(SRC:.c=.o)
 HDR = ppe.h $(wildcard src/*.h src/lua/*.h)
 
-.PHONY: all deps bench-deps demo test bench fuzz install clean check-asan \
-  check-valgrind host test-compat examples
+# The version, read from the one place it is written.
+VERSION := $(shell sed -n 's/^\#define PPE_VERSION "ppe \(.*\)"$$/\1/p' ppe.h)
+
+.PHONY: all deps bench-deps demo test bench fuzz install install-module \
+  uninstall clean check-asan check-valgrind host test-compat examples \
+  release-check
 
 # The specs again under AddressSanitizer and UndefinedBehaviorSanitizer:
 # the module built apart, the runtimes preloaded into the interpreter (and
@@ -70,6 +83,16 @@ examples/host/host: examples/host/host.c libppe.a ppe.h
 
 host: examples/host/host
 	examples/host/host
+
+# examples/host/preload.c for another Lua, linked with ppe's sources built
+# for that Lua: 'make build/lua5.1/preload', 'make build/luajit/preload'.
+compat_lib = $(if $(filter luajit,$(1)),-lluajit-5.1,-l$(1))
+
+build/%/preload: examples/host/preload.c $(SRC) $(HDR)
+	@mkdir -p build/$*
+	$(CC) $(CFLAGS) $(PPE_FLAGS) -I$(call compat_inc,$*) \
+	  -o $@.$$$$.tmp $< $(SRC) $(call compat_lib,$*) $(PPE_LIBS) -lm && \
+	  mv -f $@.$$$$.tmp $@
 
 deps:
 	@sh tools/deps.sh
@@ -170,16 +193,76 @@ bench: bench-deps all bench/pingpong
 bench/pingpong: bench/pingpong.c
 	$(CC) -O2 -o $@ bench/pingpong.c
 
+# pkg-config's file for hosts that link libppe.a, naming where 'make
+# install' puts it; written again when those places or the version change.
+pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+ppe.pc: FORCE
+	@{ echo 'prefix=$(PREFIX)'; \
+	  echo 'includedir=$(call pc_dir,$(INCDIR))'; \
+	  echo 'libdir=$(call pc_dir,$(CLIBDIR))'; \
+	  echo; \
+	  echo 'Name: ppe'; \
+	  echo 'Description: A process pool executor for Lua, for hosts that embed Lua'; \
+	  echo 'Version: $(VERSION)'; \
+	  echo 'URL: https://github.com/ppe-lua/ppe'; \
+	  $(if $(LUA_PC),echo 'Requires: $(LUA_PC)';) \
+	  echo 'Cflags: -I$${includedir}$(if $(LUA_PC),, -I$(LUA_INCDIR))'; \
+	  echo 'Libs: -L$${libdir} -lppe $(PPE_LIBS)'; \
+	} > $@.tmp && if cmp -s $@.tmp $@; then rm -f $@.tmp; \
+	  else mv -f $@.tmp $@; fi
+
 # Installs what was built, as it was built: 'make install' after a 'make'
 # with other variables (LuaRocks passes the build's apart) must not rebuild.
-install:
-	@[ -f ppe.so ] || $(MAKE) ppe.so
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)
-	install -m 0755 ppe.so $(DESTDIR)$(LIBDIR)/ppe.so
+# The Lua module goes to LIBDIR; for hosts that embed Lua, libppe.a and
+# ppe.pc to CLIBDIR and PKGCONFIGDIR, ppe.h to INCDIR. LuaRocks installs
+# the module alone (install-module).
+install: install-module ppe.pc
+	@[ -f libppe.a ] || $(MAKE) libppe.a
+	install -d $(DESTDIR)$(CLIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	  $(DESTDIR)$(INCDIR)
+	install -m 0644 libppe.a $(DESTDIR)$(CLIBDIR)/libppe.a
 	install -m 0644 ppe.h $(DESTDIR)$(INCDIR)/ppe.h
+	install -m 0644 ppe.pc $(DESTDIR)$(PKGCONFIGDIR)/ppe.pc
+
+install-module:
+	@[ -f ppe.so ] || $(MAKE) ppe.so
+	install -d $(DESTDIR)$(LIBDIR)
+	install -m 0755 ppe.so $(DESTDIR)$(LIBDIR)/ppe.so
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/ppe.so $(DESTDIR)$(CLIBDIR)/libppe.a \
+	  $(DESTDIR)$(INCDIR)/ppe.h $(DESTDIR)$(PKGCONFIGDIR)/ppe.pc
+
+# What a release needs beyond the suite (run by .ci/run): 'make install'
+# into a scratch prefix, then examples/host/host.c and preload.c built
+# with nothing but 'pkg-config --cflags --libs ppe' against what it
+# installed, and run; preload.c on Lua 5.1 and LuaJIT too, which have no
+# luaL_requiref; then the release and reference specs (versions, LICENSE,
+# luarocks lint and pack, every name in doc/reference.md).
+RELEASE_LUAS = lua5.1 luajit
+
+release-check: all
+	@sh tools/deps.sh compat
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(MAKE) --no-print-directory install DESTDIR= PREFIX="$$tmp" && \
+	  export PKG_CONFIG_PATH="$$tmp/lib/pkgconfig" && \
+	  flags=$$(pkg-config --cflags --libs ppe) && \
+	  echo "pkg-config --cflags --libs ppe: $$flags" && \
+	  test "$$(pkg-config --modversion ppe)" = "$(VERSION)" && \
+	  for p in host preload; do \
+	    $(CC) -std=c99 -Wall -Wextra -o "$$tmp/$$p" \
+	      examples/host/$$p.c $$flags && \
+	    timeout 120 "$$tmp/$$p" || exit 1; \
+	  done
+	@for v in $(RELEASE_LUAS); do \
+	  $(MAKE) --no-print-directory build/$$v/preload && \
+	  timeout 120 build/$$v/preload || exit 1; \
+	done
+	$(LUA) $(BUSTED) spec/release_spec.lua spec/doc_spec.lua
 
 clean:
-	rm -rf $(OBJ) ppe.so libppe.a fuzz/fuzz_decode build bench/pingpong \
+	rm -rf $(OBJ) ppe.so libppe.a ppe.pc fuzz/fuzz_decode build bench/pingpong \
 	  examples/host/host \
 	  $(TEST_MODS)
 

@@ -10,10 +10,14 @@
 #define PPE_API
 #endif
 
-/* ppe's version, as ppe._VERSION gives it. */
-#define PPE_VERSION "ppe 0.1.0"
+/* ppe's version, as ppe._VERSION gives it: the one place it is written.
+** The Makefile reads it from here (ppe.pc), and spec/release_spec.lua
+** checks that the rockspec and CHANGELOG.md name the same one. */
+#define PPE_VERSION "ppe 0.2.0"
 
-/* Opens the module: luaL_requiref(L, "ppe", luaopen_ppe, 0). */
+/* Opens the module: luaL_requiref(L, "ppe", luaopen_ppe, 0) from Lua 5.2
+** on; on every version, Lua 5.1 and LuaJIT too, set package.preload.ppe to
+** it (examples/host/preload.c). Link libppe.a: pkg-config --libs ppe. */
 PPE_API int luaopen_ppe(lua_State *L);
 
 /* require "ppe.serve": the calling process serves the executor at the

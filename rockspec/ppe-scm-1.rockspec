@@ -2,7 +2,7 @@ rockspec_format = "3.0"
 package = "ppe"
 version = "scm-1"
 source = {
-  url = "git+file://./",
+  url = "git+https://github.com/ppe-lua/ppe.git",
 }
 description = {
   summary = "A process pool executor for Lua, in C",
@@ -14,6 +14,9 @@ upvalues), arguments and results by a fast exact wire format; futures,
 map, wait, as_completed, callbacks, event-loop integration, and workers
 that are replaced when they die.
 ]],
+  homepage = "https://github.com/ppe-lua/ppe",
+  issues_url = "https://github.com/ppe-lua/ppe/issues",
+  maintainer = "the ppe authors",
   license = "MIT",
   labels = { "concurrency", "multiprocessing", "parallel" },
 }
@@ -23,15 +26,16 @@ dependencies = {
 }
 build = {
   type = "make",
-  build_target = "all",
+  build_target = "ppe.so",
   build_variables = {
+    CC = "$(CC)",
     CFLAGS = "$(CFLAGS)",
     LIBFLAG = "$(LIBFLAG)",
     LUA_INCDIR = "$(LUA_INCDIR)",
     LUA_LIBDIR = "$(LUA_LIBDIR)",
     LUA = "$(LUA)",
   },
-  install_target = "install",
+  install_target = "install-module",
   install_variables = {
     PREFIX = "$(PREFIX)",
     LIBDIR = "$(LIBDIR)",

@@ -318,7 +318,7 @@ describe("bad input", function()
   end)
 
   describe("error values", function()
-    -- API.md: "A result or error value that cannot be sent fails its
+    -- The contract: "A result or error value that cannot be sent fails its
     -- future with SerializationError; the worker survives." The message
     -- still says what the task raised.
     it("io.stdout: SerializationError describing it", function()

@@ -391,7 +391,7 @@ describe("an unsendable value", function()
     assert.are.equal(9, ex:submit(function(x) return x * x end, 3):result(10))
   end))
 
-  -- API.md, Clarifications: "A result or error value that cannot be sent
+  -- The contract's clarifications: "A result or error value that cannot be sent
   -- fails its future with SerializationError; the worker survives."
   it("as an error value fails the future with a SerializationError; the "
      .. "worker survives", H.scoped(function(scope)
