@@ -187,11 +187,14 @@ check-asan: deps build/asan/ppe.so $(TEST_MODS)
 check-valgrind: deps all $(TEST_MODS)
 	$(VALGRIND) $(LUA) $(BUSTED) --exclude-tags=slow,novalgrind
 
-bench: bench-deps all bench/pingpong
+bench: bench-deps all bench/floors
 	$(LUA) bench/run.lua
 
-bench/pingpong: bench/pingpong.c
-	$(CC) -O2 -o $@ bench/pingpong.c
+# The floors in C the executor's figures are measured against (one of them
+# makes Lua states, so it links Lua).
+bench/floors: bench/floors.c
+	$(CC) $(CFLAGS) -std=c99 -D_GNU_SOURCE -Wall -Wextra -I$(LUA_INCDIR) \
+	  -o $@ bench/floors.c -L$(LUA_LIBDIR) -llua$(LUA_VERSION) -lm -ldl
 
 # pkg-config's file for hosts that link libppe.a, naming where 'make
 # install' puts it; written again when those places or the version change.
@@ -262,7 +265,7 @@ release-check: all
 	$(LUA) $(BUSTED) spec/release_spec.lua spec/doc_spec.lua
 
 clean:
-	rm -rf $(OBJ) ppe.so libppe.a ppe.pc fuzz/fuzz_decode build bench/pingpong \
+	rm -rf $(OBJ) ppe.so libppe.a ppe.pc fuzz/fuzz_decode build bench/floors \
 	  examples/host/host \
 	  $(TEST_MODS)
 

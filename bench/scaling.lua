@@ -33,10 +33,8 @@ local PY_WAIT_MAXEXP = 3
 -- Peers are killed if they hang, so that no wait here is without end.
 local PY = "timeout 600 " .. B.PY
 local PEER = PY .. " bench/scaling_peer.py"
--- The socketpair echo, in C: bench/floors (or bench/pingpong, its older
--- name), whichever make built.
-local SOCKETPAIR = io.open("bench/floors") and "bench/floors" or
-                   io.open("bench/pingpong") and "bench/pingpong"
+-- The socketpair echo, in C (make bench builds it).
+local SOCKETPAIR = io.open("bench/floors") and "bench/floors"
 local TARGET = 1.1
 
 local function log10(x) return math.log(x, 10) end

@@ -98,7 +98,9 @@ static void *map_new(size_t n) {
   if (p != NULL) return p;
   p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
            -1, 0);
-  return p == MAP_FAILED ? NULL : p;
+  if (p == MAP_FAILED) return NULL;
+  ppe_populate(p, n);  /* a new block is written whole */
+  return p;
 }
 
 /* Keeps a mapping for reuse, evicting a smaller one. */
@@ -182,7 +184,10 @@ void *ppe_big_resize(void *p, size_t osize, size_t nsize) {
   if (osize >= PPE_BIG_MIN) {
     if (ROUND(osize) == ROUND(nsize)) return p;
     np = mremap(p, ROUND(osize), ROUND(nsize), MREMAP_MAYMOVE);
-    return np == MAP_FAILED ? NULL : np;
+    if (np == MAP_FAILED) return NULL;
+    if (ROUND(nsize) > ROUND(osize))  /* the new part, to be written */
+      ppe_populate((char *)np + ROUND(osize), ROUND(nsize) - ROUND(osize));
+    return np;
   }
   np = map_new(ROUND(nsize));
   if (np != NULL && p != NULL) {

@@ -347,6 +347,17 @@ int ppe_shm_adopt(int fd) {
 /* }====================================================== */
 
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  /* Linux 5.14 */
+#endif
+
+void ppe_populate(void *p, size_t n) {
+  /* An older kernel refuses it (EINVAL), and one short of memory stops
+  ** part way: either way, the writes fault in what is missing. */
+  if (p != NULL && n > 0) madvise(p, n, MADV_POPULATE_WRITE);
+}
+
+
 /*
 ** {======================================================
 ** Blocks
@@ -358,7 +369,7 @@ int ppe_shm_adopt(int fd) {
 
 void *ppe_shm_alloc(size_t n) {
   char *p = NULL;
-  int i, best = -1;
+  int i, best = -1, fresh = 1;
   if (n == 0 || n > MAX_ARENA) return NULL;
   n = ROUND(n);
   pthread_mutex_lock(&lock);
@@ -372,7 +383,10 @@ void *ppe_shm_alloc(size_t n) {
         (A.fr.e[best].punched == e->punched && e->len < A.fr.e[best].len))
       best = i;
   }
-  if (best >= 0) p = A.base + take(best, n);
+  if (best >= 0) {
+    fresh = A.fr.e[best].punched;
+    p = A.base + take(best, n);
+  }
   else if (n <= A.size - A.top) {
     p = A.base + A.top;
     A.top += n;
@@ -380,22 +394,27 @@ void *ppe_shm_alloc(size_t n) {
 done:
   pthread_mutex_unlock(&lock);
   if (p != NULL) SHOW(p, n);
+  /* A block is taken for a message of about its size: pages that went
+  ** back are faulted in at once (see ppe_populate). */
+  if (p != NULL && fresh) ppe_populate(p, n);
   return p;
 }
 
 int ppe_shm_extend(void *p, size_t osize, size_t nsize) {
-  size_t o = ROUND(osize), nn = ROUND(nsize), end;
-  int i, ok = 0;
+  size_t o = ROUND(osize), nn = ROUND(nsize), end, need = 0;
+  int i, ok = 0, fresh = 1;
   pthread_mutex_lock(&lock);
   if (!OWNS(p)) goto done;
   end = (size_t)((char *)p - A.base) + o;
   ok = 1;
   if (nn > o) {
-    size_t need = nn - o;
+    need = nn - o;
     for (i = 0; i < A.fr.n && A.fr.e[i].off < end; i++)
       ;
-    if (i < A.fr.n && A.fr.e[i].off == end && A.fr.e[i].len >= need)
+    if (i < A.fr.n && A.fr.e[i].off == end && A.fr.e[i].len >= need) {
+      fresh = A.fr.e[i].punched;
       take(i, need);
+    }
     else if (end == A.top && need <= A.size - A.top)
       A.top += need;
     else ok = 0;
@@ -403,6 +422,7 @@ int ppe_shm_extend(void *p, size_t osize, size_t nsize) {
   }
 done:
   pthread_mutex_unlock(&lock);
+  if (ok && need > 0 && fresh) ppe_populate((char *)p + o, need);
   return ok;
 }
 
