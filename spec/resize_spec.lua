@@ -99,6 +99,7 @@ describe("ex:resize", function()
 
   it("refuses bad sizes and names, setting nothing", H.scoped(function(scope)
     local ex = scope(ppe.executor { max_workers = 2 })
+    settles(ex, 2)
     for _, c in ipairs({
       { -1, "the size must be an integer from 0 to 1024, got -1" },
       { 1.5, "got 1.5" },

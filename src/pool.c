@@ -1894,16 +1894,18 @@ static void pool_release(ppe_pool *p) {
   ppe_fwd_use(-1);
 }
 
-/* Waits, at construction, until the zygote has attached the executor and
-** forked every first worker (the spawn requests were sent without waiting
-** for it, to save a round trip). One whose initializer already failed
-** leaves a broken pool, which is still a pool: its futures fail with the
-** cause. Only a zygote or a fork that failed is an error here: its errno,
-** and in 'why' (PPE_CAUSE bytes) what failed, where that says more. The lock
-** is not held while waiting: other executors' I/O threads must go on
-** reading what the zygote sends them, or it would wait for them. */
+/* Waits, at construction, until the zygote has attached the executor,
+** been asked for every first worker (without waiting for each answer, to
+** save round trips) and forked one of them: a task submitted next goes to
+** that one while the zygote forks the others, whose answers the I/O thread
+** reads, as it does a restart's. A pool whose initializer already failed
+** is broken, which is still a pool: its futures fail with the cause. Only
+** a zygote or a first fork that failed is an error here: its errno, and in
+** 'why' (PPE_CAUSE bytes) what failed, where that says more. The lock is
+** not held while waiting: other executors' I/O threads must go on reading
+** what the zygote sends them, or it would wait for them. */
 static int await_workers(ppe_pool *p, char *why) {
-  int asked = 0;
+  int asked = 0, answered = 0;
   for (;;) {
     int i, inflight = 0, fd;
     ppe_zmsg m;
@@ -1928,7 +1930,7 @@ static int await_workers(ppe_pool *p, char *why) {
       inflight++;
     }
     ppe_unlock();
-    if (inflight == 0) {
+    if (inflight == 0 || (answered > 0 && asked == p->nw)) {
       if (p->spawnfail)
         snprintf(why, PPE_CAUSE, "cannot fork a worker: %s",
                  strerror(p->spawnfail));
@@ -1950,6 +1952,7 @@ static int await_workers(ppe_pool *p, char *why) {
       p->shared = m.id == 1;
       continue;
     }
+    answered += m.type == PPE_Z_SPAWNED || m.type == PPE_Z_SPAWNFAIL;
     ppe_lock();
     on_zmsg(p, &m, fd);
     ppe_unlock();
