@@ -151,6 +151,27 @@ function M.new_fds(before, after)
   return table.concat(s, ", ")
 end
 
+-- What a shell command writes to stdout.
+function M.output(cmd)
+  local h = assert(io.popen(cmd))
+  local s = h:read("*a")
+  h:close()
+  return s
+end
+
+-- Whether a file can be opened for reading.
+function M.file_exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Where Debian puts the lua.h of interpreter 'lua' (lua5.1 ... luajit).
+function M.lua_header(lua)
+  if lua == "luajit" then return "/usr/include/luajit-2.1/lua.h" end
+  return "/usr/include/" .. lua .. "/lua.h"
+end
+
 -- A whole file, or nil if it cannot be opened (/proc entries of processes
 -- that are gone).
 function M.read_file(path)

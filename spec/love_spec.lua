@@ -10,13 +10,6 @@ local H = require "helpers"
 
 local FRAMES = 300
 
-local function shell(cmd)
-  local h = assert(io.popen(cmd))
-  local s = h:read("*a")
-  h:close()
-  return s
-end
-
 local function in_ci()
   local ci = os.getenv("CI")
   return ci ~= nil and ci ~= "" and ci ~= "false" and ci ~= "0"
@@ -24,7 +17,7 @@ end
 
 -- What is missing to run the game: nil, or why not.
 local function missing()
-  local found = shell("for c in love xvfb-run xauth; do command -v $c; done "
+  local found = H.output("for c in love xvfb-run xauth; do command -v $c; done "
                       .. "2>/dev/null")
   local lacking = {}
   for _, c in ipairs({ "love", "xvfb-run", "xauth" }) do
@@ -50,7 +43,7 @@ local CLEAN_ENV = "env -u LD_PRELOAD -u PPE_HOST_ALLOC -u PPE_KEEP_SECONDS "
 -- ends by itself): SIGTERM, which LÖVE takes for a quit, then SIGKILL;
 -- the outer one is for an X server that never starts.
 local function play(frames, more)
-  local out = shell(CLEAN_ENV .. "timeout -k 10 300 xvfb-run -a "
+  local out = H.output(CLEAN_ENV .. "timeout -k 10 300 xvfb-run -a "
                     .. "timeout -k 10 240 love examples/love --frames "
                     .. frames .. (more or "") .. " 2>&1; echo \"exit=$?\"")
   local report = {}
@@ -74,7 +67,7 @@ describe("examples/love, headless", function()
       assert(not in_ci(), why)
       return pending(why)
     end
-    local made = shell(CLEAN_ENV .. "make -s --no-print-directory "
+    local made = H.output(CLEAN_ENV .. "make -s --no-print-directory "
                        .. "build/luajit/ppe.so 2>&1; echo \"exit=$?\"")
     assert(made:match("exit=0\n$"), "make failed:\n" .. made)
 

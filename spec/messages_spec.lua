@@ -13,13 +13,7 @@ local ME = H.pid()
 local PPE_PATH = assert(H.searchpath("ppe", package.cpath),
                         "ppe.so not found on package.cpath")
 
--- What a shell command writes to stdout.
-local function sh(cmd)
-  local h = assert(io.popen(cmd))
-  local out = h:read("*a")
-  h:close()
-  return out
-end
+local sh = H.output
 
 -- A task: its worker dies of signal 'sig' (a number), with no core file.
 local function die_of(sig)

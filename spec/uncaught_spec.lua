@@ -6,25 +6,9 @@
 -- must run there converts the error itself: the README's recipe, checked
 -- here on every interpreter. LuaJIT's 'luajit', and 'lua' from 5.2 on,
 -- call __tostring.
+local H = require "helpers"
 local LUAS = { "lua5.4", "lua5.3", "lua5.2", "lua5.1", "luajit" }
-
-local function shell(cmd)
-  local h = assert(io.popen(cmd))
-  local s = h:read("*a")
-  h:close()
-  return s
-end
-
-local function headers(lua)
-  if lua == "luajit" then return "/usr/include/luajit-2.1/lua.h" end
-  return "/usr/include/" .. lua .. "/lua.h"
-end
-
-local function exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
-end
+local shell, headers, exists = H.output, H.lua_header, H.file_exists
 
 -- The children run plain builds, with ppe's defaults, and a make of
 -- their own.

@@ -4,30 +4,15 @@
 -- runs real tasks, the others are refused at 'require' without a crash.
 -- Debian's lua5.1 and luajit search the same module directories, so a
 -- 5.1 build meets LuaJIT and a LuaJIT build meets lua5.1.
+local H = require "helpers"
 local LUAS = { "lua5.4", "lua5.3", "lua5.2", "lua5.1", "luajit" }
-
--- What the Makefile compiles a build against (its compat_inc).
-local function headers(lua)
-  if lua == "luajit" then return "/usr/include/luajit-2.1/lua.h" end
-  return "/usr/include/" .. lua .. "/lua.h"
-end
+-- headers(lua): what the Makefile compiles a build against (its
+-- compat_inc).
+local shell, headers, exists = H.output, H.lua_header, H.file_exists
 
 -- PUC Lua 5.1 and LuaJIT 2.1 share the C API of 5.1, symbol for symbol.
 local function abi(lua)
   return (lua == "lua5.1" or lua == "luajit") and "5.1" or lua
-end
-
-local function exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function shell(cmd)
-  local h = assert(io.popen(cmd))
-  local s = h:read("*a")
-  h:close()
-  return s
 end
 
 -- Which interpreters there are, asked once: under valgrind each shell

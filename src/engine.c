@@ -188,12 +188,12 @@ int64_t ppe_done_next(ppe_done *d, double deadline, uint64_t mark) {
   return r == PPE_CALLBACKS ? PPE_CALLBACKS : r < 0 ? -1 : x.tag;
 }
 
-int64_t ppe_done_poll(ppe_done *d) {
-  int64_t tag;
+size_t ppe_done_poll(ppe_done *d, int64_t *tags, size_t max) {
+  size_t n = 0;
   ppe_lock();
-  tag = ppe_done_take(d);
+  while (n < max && (tags[n] = ppe_done_take(d)) != 0) n++;
   ppe_unlock();
-  return tag;
+  return n;
 }
 
 size_t ppe_done_count(ppe_done *d) {

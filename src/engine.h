@@ -84,8 +84,9 @@ int ppe_done_add_all(ppe_done *d, ppe_task *const *ts, size_t n);
 ** deadline; 0 if it passed first, -1 if every task added was taken
 ** already, or PPE_CALLBACKS. */
 int64_t ppe_done_next(ppe_done *d, double deadline, uint64_t mark);
-/* The tag of one completed and not taken, without waiting, or 0. */
-int64_t ppe_done_poll(ppe_done *d);
+/* Takes the tags of up to 'max' completed and not taken, without
+** waiting, into tags; how many. */
+size_t ppe_done_poll(ppe_done *d, int64_t *tags, size_t max);
 /* How many completed and were not taken. */
 size_t ppe_done_count(ppe_done *d);
 

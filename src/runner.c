@@ -370,7 +370,8 @@ static void run_chunk(lua_State *L, int base, int nitems, int spread) {
       lua_rawgetp(L, LUA_REGISTRYINDEX, &tb_key);
       /* Only plain values travel as an item's error value here: one that
       ** cannot be sent must not fail the whole chunk. */
-      if (lua_type(L, err) <= LUA_TSTRING && lua_type(L, err) != LUA_TLIGHTUSERDATA)
+      if (lua_type(L, err) <= LUA_TSTRING &&
+          lua_type(L, err) != LUA_TLIGHTUSERDATA)
         lua_pushvalue(L, err);
       else lua_pushnil(L);
       lua_remove(L, err);

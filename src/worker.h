@@ -46,7 +46,8 @@ struct ppe_peer;
 ** once with 'failed', a PPE_EXIT_* code (0: it was), after saying 'why'
 ** (PPE_F_HOOKERR) if not NULL. */
 void ppe_worker_main(struct lua_State *L, int fd, int id, int arena,
-                     struct ppe_peer *parent, int failed, const char *why);
+                     struct ppe_peer *parent, int failed, const char *why)
+    __attribute__((noreturn));
 
 /* Room for what a worker says of its host hook's error. */
 #define PPE_HOOK_WHY 200

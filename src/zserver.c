@@ -322,7 +322,8 @@ static void serve(Zyg *z) {
 static int watch_parent(pid_t parent) {
   int fd = -1;
 #ifdef SYS_pidfd_open
-  if (!UNDER_VALGRIND)  /* (vgcheck.h) */ fd = (int)syscall(SYS_pidfd_open, parent, 0);
+  if (!UNDER_VALGRIND)  /* (vgcheck.h) */
+    fd = (int)syscall(SYS_pidfd_open, parent, 0);
 #endif
   if (fd < 0) die_with_parent(parent);
   else if (getppid() != parent) _exit(0);  /* the pid may be another's */

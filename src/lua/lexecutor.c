@@ -242,7 +242,8 @@ static int e_stats(lua_State *L) {
 static int e_tostring(lua_State *L) {
   Executor *e = lppe_toexecutor(L, 1);
   lua_pushfstring(L, "ppe.executor: %p%s", (void *)e,
-                  e->pool == NULL ? " (closed)" : e->shut ? " (shut down)" : "");
+                  e->pool == NULL ? " (closed)"
+                  : e->shut ? " (shut down)" : "");
   return 1;
 }
 

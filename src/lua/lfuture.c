@@ -438,9 +438,13 @@ static void call_callbacks(lua_State *L, int fut) {
 /* Runs the callbacks of every watched future done by now, in completion
 ** order; not those of futures that complete while they run, which the
 ** next call runs. Returns how many futures had theirs run. */
+/* Completed futures taken at a time, under one lock. */
+#define CALLBACK_BATCH 64
+
 int lppe_run_callbacks(lua_State *L) {
   Watch *w;
-  size_t n, i;
+  int64_t tags[CALLBACK_BATCH];
+  size_t n, i = 0, k, j;
   if (nwatched == 0) return 0;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &watch_key);
   w = (Watch *)(lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key) == LUA_TUSERDATA
@@ -450,18 +454,23 @@ int lppe_run_callbacks(lua_State *L) {
     lua_pop(L, 2);
     return 0;
   }
-  for (i = 0; i < n; i++) {
-    int64_t tag = ppe_done_poll(w->d);
-    if (tag == 0) break;
-    lua_rawgeti(L, -2, tag);  /* the future */
-    lua_pushnil(L);
-    lua_rawseti(L, -4, tag);
-    lua_pushvalue(L, -1);
-    lua_pushnil(L);
-    lua_rawset(L, -5);  /* no longer watched */
-    nwatched--;
-    call_callbacks(L, lua_gettop(L));
-    lua_pop(L, 1);
+  /* Those that completed before the call, not those its callbacks wait
+  ** for: each call ends. */
+  for (; i < n; i += k) {
+    k = ppe_done_poll(w->d, tags, n - i < CALLBACK_BATCH ? n - i
+                                                         : CALLBACK_BATCH);
+    if (k == 0) break;
+    for (j = 0; j < k; j++) {
+      lua_rawgeti(L, -2, tags[j]);  /* the future */
+      lua_pushnil(L);
+      lua_rawseti(L, -4, tags[j]);
+      lua_pushvalue(L, -1);
+      lua_pushnil(L);
+      lua_rawset(L, -5);  /* no longer watched */
+      nwatched--;
+      call_callbacks(L, lua_gettop(L));
+      lua_pop(L, 1);
+    }
   }
   lua_pop(L, 2);
   return (int)i;
