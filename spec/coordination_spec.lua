@@ -98,7 +98,7 @@ end)
 
 describe("ppe.as_completed", function()
   local ex
-  before_each(function() ex = ppe.executor { max_workers = 3 } end)
+  before_each(function() ex = H.all_up(ppe.executor { max_workers = 3 }, 3) end)
   after_each(function() ex:close() end)
 
   it("yields in completion order, each future once", function()
@@ -138,7 +138,7 @@ end)
 -- future at each completion.
 describe("completion lists", function()
   local ex
-  before_each(function() ex = ppe.executor { max_workers = 3 } end)
+  before_each(function() ex = H.all_up(ppe.executor { max_workers = 3 }, 3) end)
   after_each(function() ex:close() end)
 
   it("yields futures done before as_completed began in the order they " ..

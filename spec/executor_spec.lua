@@ -950,7 +950,7 @@ describe("shutdown", function()
     local before = H.children(ME)
     local pids = {}
     do
-      local ex = ppe.executor { max_workers = 2 }
+      local ex = H.all_up(ppe.executor { max_workers = 2 }, 2)
       local a, b = ex:submit(H.sleep_pid, 0.2), ex:submit(H.sleep_pid, 0.2)
       pids[1], pids[2] = a:result(10), b:result(10)
       a, b, ex = nil, nil, nil  -- luacheck: ignore (let the GC see them go)

@@ -528,6 +528,10 @@ local ex = ppe.executor{ max_workers = 2 }
 local fut = ex:submit(function()
   local t = os.clock() while os.clock() - t < 20 do end
 end)
+for _ = 1, 1500 do  -- both workers up, so both are in the line
+  if ex:stats().workers == 2 then break end
+  os.execute("sleep 0.02")
+end
 local z = kids(me)[1]
 local line = me .. " " .. z .. " " .. table.concat(kids(z), " ")
 if %q == "fork" then line = line .. " " .. require("evil").sleeper(30) end

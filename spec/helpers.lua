@@ -193,6 +193,15 @@ function M.wait_until(cond, timeout)
   return cond()
 end
 
+-- Waits until every one of ex's n workers is up (an executor returns
+-- once its first is forked); ex, for chaining.
+function M.all_up(ex, n, timeout)
+  luassert.is_true(M.wait_until(function()
+    return ex:stats().workers == n
+  end, timeout or 30), "workers up: " .. ex:stats().workers .. ", not " .. n)
+  return ex
+end
+
 -- The number of keys of a table.
 function M.count(t)
   local n = 0

@@ -107,7 +107,7 @@ describe("security", function()
     -- io.popen set none): the workers must not inherit them.
     extra_file = assert(io.open("/dev/null"))
     extra_pipe = assert(io.popen("exec cat >/dev/null", "w"))
-    ex = ppe.executor{ max_workers = 2 }
+    ex = H.all_up(ppe.executor{ max_workers = 2 }, 2)
     workers = inspect_all(ex, 2)
     zygote = ppid_of(workers[1].pid)
   end)

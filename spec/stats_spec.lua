@@ -14,7 +14,7 @@ end
 describe("stats().per_worker", function()
   it("has a row per worker: its id, pid, state, items done and the age " ..
      "of its task", H.scoped(function(scope)
-    local ex = scope(ppe.executor { max_workers = 2 })
+    local ex = H.all_up(scope(ppe.executor { max_workers = 2 }), 2)
     local pids = {}
     for _, f in ipairs { ex:submit(H.pid), ex:submit(H.pid) } do
       pids[f:result(30)] = true

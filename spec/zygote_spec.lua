@@ -8,6 +8,7 @@ local evil = U.evil()
 
 local T = 30
 local ME = H.mypid()
+local all_up = require("helpers").all_up
 local read_file = require("helpers").read_file
 local worker_pid = H.task_pid
 
@@ -35,7 +36,7 @@ describe("the zygote", function()
      .. "and stays while idle", H.scoped(function(scope)
     quiet()
     local e1 = scope(ppe.executor { max_workers = 1 })
-    local e2 = scope(ppe.executor { max_workers = 2 })
+    local e2 = all_up(scope(ppe.executor { max_workers = 2 }), 2)
     local z = zygote_of(e1)
     assert.equal(z, zygote_of(e2))
     local st = H.stat(z)
