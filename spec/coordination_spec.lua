@@ -537,6 +537,29 @@ describe("done-callbacks, poll and fileno", function()
     assert.are.same({ 1, 2, 3 }, seen)
   end)
 
+  it("run from a callback, runs the others due, in completion order",
+     function()
+    local one = ppe.executor { max_workers = 1 }  -- completes in order
+    local fs, index, order, inner = {}, {}, {}, nil
+    one:submit(spin, 0.3)  -- none completes while they are submitted
+    for i = 1, 100 do
+      fs[i] = one:submit(spin, 0, i)
+      index[fs[i]] = i
+      fs[i]:add_done_callback(function(f)
+        order[#order + 1] = index[f]
+        if f == fs[1] then inner = one:poll() end
+      end)
+    end
+    local t0 = now()
+    while not fs[100]:done() and now() - t0 < 10 do end  -- runs none
+    assert.are.equal(1, one:poll())
+    assert.are.equal(99, inner)
+    local want = {}
+    for i = 1, 100 do want[i] = i end
+    assert.are.same(want, order)
+    one:close()
+  end)
+
   it("swallows a callback's error and goes on", function()
     local f = ex:submit(spin, 0.05, 1)
     local after = false

@@ -29,30 +29,36 @@ local function die_of(sig)
 end
 
 describe("a worker that cannot be forked", function()
-  -- RLIMIT_NPROC counts the processes of a real user id and binds no
-  -- root process: the program runs under an id of its own, with room for
-  -- itself and the zygote but not for a worker. Its fork fails with
-  -- EAGAIN, for real.
-  it("makes ppe.executor raise BrokenExecutor with the fork's own error",
-     function()
+  -- RLIMIT_NPROC counts the processes and threads of a real user id and
+  -- binds no root process: the program runs under an id of its own, with
+  -- room for 'nproc' of them. A fork past that fails with EAGAIN, for real.
+  -- The output of 'script' run so, or nil and why not.
+  local function limited(nproc, script)
     if sh("id -u"):match("%d+") ~= "0" then
-      return pending("needs root, to run a program under another user id")
+      return nil, "needs root, to run a program under another user id"
     end
     if not sh("command -v setpriv && command -v prlimit && " ..
               "command -v timeout"):find("timeout") then
-      return pending("needs setpriv, prlimit and timeout (util-linux)")
+      return nil, "needs setpriv, prlimit and timeout (util-linux)"
     end
     local uid = 60000 + ME % 5000
-    local script = ("package.cpath = %q\n"):format(package.cpath) .. [[
+    script = ("package.cpath = %q\n"):format(package.cpath) .. script
+    return sh(("timeout 30 prlimit --nproc=%d setpriv --reuid=%d " ..
+               "--regid=%d --clear-groups %s -e %s 2>&1"):format(
+               nproc, uid, uid, U.interpreter(), U.quote(script)))
+  end
+
+  -- Room for the program and the zygote, not for a worker.
+  it("makes ppe.executor raise BrokenExecutor with the fork's own error",
+     function()
+    local out, why = limited(2, [[
       local ppe = require "ppe"
       local ok, err = pcall(ppe.executor, { max_workers = 2 })
       local e = type(err) == "table" and err or {}
       io.write(tostring(ok), "\n", tostring(e.kind), "\n",
                tostring(e.message or err), "\n", tostring(e.cause), "\n")
-    ]]
-    local out = sh(("timeout 30 prlimit --nproc=2 setpriv --reuid=%d " ..
-                    "--regid=%d --clear-groups %s -e %s 2>&1"):format(
-                    uid, uid, U.interpreter(), U.quote(script)))
+    ]])
+    if not out then return pending(why) end
     local ok, kind, message, cause = out:match(
       "^(%a+)\n(%a+)\n([^\n]*)\n([^\n]*)\n")
     assert.is_not_nil(ok, out)
@@ -61,6 +67,34 @@ describe("a worker that cannot be forked", function()
     assert.equal("cannot fork a worker: Resource temporarily unavailable",
                  message)
     assert.equal("Resource temporarily unavailable", cause)
+  end)
+
+  -- Room for the program, the zygote, the first worker and the I/O
+  -- thread, and one more: the constructor returns once the first worker
+  -- is up, and the fork that fails later breaks the executor, however many
+  -- workers it was to have (many more than are asked for at a time).
+  it("after the first: the executor is made, then broken with the fork's "
+     .. "error", function()
+    local out, why = limited(5, [[
+      local ppe = require "ppe"
+      local ok, ex = pcall(ppe.executor, { max_workers = 40 })
+      io.write(tostring(ok), "\n")
+      if not ok then return io.write(tostring(ex), "\n") end
+      local e
+      for _ = 1, 1500 do
+        local sok, f = pcall(ex.submit, ex, function() return 1 end)
+        if not sok then e = f break end
+        os.execute("sleep 0.02")
+      end
+      io.write(tostring(e and e.kind), "\n", tostring(e and e.message), "\n")
+      ex:close()
+    ]])
+    if not out then return pending(why) end
+    local ok, kind, message = out:match("^(%a+)\n(%a+)\n([^\n]*)\n")
+    assert.equal("true", ok, out)
+    assert.equal("BrokenExecutor", kind, out)
+    assert.equal("cannot fork a worker: Resource temporarily unavailable",
+                 message)
   end)
 end)
 

@@ -83,9 +83,6 @@ typedef char depth_fits[2 * PIPELINE_MAX <= PPE_CHAN_DEPTH ? 1 : -1];
 #define BACKOFF 0.1
 #define BACKOFF_MAX 5.0
 
-/* Spawn requests in flight while an executor starts (see await_workers). */
-#define SPAWN_BATCH 32
-
 /* A request to the zygote that waits for room on its channel. */
 typedef struct zreq {
   ppe_zmsg m;
@@ -1894,48 +1891,35 @@ static void pool_release(ppe_pool *p) {
   ppe_fwd_use(-1);
 }
 
-/* Waits, at construction, until the zygote has attached the executor,
-** been asked for every first worker (without waiting for each answer, to
-** save round trips) and forked one of them: a task submitted next goes to
-** that one while the zygote forks the others, whose answers the I/O thread
+/* Waits, at construction, until the zygote has attached the executor and
+** forked its first local worker (far ones are launched, and are up when
+** they say hello): a task submitted next goes to that one while the
+** zygote forks the others (ask_others), whose answers the I/O thread
 ** reads, as it does a restart's. A pool whose initializer already failed
 ** is broken, which is still a pool: its futures fail with the cause. Only
 ** a zygote or a first fork that failed is an error here: its errno, and in
 ** 'why' (PPE_CAUSE bytes) what failed, where that says more. The lock is
 ** not held while waiting: other executors' I/O threads must go on reading
 ** what the zygote sends them, or it would wait for them. */
-static int await_workers(ppe_pool *p, char *why) {
-  int asked = 0, answered = 0;
-  for (;;) {
-    int i, inflight = 0, fd;
-    ppe_zmsg m;
-    long n;
-    for (i = 0; i < asked; i++)
-      if (p->w[i].state == W_SPAWNING) inflight++;
-    /* A few requests at a time: the zygote's answers must fit in our
-    ** channel while we are not reading it, or both sides would block. */
-    ppe_lock();
-    while (asked < p->nw && inflight < SPAWN_BATCH) {
-      wslot *w = &p->w[asked++];
-      int r;
-      if (p->g[w->g].argv != NULL) {  /* far: up when it says hello */
-        launch(p, w);
-        continue;
-      }
+static int await_first(ppe_pool *p, char *why) {
+  wslot *first = NULL;
+  int i, r = 0;
+  ppe_lock();
+  for (i = 0; i < p->nw && r == 0; i++) {
+    wslot *w = &p->w[i];
+    if (p->g[w->g].argv != NULL) launch(p, w);
+    else if (first == NULL) {
+      first = w;
       w->state = W_SPAWNING;
-      if ((r = ask_spawn(p, w)) != 0) {
-        ppe_unlock();
-        return r;
-      }
-      inflight++;
+      r = ask_spawn(p, w);
     }
-    ppe_unlock();
-    if (inflight == 0 || (answered > 0 && asked == p->nw)) {
-      if (p->spawnfail)
-        snprintf(why, PPE_CAUSE, "cannot fork a worker: %s",
-                 strerror(p->spawnfail));
-      return -p->spawnfail;
-    }
+  }
+  ppe_unlock();
+  if (r != 0) return r;
+  while (first != NULL && first->state == W_SPAWNING) {
+    ppe_zmsg m;
+    int fd;
+    long n;
     if (ppe_wait_readable(p->zfd, 10000) <= 0) {
       snprintf(why, PPE_CAUSE, "the zygote did not answer");
       return -ETIMEDOUT;
@@ -1952,11 +1936,30 @@ static int await_workers(ppe_pool *p, char *why) {
       p->shared = m.id == 1;
       continue;
     }
-    answered += m.type == PPE_Z_SPAWNED || m.type == PPE_Z_SPAWNFAIL;
     ppe_lock();
     on_zmsg(p, &m, fd);
     ppe_unlock();
   }
+  if (p->spawnfail)
+    snprintf(why, PPE_CAUSE, "cannot fork a worker: %s",
+             strerror(p->spawnfail));
+  return -p->spawnfail;
+}
+
+/* Asks the zygote for the local workers after the first, once the I/O
+** thread runs: it reads the answers, and sends on what finds the
+** zygote's channel full (zrequest). A worker that cannot be asked for is
+** left out, as a restart that cannot be. */
+static void ask_others(ppe_pool *p) {
+  int i;
+  ppe_lock();
+  for (i = 0; i < p->nw; i++) {
+    wslot *w = &p->w[i];
+    if (w->state == W_NONE && p->g[w->g].argv == NULL && replace_workers(p))
+      (void)start_worker(p, w);
+  }
+  ppe_unlock();
+  wake(p);
 }
 
 static int start_thread(ppe_pool *p) {
@@ -2064,7 +2067,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
              "are too long for the workers (at most %d bytes together)",
              PPE_PATHS_MAX);
   if (r < 0) { pool_release(p); return r; }
-  r = await_workers(p, o->cause);
+  r = await_first(p, o->cause);
   if (r < 0) {
     abandon(p, !p->spawnfail);  /* a fork that failed is no fault of its */
     return r;
@@ -2072,6 +2075,7 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
   r = ppe_set_nonblock(p->zfd, 1);
   if (r == 0) r = start_thread(p);
   if (r < 0) { abandon(p, 0); return r; }
+  ask_others(p);
   *out = p;
   return 0;
 }

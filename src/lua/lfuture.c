@@ -376,9 +376,17 @@ static int f_tostring(lua_State *L) {
 static const char watch_key = 'w';
 static const char box_key = 'b';
 
+/* Completed futures taken at a time, under one lock. */
+#define CALLBACK_BATCH 64
+
+/* The tags taken out of 'd' and not yet run are the state's, not a
+** call's: a callback that runs the callbacks due (result, wait, poll)
+** runs them next, in completion order. */
 typedef struct Watch {
   ppe_done *d;         /* first: a box of lwait.c's */
   lua_Integer tags;    /* the last tag given */
+  int next, ntaken;    /* taken[next..ntaken-1] are still to run */
+  int64_t taken[CALLBACK_BATCH];
 } Watch;
 
 /* How many futures are watched, in every state of the process: when none
@@ -435,42 +443,46 @@ static void call_callbacks(lua_State *L, int fut) {
   lua_pop(L, 1);
 }
 
+/* The tag of the next completed future whose callbacks are due, or 0;
+** 'left' bounds how many more are taken out of 'd' at once. */
+static int64_t next_due(Watch *w, size_t left) {
+  if (w->next == w->ntaken) {
+    w->next = 0;
+    w->ntaken = (int)ppe_done_poll(w->d, w->taken, left < CALLBACK_BATCH
+                                                   ? left : CALLBACK_BATCH);
+    if (w->ntaken == 0) return 0;
+  }
+  return w->taken[w->next++];
+}
+
 /* Runs the callbacks of every watched future done by now, in completion
 ** order; not those of futures that complete while they run, which the
 ** next call runs. Returns how many futures had theirs run. */
-/* Completed futures taken at a time, under one lock. */
-#define CALLBACK_BATCH 64
-
 int lppe_run_callbacks(lua_State *L) {
   Watch *w;
-  int64_t tags[CALLBACK_BATCH];
-  size_t n, i = 0, k, j;
+  int64_t tag;
+  size_t n, i = 0;
   if (nwatched == 0) return 0;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &watch_key);
   w = (Watch *)(lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key) == LUA_TUSERDATA
                 ? lua_touserdata(L, -1) : NULL);
   if (w == NULL || w->d == NULL || !lua_istable(L, -2) ||
-      (n = ppe_done_count(w->d)) == 0) {
+      (n = (size_t)(w->ntaken - w->next) + ppe_done_count(w->d)) == 0) {
     lua_pop(L, 2);
     return 0;
   }
   /* Those that completed before the call, not those its callbacks wait
   ** for: each call ends. */
-  for (; i < n; i += k) {
-    k = ppe_done_poll(w->d, tags, n - i < CALLBACK_BATCH ? n - i
-                                                         : CALLBACK_BATCH);
-    if (k == 0) break;
-    for (j = 0; j < k; j++) {
-      lua_rawgeti(L, -2, tags[j]);  /* the future */
-      lua_pushnil(L);
-      lua_rawseti(L, -4, tags[j]);
-      lua_pushvalue(L, -1);
-      lua_pushnil(L);
-      lua_rawset(L, -5);  /* no longer watched */
-      nwatched--;
-      call_callbacks(L, lua_gettop(L));
-      lua_pop(L, 1);
-    }
+  for (; i < n && (tag = next_due(w, n - i)) != 0; i++) {
+    lua_rawgeti(L, -2, tag);  /* the future */
+    lua_pushnil(L);
+    lua_rawseti(L, -4, tag);
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, -5);  /* no longer watched */
+    nwatched--;
+    call_callbacks(L, lua_gettop(L));
+    lua_pop(L, 1);
   }
   lua_pop(L, 2);
   return (int)i;
@@ -515,6 +527,7 @@ static int f_add_done_callback(lua_State *L) {
     if (w == NULL || w->d == NULL) {
       w = (Watch *)lppe_newdone(L, sizeof(Watch) - sizeof(ppe_done *));
       w->tags = 0;
+      w->next = w->ntaken = 0;
       lua_rawsetp(L, LUA_REGISTRYINDEX, &box_key);
     }
     if (ppe_watch(w->d, TASK(f), w->tags + 1) != 0)
