@@ -73,8 +73,8 @@ describe("a worker that cannot be forked", function()
   -- thread, and one more: the constructor returns once the first worker
   -- is up, and the fork that fails later breaks the executor, however many
   -- workers it was to have (many more than are asked for at a time).
-  it("after the first: the executor is made, then broken with the fork's "
-     .. "error", function()
+  it("#novalgrind after the first: the executor is made, then broken with "
+     .. "the fork's error", function()
     local out, why = limited(5, [[
       local ppe = require "ppe"
       local ok, ex = pcall(ppe.executor, { max_workers = 40 })

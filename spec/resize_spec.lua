@@ -183,7 +183,6 @@ describe("idle_timeout", function()
   it("lets idle workers leave, and starts them again for work",
      H.scoped(function(scope)
     local ex = scope(ppe.executor { max_workers = 2, idle_timeout = 0.3 })
-    settles(ex, 2)
     local before = ex:submit(H.whoami):result(T)
     settles(ex, 0)
     assert.is_true(H.wait_until(function() return not H.alive(before) end,

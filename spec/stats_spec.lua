@@ -2,6 +2,20 @@
 local ppe = require "ppe"
 local H = require "helpers"
 
+-- A task: waits (30 s at most) until file 'go' exists, then says who ran
+-- it.
+local function pid_after(go)
+  for _ = 1, 1500 do
+    local g = io.open(go)
+    if g then g:close() break end
+    os.execute("sleep 0.02")
+  end
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("*n")
+  f:close()
+  return pid
+end
+
 local function spin_pid(secs)
   local t = os.clock()
   while os.clock() - t < secs do end
@@ -32,7 +46,9 @@ describe("stats().per_worker", function()
       done = done + row.done
     end
     assert.equal(2, done)
-    local slow = ex:submit(spin_pid, 0.6)
+    local go = os.tmpname()
+    os.remove(go)
+    local slow = ex:submit(pid_after, go)
     local busy
     assert.is_true(H.wait_until(function()
       for _, row in ipairs(ex:stats().per_worker) do
@@ -41,7 +57,9 @@ describe("stats().per_worker", function()
       return busy ~= nil
     end, 30))
     assert.is_true(busy.age < 30)
+    assert(io.open(go, "w")):close()
     assert.equal(slow:result(30), busy.pid)
+    os.remove(go)
   end))
 
   it("counts a map's items, not its chunks, in every figure",
