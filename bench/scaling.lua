@@ -247,6 +247,12 @@ local function workers_curves()
           ex:submit(trivial, 1):result()
           total = total + (now() - t0)
           if i == k then
+            -- The constructor returns once the first worker is up; the
+            -- others come while the first task runs.
+            local t1 = now()
+            while ex:stats().workers < n and now() - t1 < 60 do
+              B.sleep(10)
+            end
             B.sleep(200)
             local pids = worker_pids()
             assert(#pids == n, ("%d workers found, %d expected")
