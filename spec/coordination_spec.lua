@@ -243,7 +243,8 @@ end)
 
 describe("ex:map", function()
   local ex
-  before_each(function() ex = ppe.executor { max_workers = 2 } end)
+  -- Both workers up: a drain timed below must not wait for a fork.
+  before_each(function() ex = H.all_up(ppe.executor { max_workers = 2 }, 2) end)
   after_each(function() ex:close() end)
 
   local function square(x) return x * x end
