@@ -25,7 +25,7 @@ end
 
 describe("ppe.wait", function()
   local ex
-  before_each(function() ex = ppe.executor { max_workers = 3 } end)
+  before_each(function() ex = H.all_up(ppe.executor { max_workers = 3 }, 3) end)
   after_each(function() ex:close() end)
 
   it("has the return_when constants", function()
