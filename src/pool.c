@@ -1949,13 +1949,14 @@ static int await_first(ppe_pool *p, char *why) {
 /* Asks the zygote for the local workers after the first, once the I/O
 ** thread runs: it reads the answers, and sends on what finds the
 ** zygote's channel full (zrequest). A worker that cannot be asked for is
-** left out, as a restart that cannot be. */
+** left out, as a restart that cannot be; none is, once the first broke
+** the pool (its initializer failed). */
 static void ask_others(ppe_pool *p) {
   int i;
   ppe_lock();
-  for (i = 0; i < p->nw; i++) {
+  for (i = 0; i < p->nw && replace_workers(p); i++) {
     wslot *w = &p->w[i];
-    if (w->state == W_NONE && p->g[w->g].argv == NULL && replace_workers(p))
+    if (w->state == W_NONE && p->g[w->g].argv == NULL)
       (void)start_worker(p, w);
   }
   ppe_unlock();
