@@ -10,14 +10,7 @@ local T = 30  -- seconds: a loose bound for work that takes a moment
 
 -- Under valgrind every process is many times slower: the hammers are
 -- smaller there.
-local function traced()
-  local h = assert(io.popen("readlink /proc/" .. H.pid() .. "/exe"))
-  local exe = h:read("*l") or ""
-  h:close()
-  return not exe:match("/lua[^/]*$")
-end
-
-local SLOW = traced()
+local SLOW = H.traced()
 
 -- The hammers' tasks run up to this long: long enough to be cancelled
 -- while they run, under valgrind too, where the caller is much slower

@@ -182,13 +182,26 @@ function M.read_file(path)
   return s
 end
 
+-- Sleeps 'secs' in this process: by evil.so's nanosleep where it is
+-- built (the fixtures' directory, or a build's on cpath), else in a shell,
+-- a process, which under valgrind costs a second.
+local nanosleep
+function M.nap(secs)
+  if nanosleep == nil then
+    local file = M.searchpath("evil", package.cpath .. ";spec/fixtures/?.so")
+    local open = file and package.loadlib(file, "luaopen_evil")
+    nanosleep = open and open().sleep or false
+  end
+  if nanosleep then nanosleep(secs) else os.execute("sleep " .. secs) end
+end
+
 -- Polls cond() until it is true or 'timeout' seconds pass; its last value.
 function M.wait_until(cond, timeout)
   local deadline = M.now() + (timeout or 5)
   repeat
     local v = cond()
     if v then return v end
-    os.execute("sleep 0.02")
+    M.nap(0.02)
   until M.now() > deadline
   return cond()
 end
@@ -274,15 +287,30 @@ function M.varint(n)
   return table.concat(out)
 end
 
+-- What runs this process: the interpreter, or a tool that runs it
+-- (valgrind). Read once: under valgrind, each process started costs a
+-- second.
+local exe
+local function own_exe()
+  if exe == nil then
+    local h = assert(io.popen("readlink /proc/" .. M.pid() .. "/exe"))
+    exe = h:read("*l") or ""
+    h:close()
+  end
+  return exe
+end
+
+-- Whether a tool runs the interpreter (valgrind): what it slows, specs
+-- do less of.
+function M.traced()
+  return not own_exe():match("/lua[^/]*$")
+end
+
 -- The interpreter running the specs, for the Lua programs some specs start:
 -- ppe.so is built for one Lua and loads in no other. Under a tool that
--- runs it (valgrind), /proc/self/exe is the tool: then this version's
--- usual name.
+-- runs it, this version's usual name.
 function M.interpreter()
-  local h = assert(io.popen("readlink /proc/" .. M.pid() .. "/exe"))
-  local path = h:read("*l")
-  h:close()
-  if path and path:match("/lua[^/]*$") then return path end
+  if not M.traced() then return own_exe() end
   return rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 end
 
