@@ -1128,6 +1128,23 @@ describe("options", function()
     end, 30), "workers: " .. ex:stats().workers)
   end))
 
+  -- The others are asked for once the first answers, or a second task
+  -- comes, or shortly after the constructor, whichever is first.
+  it("are all started, though the one task runs on and no other comes",
+     H.scoped(function(scope)
+    local ex = scope(ppe.executor { max_workers = 3 })
+    local f = ex:submit(H.sleep_pid, 2)
+    assert.is_true(H.wait_until(function()
+      return ex:stats().workers == 3
+    end, 1.5), "workers: " .. ex:stats().workers)
+    assert.is_false(f:done())
+    local fs, pids = {}, {}
+    for i = 1, 4 do fs[i] = ex:submit(H.sleep_pid, 0.2) end
+    for i = 1, 4 do pids[fs[i]:result(10)] = true end
+    assert.are.equal(2, H.count(pids))
+    assert.is_nil(pids[f:result(10)])
+  end))
+
   it("default to cpu_count() workers", H.scoped(function(scope)
     local n = ppe.cpu_count()
     assert.is_true(H.is_integer(n), tostring(n))

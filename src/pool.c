@@ -83,6 +83,12 @@ typedef char depth_fits[2 * PIPELINE_MAX <= PPE_CHAN_DEPTH ? 1 : -1];
 #define BACKOFF 0.1
 #define BACKOFF_MAX 5.0
 
+/* The local workers after the first are forked once the first has
+** answered, or a second task is queued, or this many seconds after the
+** executor was made, whichever comes first: a first task then has the
+** machine's cores to itself, not shared with forks it does not need. */
+#define OTHERS_AFTER 0.02
+
 /* A request to the zygote that waits for room on its channel. */
 typedef struct zreq {
   ppe_zmsg m;
@@ -208,6 +214,8 @@ struct ppe_pool {
   int retries;         /* runs again of a task whose worker died */
   uint32_t memory_cap; /* max_memory_per_child, KiB (worker.h); 0 */
   ppe_buf init;        /* initializer request, sent to every new worker */
+  double others_at;    /* the local workers after the first are still to
+                       ** be asked for, by then at the latest; 0 */
 };
 
 #define LIVE(w) ((w)->state == W_INIT || (w)->state == W_READY)
@@ -597,6 +605,8 @@ static void sweep_cut(ppe_pool *p, wslot *w) {
   }
 }
 
+static void ask_others(ppe_pool *p);
+
 /* Hands queued tasks to workers. With 'direct' (the caller's thread), a
 ** worker that was idle gets its one task sent at once, the shortest path;
 ** the rest is left to the I/O thread, which sends in batches. Returns 1 if
@@ -605,6 +615,10 @@ static int dispatch(ppe_pool *p, int direct) {
   int i, need = 0;
   double now = ppe_now();
   ppe_task *t;
+  if (p->others_at > 0 && p->nextid >= 2) {  /* a second task */
+    ask_others(p);
+    need = p->zqlen > 0;  /* the I/O thread sends what waits */
+  }
   for (i = 0; i < p->nw; i++)
     if (p->w[i].ncut > 0 && !ppe_chan_unsent(p->w[i].ch))
       sweep_cut(p, &p->w[i]);
@@ -1026,6 +1040,21 @@ static int start_worker(ppe_pool *p, wslot *w) {
   return 0;
 }
 
+/* Asks the zygote for the local workers after the first (OTHERS_AFTER);
+** the I/O thread reads the answers, and sends on what finds the zygote's
+** channel full (zrequest). A worker that cannot be asked for is left
+** out, as a restart that cannot be; none is once the first broke the
+** pool (its initializer failed), nor one retired meanwhile. */
+static void ask_others(ppe_pool *p) {
+  int i;
+  p->others_at = 0;
+  for (i = 0; i < p->nw && replace_workers(p); i++) {
+    wslot *w = &p->w[i];
+    if (w->state == W_NONE && !w->off && p->g[w->g].argv == NULL)
+      (void)start_worker(p, w);
+  }
+}
+
 static void respawn(ppe_pool *p, wslot *w) {
   int regrown = w->regrown;
   w->regrown = 0;
@@ -1425,9 +1454,19 @@ static int zygote_stuck(ppe_pool *p, double now, double *due, int act) {
   return 0;
 }
 
+/* 1 once a local worker has answered (OTHERS_AFTER). */
+static int first_answered(const ppe_pool *p) {
+  int i;
+  for (i = 0; i < p->nw; i++)
+    if (p->w[i].replied && p->g[p->w[i].g].argv == NULL) return 1;
+  return 0;
+}
+
 static void check_timeouts(ppe_pool *p, double now) {
   int i;
   double due = -1;
+  if (p->others_at > 0 && (now >= p->others_at || first_answered(p)))
+    ask_others(p);
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     if (w->state == W_HELLO && now >= w->due) {
@@ -1511,6 +1550,8 @@ static int poll_timeout(ppe_pool *p, double now) {
         (room >= 0 ? room : (room = pick(p, now, 0) != NULL)))
       first = w->started + PIPELINE_US * 1e-6;
   }
+  if (p->others_at > 0 && (first < 0 || p->others_at < first))
+    first = p->others_at;
   zygote_stuck(p, now, &first, 0);
   if (first < 0) return -1;
   return first <= now ? 0 : (int)((first - now) * 1000) + 1;
@@ -1893,9 +1934,9 @@ static void pool_release(ppe_pool *p) {
 
 /* Waits, at construction, until the zygote has attached the executor and
 ** forked its first local worker (far ones are launched, and are up when
-** they say hello): a task submitted next goes to that one while the
-** zygote forks the others (ask_others), whose answers the I/O thread
-** reads, as it does a restart's. A pool whose initializer already failed
+** they say hello): a task submitted next goes to that one, and the
+** others are asked for later (ask_others), their answers read by the
+** I/O thread, as a restart's are. A pool whose initializer already failed
 ** is broken, which is still a pool: its futures fail with the cause. Only
 ** a zygote or a first fork that failed is an error here: its errno, and in
 ** 'why' (PPE_CAUSE bytes) what failed, where that says more. The lock is
@@ -1944,23 +1985,6 @@ static int await_first(ppe_pool *p, char *why) {
     snprintf(why, PPE_CAUSE, "cannot fork a worker: %s",
              strerror(p->spawnfail));
   return -p->spawnfail;
-}
-
-/* Asks the zygote for the local workers after the first, once the I/O
-** thread runs: it reads the answers, and sends on what finds the
-** zygote's channel full (zrequest). A worker that cannot be asked for is
-** left out, as a restart that cannot be; none is, once the first broke
-** the pool (its initializer failed). */
-static void ask_others(ppe_pool *p) {
-  int i;
-  ppe_lock();
-  for (i = 0; i < p->nw && replace_workers(p); i++) {
-    wslot *w = &p->w[i];
-    if (w->state == W_NONE && p->g[w->g].argv == NULL)
-      (void)start_worker(p, w);
-  }
-  ppe_unlock();
-  wake(p);
 }
 
 static int start_thread(ppe_pool *p) {
@@ -2074,9 +2098,9 @@ int ppe_pool_new(ppe_pool **out, ppe_pool_opts *o) {
     return r;
   }
   r = ppe_set_nonblock(p->zfd, 1);
+  p->others_at = ppe_now() + OTHERS_AFTER;  /* before the I/O thread */
   if (r == 0) r = start_thread(p);
   if (r < 0) { abandon(p, 0); return r; }
-  ask_others(p);
   *out = p;
   return 0;
 }
