@@ -232,7 +232,9 @@ static int s_read(ppe_chan *ch) {
       c->eof = 1;
       return PPE_CHAN_END;
     }
-    if (n < 0) return 0;
+    /* A short read took all there was: the next is poll's to tell of,
+    ** not a read that fails (one system call less per reply). */
+    if (n < 0 || c->rd.drained) return 0;
   }
 }
 

@@ -182,6 +182,19 @@ static int reader_room(ppe_reader *r, size_t need) {
   return ppe_buf_reserve(&r->b, need);
 }
 
+/* 1 if the bytes buffered end inside a frame whose header is in: the
+** next read is to make room for all of it, or find that it cannot. */
+static int frame_unfinished(const ppe_reader *r) {
+  size_t at = r->pos;
+  while (r->b.len - at >= sizeof(ppe_frame)) {
+    ppe_frame f;
+    memcpy(&f, r->b.p + at, sizeof(f));
+    if (f.len > r->b.len - at - sizeof(f)) return 1;
+    at += sizeof(f) + (size_t)f.len;
+  }
+  return 0;
+}
+
 long ppe_reader_fill(ppe_reader *r, int fd) {
   size_t have = r->b.len - r->pos, want = 64 * 1024;
   long n;
@@ -198,7 +211,9 @@ long ppe_reader_fill(ppe_reader *r, int fd) {
   if (n < 0) return n;
   if (eof) return 0;
   if (n == 0) return -EAGAIN;
+  r->drained = (size_t)n < r->b.cap - r->b.len;
   r->b.len += (size_t)n;
+  if (r->drained && frame_unfinished(r)) r->drained = 0;
   return n;
 }
 

@@ -46,6 +46,10 @@ long ppe_recv_packet(int fd, void *p, size_t n, int *fds, int maxfds);
 typedef struct ppe_reader {
   ppe_buf b;
   size_t pos;       /* start of the first unconsumed byte */
+  int drained;      /* the last read took less than it had room for, and
+                    ** ended no frame short: a stream had no more then (a
+                    ** reader that loops until -EAGAIN may stop there, and
+                    ** leave the rest to poll) */
 } ppe_reader;
 
 /* Reads what is available (all of it on a blocking fd, once); returns

@@ -267,7 +267,7 @@ static int serve_one(lua_State *L, int fd, const ppe_frame *f,
 
 void ppe_worker_main(lua_State *L, int fd, int id, int arena,
                      ppe_peer *pa, int failed, const char *why) {
-  ppe_reader rd = {PPE_BUF_INIT, 0};
+  ppe_reader rd = {PPE_BUF_INIT, 0, 0};
   ppe_buf reply = PPE_BUF_INIT;  /* made shared below */
   char *shared;  /* the request, when it is in the caller's arena */
   int type;
