@@ -605,8 +605,6 @@ static void sweep_cut(ppe_pool *p, wslot *w) {
   }
 }
 
-static void ask_others(ppe_pool *p);
-
 /* Hands queued tasks to workers. With 'direct' (the caller's thread), a
 ** worker that was idle gets its one task sent at once, the shortest path;
 ** the rest is left to the I/O thread, which sends in batches. Returns 1 if
@@ -615,9 +613,11 @@ static int dispatch(ppe_pool *p, int direct) {
   int i, need = 0;
   double now = ppe_now();
   ppe_task *t;
-  if (p->others_at > 0 && p->nextid >= 2) {  /* a second task */
-    ask_others(p);
-    need = p->zqlen > 0;  /* the I/O thread sends what waits */
+  /* A second task: the others are wanted now. The I/O thread asks for
+  ** them, not a submit, which would make an arena for each, lock held. */
+  if (p->others_at > now && p->nextid >= 2) {
+    p->others_at = now;
+    need = 1;
   }
   for (i = 0; i < p->nw; i++)
     if (p->w[i].ncut > 0 && !ppe_chan_unsent(p->w[i].ch))
