@@ -473,42 +473,52 @@ describe("far workers that cannot start", function()
     -- wait (napping in the shell: nothing it starts) until both run, then
     -- end together: the first's next start is then still waiting out its
     -- back-off when the second's failure gives the group up, and the file
-    -- is made. A machine too slow for that (the next start ran before the
-    -- group was given up, and failed) tries again.
+    -- is made. A machine too slow for that (the next start was launched
+    -- before the group was given up, and may be under way still) tries
+    -- again. (Through env, which valgrind leaves untraced: the shells end
+    -- at native speed.)
     for _ = 1, 3 do
       local base = os.tmpname()
       local ex = scope(ppe.executor { host_failures = 2, workers = {
         { n = 1 },
         { n = 2, name = "flaky", command = command(), launcher = {
-          "sh", "-c", 'echo x >> "$0.up"; [ -e "$0.ok" ] && exec "$@"; '
+          "env", "sh", "-c", 'echo x >> "$0.up"; [ -e "$0.ok" ] && exec "$@"; '
           .. 'while [ ! -e "$0.go" ]; do sleep 0.01; done; exit 1', base } } } })
       local function starts()
         return math.floor(#(H.read_file(base .. ".up") or "") / 2)
       end
-      local n
+      local n, under_way
       assert.is_true(H.wait_until(function() return starts() == 2 end, T))
       assert(io.open(base .. ".go", "w")):close()
       assert.is_true(H.wait_until(function()
-        if not ex:stats().groups[2].given_up then return false end
+        local st = ex:stats()
+        if not st.groups[2].given_up then return false end
+        under_way = false
+        for _, w in ipairs(st.per_worker) do
+          if w.host == "flaky" and w.state == "starting" then
+            under_way = true
+          end
+        end
         n = starts()  -- at once: a start after this is one too many
         return true
       end, T))
-      if n == 2 then assert(io.open(base .. ".ok", "w")):close() end
+      local fair = n == 2 and not under_way
+      if fair then assert(io.open(base .. ".ok", "w")):close() end
       H.sleep_pid(1)  -- (a waiting start would be due by then, and work)
       local g = ex:stats().groups[2]
       local later = starts()
       for _, ext in ipairs({ "", ".up", ".ok", ".go" }) do
         os.remove(base .. ext)
       end
-      if n == 2 then
-        assert.are.equal(0, g.workers)
+      if fair then
         assert.are.equal(2, later)
+        assert.are.equal(0, g.workers)
         assert.are.equal(5, ex:submit(function() return 5 end):result(T))
         return
       end
       ex:close()
     end
-    pending("each of 3 tries had a start run before its group was given up")
+    pending("each of 3 tries had a start under way as its group was given up")
   end))
 
   it("give up on a far side that never says hello, after start_timeout",
