@@ -133,6 +133,28 @@ describe("ex:resize, at the edges", function()
     assert.is_false(ex:stats().groups[1].given_up)
   end))
 
+  it("counts no failed start for one grown back before its launcher ended",
+     H.scoped(function(scope)
+    -- Retired while starting, its launcher is killed; wanted again before
+    -- that end is heard of, the end is no failure either, and the slot
+    -- starts anew. Each round catches the moment between, or not.
+    for _ = 1, 50 do
+      local ex = scope(ppe.executor { host_failures = 1, workers = {
+        { n = 2, launcher = { "env" }, command = far_command() } } })
+      ex:resize(0)
+      assert.is_true(H.wait_until(function()
+        for _, w in ipairs(ex:stats().per_worker) do
+          if w.state ~= "retired" then return false end
+        end
+        return true
+      end, T))
+      ex:resize(2)
+      assert.are.equal(7, ex:submit(function() return 7 end):result(T))
+      assert.is_false(ex:stats().groups[1].given_up)
+      ex:close()
+    end
+  end))
+
   it("counts no restart for a slot grown back before its worker left",
      H.scoped(function(scope)
     local ex = scope(ppe.executor { max_workers = 2 })

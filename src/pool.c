@@ -957,6 +957,8 @@ static int replace_workers(const ppe_pool *p) {
   return !p->closing || (!p->broken && work_queued(p));
 }
 
+static void launch(ppe_pool *p, wslot *w);
+
 /* A group of far workers whose starts all fail is given up; an executor
 ** whose every group is given up is broken, with the last one's cause. */
 static void start_failed(ppe_pool *p, wslot *w, const char *why,
@@ -966,7 +968,13 @@ static void start_failed(ppe_pool *p, wslot *w, const char *why,
   w->state = W_NONE;
   /* A start under way when its group was given up or its slot retired or
   ** parked, or one ended because nothing is left to do, is no failure of
-  ** the group's. */
+  ** the group's; nor one whose slot, retired, was wanted again before its
+  ** end (killed as it retired) was heard of: that slot starts anew. */
+  if (w->regrown) {
+    w->regrown = 0;
+    if (!g->given_up && !w->off && replace_workers(p)) launch(p, w);
+    return;
+  }
   if (g->given_up || w->off || !replace_workers(p)) return;
   snprintf(g->why, sizeof(g->why), "%s", why);
   PPE_DEBUG(("executor %d: worker %d of '%s' did not start: %s",
