@@ -86,7 +86,8 @@ typedef char depth_fits[2 * PIPELINE_MAX <= PPE_CHAN_DEPTH ? 1 : -1];
 /* The local workers after the first are forked once the first has
 ** answered, or a second task is queued, or this many seconds after the
 ** executor was made, whichever comes first: a first task then has the
-** machine's cores to itself, not shared with forks it does not need. */
+** machine's cores to itself, not shared with forks it does not need.
+** The first two bring others_at forward to their moment. */
 #define OTHERS_AFTER 0.02
 
 /* A request to the zygote that waits for room on its channel. */
@@ -857,6 +858,8 @@ static void on_reply(void *ud, ppe_reply *r) {
   if (!w->replied) {
     w->replied = 1;
     p->g[w->g].early = 0;
+    /* A local worker answered: the others are wanted now (ask_others) */
+    if (p->others_at > 0 && w->far == NULL) p->others_at = ppe_now();
   }
   if (r->skipped || r->stopped) {  /* it never ran, or is stopped */
     if (answered(p, w, f->id, r->stopped) != 0) kill_worker(p, w, SIGKILL);
@@ -1462,19 +1465,10 @@ static int zygote_stuck(ppe_pool *p, double now, double *due, int act) {
   return 0;
 }
 
-/* 1 once a local worker has answered (OTHERS_AFTER). */
-static int first_answered(const ppe_pool *p) {
-  int i;
-  for (i = 0; i < p->nw; i++)
-    if (p->w[i].replied && p->g[p->w[i].g].argv == NULL) return 1;
-  return 0;
-}
-
 static void check_timeouts(ppe_pool *p, double now) {
   int i;
   double due = -1;
-  if (p->others_at > 0 && (now >= p->others_at || first_answered(p)))
-    ask_others(p);
+  if (p->others_at > 0 && now >= p->others_at) ask_others(p);
   for (i = 0; i < p->nw; i++) {
     wslot *w = &p->w[i];
     if (w->state == W_HELLO && now >= w->due) {
